@@ -1,0 +1,13 @@
+//! dnslb's proxy-wasm HTTP filter.
+//!
+//! Everything but [`glue`] is pure logic with no proxy-wasm dependency, so it
+//! builds and is tested natively; `glue` is the one module that calls the host.
+
+pub mod authority;
+pub mod config;
+pub mod members;
+pub mod request;
+pub mod xds;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
