@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Local demo without Docker (`just demo` builds first): a DNS server serving
+# envoy/demo.zone, three fake backends, xds-shim and Envoy. Ctrl-C stops all.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+dns_addr=127.0.0.1:15353
+logs="$(mktemp -d -t dnslb-demo.XXXXXX)"
+pids=()
+
+cleanup() {
+  trap - EXIT INT TERM
+  echo
+  echo "stopping demo (logs kept in $logs)"
+  kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+start() { # name, command...
+  local name="$1"
+  shift
+  "$@" >"$logs/$name.log" 2>&1 &
+  pids+=("$!")
+}
+
+wait_for() { # description, command...
+  local what="$1"
+  shift
+  for _ in $(seq 1 100); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "demo: $what did not come up; see $logs" >&2
+  exit 1
+}
+
+start dns target/debug/dnslb-dns-server --listen "$dns_addr" --zone envoy/demo.zone
+for ip in 127.0.0.2 127.0.0.3 127.0.0.4; do
+  start "backend-$ip" target/debug/fake-backend --listen "$ip:8080"
+done
+start xds-shim target/release/xds-shim --nameserver "$dns_addr" \
+  --upstream dns+backend.test:8080 --upstream dns+api.test:8080 --upstream dns+static.test:8080
+wait_for "xds-shim" curl -sf http://127.0.0.1:18001/healthz
+start envoy envoy/envoy.sh -c envoy/demo.yaml --concurrency 1 --disable-hot-restart --drain-time-s 1
+wait_for "Envoy" curl -sf http://127.0.0.1:9901/ready
+wait_for "the dns+backend.test:8080 cluster" \
+  bash -c 'curl -sf http://127.0.0.1:9901/clusters | grep -q "^dns+backend.test:8080::127.0.0.4:8080::"'
+
+cat <<MSG
+
+dnslb demo is running (logs: $logs)
+
+  Round robin over the three A records of backend.test:
+    for i in 1 2 3 4 5 6; do curl -s -H 'Host: dns+backend.test:8080' http://127.0.0.1:10000/; echo; done
+
+  Envoy as your HTTP proxy (absolute-form URLs):
+    curl -s -x http://127.0.0.1:10000 http://dns+api.test:8080/hello; echo
+
+  A malformed upstream is refused with 400:
+    curl -s -H 'Host: dns+backend.test:0' http://127.0.0.1:10000/
+
+  What Envoy has:   curl -s http://127.0.0.1:9901/clusters | grep '^dns+'
+  What xds-shim has: curl -s http://127.0.0.1:18001/status.json
+
+Press Ctrl-C to stop everything.
+MSG
+wait

@@ -1,0 +1,22 @@
+//! End-to-end test harness for dnslb: a loopback authoritative DNS server, fake HTTP
+//! backends, Envoy as an RAII process, and the process/HTTP plumbing around them.
+//!
+//! Everything is blocking and works from plain `#[test]` functions; in-process servers run
+//! their own tokio runtime on a background thread.
+
+pub mod backend;
+mod background;
+pub mod dns;
+pub mod envoy;
+mod error;
+pub mod http;
+pub mod process;
+pub mod stack;
+
+pub use backend::{Backend, BackendReport};
+pub use dns::{DnsServer, Srv};
+pub use envoy::{Envoy, EnvoyOptions};
+pub use error::{HarnessError, Result};
+pub use http::{http_get, http_request, HttpResponse};
+pub use process::{free_port, wait_until, workspace_root, ChildGuard, TempDir};
+pub use stack::{Stack, StackOptions};

@@ -1,0 +1,230 @@
+//! The whole system on loopback, for end-to-end tests: the DNS server, fake
+//! backend processes, the real `xds-shim` binary and a real Envoy running the
+//! demo bootstrap (`envoy/demo.yaml`) with this test's ports.
+
+use std::{
+    fs,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use crate::{
+    backend::{BackendReport, HEADER_SEEN_ENDPOINT},
+    dns::DnsServer,
+    envoy::{Envoy, EnvoyOptions},
+    error::{format_log_tail, HarnessError, Result},
+    http::{http_get, HttpResponse},
+    process::{free_port, wait_until, workspace_root, ChildGuard, TempDir},
+};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const STARTUP: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Where `just build` puts the artifacts the tests run.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+pub fn shim_binary() -> PathBuf {
+    target_dir().join("release").join("xds-shim")
+}
+
+pub fn filter_wasm() -> PathBuf {
+    target_dir()
+        .join("wasm32-wasip1")
+        .join("release-wasm")
+        .join("dnslb_filter.wasm")
+}
+
+fn built(path: PathBuf) -> Result<PathBuf> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::Process {
+            name: path.display().to_string(),
+            reason: "not built: run `just build` first".into(),
+            log_tail: String::new(),
+        })
+    }
+}
+
+/// Ports one Envoy uses; the demo bootstrap's are replaced by these.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvoyPorts {
+    pub admin: u16,
+    pub listener: u16,
+    pub xds: u16,
+}
+
+/// `envoy/demo.yaml` with the given ports and wasm path: the tests run the
+/// file the demo runs, so the two cannot drift. Each value replaced must occur
+/// exactly once, so an edit of the demo that moves them fails loudly here.
+pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path) -> Result<String> {
+    let path = workspace_root().join("envoy").join("demo.yaml");
+    let mut text =
+        fs::read_to_string(&path).map_err(HarnessError::io(format!("read {}", path.display())))?;
+    let replacements = [
+        (
+            "port_value: 9901 ".to_string(),
+            format!("port_value: {} ", ports.admin),
+        ),
+        (
+            "port_value: 10000 ".to_string(),
+            format!("port_value: {} ", ports.listener),
+        ),
+        (
+            "port_value: 18000 ".to_string(),
+            format!("port_value: {} ", ports.xds),
+        ),
+        (
+            "filename: target/wasm32-wasip1/release-wasm/dnslb_filter.wasm".to_string(),
+            format!("filename: {}", wasm.display()),
+        ),
+    ];
+    for (from, to) in replacements {
+        let count = text.matches(&from).count();
+        if count != 1 {
+            return Err(HarnessError::Process {
+                name: path.display().to_string(),
+                reason: format!("expected {from:?} exactly once, found it {count} times"),
+                log_tail: String::new(),
+            });
+        }
+        text = text.replace(&from, &to);
+    }
+    Ok(text)
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// `--upstream` specs for the shim.
+    pub upstreams: Vec<String>,
+    /// Backend addresses; one fake-backend process each.
+    pub backends: Vec<SocketAddr>,
+    /// The `fake-backend` binary (`env!("CARGO_BIN_EXE_fake-backend")`).
+    pub backend_bin: PathBuf,
+    /// The shim's `--interval`.
+    pub interval: Duration,
+    pub concurrency: u32,
+}
+
+/// A running system; dropping it stops every process.
+pub struct Stack {
+    // Envoy first: it goes before the shim and the backends it talks to.
+    pub envoy: Envoy,
+    pub shim: ChildGuard,
+    pub backends: Vec<ChildGuard>,
+    pub dns: DnsServer,
+    /// Envoy's listener.
+    pub listener: SocketAddr,
+    pub shim_admin: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Stack {
+    /// Starts everything and waits until Envoy is ready. The DNS server is
+    /// started first and handed to `seed` so the records exist before the shim
+    /// first resolves.
+    pub fn start(opts: StackOptions, seed: impl FnOnce(&DnsServer)) -> Result<Stack> {
+        let dir = TempDir::new("stack")?;
+        let dns = DnsServer::start()?;
+        seed(&dns);
+        let backends = opts
+            .backends
+            .iter()
+            .map(|addr| {
+                let mut cmd = Command::new(&opts.backend_bin);
+                cmd.arg("--listen").arg(addr.to_string());
+                let child = ChildGuard::spawn(&format!("backend-{}", addr.ip()), cmd, dir.path())?;
+                child.wait_for_log("listening on", STARTUP)?;
+                Ok(child)
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        let xds = free_port(LOOPBACK)?;
+        let shim_admin = SocketAddr::new(LOOPBACK, free_port(LOOPBACK)?);
+        let mut cmd = Command::new(built(shim_binary())?);
+        for upstream in &opts.upstreams {
+            cmd.arg("--upstream").arg(upstream);
+        }
+        cmd.arg("--nameserver")
+            .arg(dns.addr().to_string())
+            .arg("--interval")
+            .arg(format!("{}ms", opts.interval.as_millis()))
+            .arg("--xds-listen")
+            .arg(SocketAddr::new(LOOPBACK, xds).to_string())
+            .arg("--admin-listen")
+            .arg(shim_admin.to_string());
+        let shim = ChildGuard::spawn("xds-shim", cmd, dir.path())?;
+        wait_until("xds-shim /healthz", STARTUP, POLL, || {
+            shim.ensure_running()?;
+            Ok(http_get(shim_admin, "/healthz", &[]).is_ok_and(|r| r.status == 200))
+        })
+        .map_err(|e| e.with_detail(&format_log_tail("xds-shim", &shim.log_tail(40))))?;
+
+        let ports = EnvoyPorts {
+            admin: free_port(LOOPBACK)?,
+            listener: free_port(LOOPBACK)?,
+            xds,
+        };
+        let yaml = demo_bootstrap(ports, &built(filter_wasm())?)?;
+        let envoy = Envoy::start(
+            &yaml,
+            EnvoyOptions {
+                admin: SocketAddr::new(LOOPBACK, ports.admin),
+                concurrency: opts.concurrency,
+            },
+        )?;
+        envoy.wait_ready(STARTUP)?;
+        Ok(Stack {
+            envoy,
+            shim,
+            backends,
+            dns,
+            listener: SocketAddr::new(LOOPBACK, ports.listener),
+            shim_admin,
+            _dir: dir,
+        })
+    }
+
+    /// One request through Envoy with `authority` as the Host header.
+    pub fn get(&self, authority: &str, path: &str) -> Result<HttpResponse> {
+        http_get(self.listener, path, &[("Host", authority)])
+    }
+
+    /// One request through Envoy that a fake backend must have answered.
+    pub fn get_backend(&self, authority: &str, path: &str) -> Result<BackendReport> {
+        let response = self.get(authority, path)?;
+        if response.status != 200 {
+            return Err(HarnessError::Http {
+                target: format!("{authority}{path} via Envoy"),
+                reason: format!("status {}: {}", response.status, response.body),
+            });
+        }
+        response.json()
+    }
+
+    /// Waits until the filter knows the members of `authority`'s cluster:
+    /// its pick then shows in the `x-dnslb-endpoint` header a backend echoes.
+    pub fn wait_filter_members(&self, authority: &str) -> Result<()> {
+        wait_until(
+            &format!("the filter to pick members for {authority}"),
+            STARTUP,
+            POLL,
+            || {
+                let response = self.get(authority, "/warmup")?;
+                Ok(response.status == 200
+                    && response
+                        .header(HEADER_SEEN_ENDPOINT)
+                        .is_some_and(|v| !v.is_empty()))
+            },
+        )
+        .map_err(|e| e.with_detail(&format_log_tail("envoy", &self.envoy.log_tail(40))))
+    }
+}

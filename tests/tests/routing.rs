@@ -1,0 +1,263 @@
+//! End to end through the real Envoy, the real xds-shim and a DNS server on
+//! loopback: `dns+` requests are routed round robin over what DNS returns.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use dnslb_tests::{backend::HEADER_SEEN_ENDPOINT, free_port, http_get, Stack, StackOptions};
+
+const NAME: &str = "backend.test";
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, last)
+}
+
+/// Backends on 127.0.0.N for each N, all on one port (free on 127.0.0.2).
+fn backends(lasts: &[u8]) -> (u16, Vec<SocketAddr>) {
+    let port = free_port(ip(2).into()).unwrap();
+    let addrs = lasts
+        .iter()
+        .map(|&l| SocketAddr::new(ip(l).into(), port))
+        .collect();
+    (port, addrs)
+}
+
+fn options(port: u16, backends: Vec<SocketAddr>, interval: Duration) -> StackOptions {
+    StackOptions {
+        upstreams: vec![format!("dns+{NAME}:{port}")],
+        backends,
+        backend_bin: PathBuf::from(env!("CARGO_BIN_EXE_fake-backend")),
+        interval,
+        concurrency: 1,
+    }
+}
+
+fn authority(port: u16) -> String {
+    format!("dns+{NAME}:{port}")
+}
+
+#[test]
+fn thirty_requests_over_three_a_records_give_ten_each() {
+    let (port, addrs) = backends(&[2, 3, 4]);
+    let stack = Stack::start(
+        options(port, addrs.clone(), Duration::from_secs(5)),
+        |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4)]),
+    )
+    .unwrap();
+    let cluster = authority(port);
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &addrs, Duration::from_secs(30))
+        .unwrap();
+    stack.wait_filter_members(&cluster).unwrap();
+
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for i in 0..30 {
+        let report = stack.get_backend(&cluster, &format!("/rr/{i}")).unwrap();
+        assert_eq!(
+            report.host,
+            format!("{NAME}:{port}"),
+            "the backend must see the authority without dns+"
+        );
+        *counts.entry(report.backend).or_default() += 1;
+    }
+    let expected: BTreeMap<String, u32> = addrs.iter().map(|a| (a.to_string(), 10)).collect();
+    assert_eq!(counts, expected);
+}
+
+/// Sends requests until `done(backend)` holds for `streak` answers in a row;
+/// returns how long that took. Bounded by `limit` in time.
+fn until_streak(
+    stack: &Stack,
+    cluster: &str,
+    streak: usize,
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    let mut run = 0;
+    while start.elapsed() < limit {
+        let report = stack.get_backend(cluster, "/change").unwrap();
+        run = if done(&report.backend) { run + 1 } else { 0 };
+        if run >= streak {
+            return start.elapsed();
+        }
+    }
+    panic!(
+        "no streak of {streak} within {limit:?}; envoy log:\n{}",
+        stack.envoy.log_tail(30)
+    );
+}
+
+#[test]
+fn added_record_takes_traffic_and_removed_one_stops() {
+    let interval = Duration::from_secs(1);
+    let bound = interval + Duration::from_secs(2);
+    let (port, addrs) = backends(&[2, 3, 4, 5]);
+    let stack = Stack::start(options(port, addrs.clone(), interval), |dns| {
+        dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
+    })
+    .unwrap();
+    let cluster = authority(port);
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &addrs[..3], Duration::from_secs(30))
+        .unwrap();
+    stack.wait_filter_members(&cluster).unwrap();
+
+    // A 4th A record: the new backend serves within interval + 2 s.
+    stack.dns.set_a(NAME, &[ip(2), ip(3), ip(4), ip(5)]);
+    let fourth = addrs[3].to_string();
+    let took = until_streak(&stack, &cluster, 1, bound, |b| b == fourth);
+    println!("added record served after {took:?}");
+
+    // Remove the 1st: after interval + 2 s it gets nothing. A streak of
+    // 2n answers without it means the filter and Envoy both dropped it.
+    stack.dns.set_a(NAME, &[ip(3), ip(4), ip(5)]);
+    let first = addrs[0].to_string();
+    let took = until_streak(&stack, &cluster, 8, bound, |b| b != first);
+    println!("removed record unused after {took:?}");
+    for _ in 0..30 {
+        assert_ne!(
+            stack.get_backend(&cluster, "/after").unwrap().backend,
+            first
+        );
+    }
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &addrs[1..], Duration::from_secs(5))
+        .unwrap();
+}
+
+#[test]
+fn client_sent_dnslb_headers_cannot_steer_traffic() {
+    // 127.0.0.9 runs a backend on the same port but is not in DNS.
+    let (port, addrs) = backends(&[2, 3, 9]);
+    let stack = Stack::start(
+        options(port, addrs.clone(), Duration::from_secs(5)),
+        |dns| dns.set_a(NAME, &[ip(2), ip(3)]),
+    )
+    .unwrap();
+    let cluster = authority(port);
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &addrs[..2], Duration::from_secs(30))
+        .unwrap();
+    stack.wait_filter_members(&cluster).unwrap();
+
+    let outsider = addrs[2].to_string();
+    for i in 0..20 {
+        let response = http_get(
+            stack.listener,
+            &format!("/steer/{i}"),
+            &[
+                ("Host", &cluster),
+                ("x-dnslb-endpoint", &outsider),
+                ("X-Dnslb-Endpoint", &format!("{outsider},{outsider}")),
+            ],
+        )
+        .unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+        let report: dnslb_tests::BackendReport = response.json().unwrap();
+        assert_ne!(report.backend, outsider);
+        let seen = response.header(HEADER_SEEN_ENDPOINT).unwrap_or_default();
+        assert!(
+            !seen.contains(&outsider),
+            "client header leaked upstream: {seen}"
+        );
+    }
+
+    // A client cannot pick a cluster either: without a dns+ authority its
+    // x-dnslb-cluster is dropped and the catch-all route answers 404.
+    let response = http_get(
+        stack.listener,
+        "/",
+        &[
+            ("Host", &format!("{NAME}:{port}")),
+            ("x-dnslb-cluster", &cluster),
+        ],
+    )
+    .unwrap();
+    assert_eq!(response.status, 404, "{}", response.body);
+}
+
+#[test]
+fn malformed_upstreams_get_400_and_reach_no_backend() {
+    let (port, addrs) = backends(&[2]);
+    let stack = Stack::start(
+        options(port, addrs.clone(), Duration::from_secs(5)),
+        |dns| dns.set_a(NAME, &[ip(2)]),
+    )
+    .unwrap();
+    let cluster = authority(port);
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &addrs, Duration::from_secs(30))
+        .unwrap();
+    stack.wait_filter_members(&cluster).unwrap();
+    let sent_before = upstream_requests(&stack, &cluster);
+
+    let cases = [
+        (format!("dns+{NAME}:0"), "\"0\""),
+        (format!("dns+{NAME}:65536"), "65536"),
+        (format!("dns+{NAME}"), "missing port"),
+        (format!("dns+:{port}"), "empty name"),
+        (format!("dns+bad_name!.test:{port}"), "bad_name!"),
+        ("srv+".to_string(), "empty name"),
+    ];
+    for (bad, why) in &cases {
+        let response = stack.get(bad, "/").unwrap();
+        assert_eq!(response.status, 400, "{bad}: {}", response.body);
+        assert!(
+            response.body.starts_with("dnslb: bad upstream"),
+            "{bad}: {}",
+            response.body
+        );
+        assert!(response.body.contains(why), "{bad}: {}", response.body);
+    }
+    assert_eq!(
+        upstream_requests(&stack, &cluster),
+        sent_before,
+        "a bad request reached a backend"
+    );
+    // Envoy keeps serving.
+    assert_eq!(
+        stack.get_backend(&cluster, "/ok").unwrap().backend,
+        addrs[0].to_string()
+    );
+}
+
+fn upstream_requests(stack: &Stack, cluster: &str) -> u64 {
+    stack
+        .envoy
+        .stat(&format!("cluster.{cluster}.upstream_rq_total"))
+        .unwrap()
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[test]
+fn absolute_form_requests_from_http_proxy_clients_are_routed() {
+    let (port, addrs) = backends(&[2, 3]);
+    let stack = Stack::start(
+        options(port, addrs.clone(), Duration::from_secs(5)),
+        |dns| dns.set_a(NAME, &[ip(2), ip(3)]),
+    )
+    .unwrap();
+    let cluster = authority(port);
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &addrs, Duration::from_secs(30))
+        .unwrap();
+    // What an application with HTTP_PROXY=http://envoy sends.
+    let target = format!("http://{cluster}/api/v1/write?db=1");
+    let response = http_get(stack.listener, &target, &[("Host", &cluster)]).unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    let report: dnslb_tests::BackendReport = response.json().unwrap();
+    assert_eq!(report.host, format!("{NAME}:{port}"));
+    assert_eq!(report.path, "/api/v1/write");
+}
