@@ -239,25 +239,3 @@ fn upstream_requests(stack: &Stack, cluster: &str) -> u64 {
         .unwrap()
         .map_or(0, |v| v.parse().unwrap())
 }
-
-#[test]
-fn absolute_form_requests_from_http_proxy_clients_are_routed() {
-    let (port, addrs) = backends(&[2, 3]);
-    let stack = Stack::start(
-        options(port, addrs.clone(), Duration::from_secs(5)),
-        |dns| dns.set_a(NAME, &[ip(2), ip(3)]),
-    )
-    .unwrap();
-    let cluster = authority(port);
-    stack
-        .envoy
-        .wait_cluster_hosts(&cluster, &addrs, Duration::from_secs(30))
-        .unwrap();
-    // What an application with HTTP_PROXY=http://envoy sends.
-    let target = format!("http://{cluster}/api/v1/write?db=1");
-    let response = http_get(stack.listener, &target, &[("Host", &cluster)]).unwrap();
-    assert_eq!(response.status, 200, "{}", response.body);
-    let report: dnslb_tests::BackendReport = response.json().unwrap();
-    assert_eq!(report.host, format!("{NAME}:{port}"));
-    assert_eq!(report.path, "/api/v1/write");
-}

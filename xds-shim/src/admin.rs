@@ -1,0 +1,101 @@
+//! Admin HTTP: `GET /healthz` and `GET /status.json`. (HTML status and metrics come later.)
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::ads::service::StreamCounter;
+use crate::discovery::DiscoveryState;
+use crate::shutdown::Shutdown;
+use crate::snapshot::Snapshot;
+use crate::status::StatusReport;
+
+/// Everything the admin pages read; cheap to clone per connection.
+#[derive(Clone)]
+pub struct AdminState {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub discovery: watch::Receiver<Arc<DiscoveryState>>,
+    pub streams: StreamCounter,
+}
+
+/// Accepts connections until shutdown. Open connections are not waited for: admin requests
+/// are short and losing one on exit is harmless.
+pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: Shutdown) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(error) => {
+                // Typically EMFILE; keep serving rather than take the admin port down.
+                warn!(%error, "admin accept failed");
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let response = route(&request, &state);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, %error, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+fn route(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/status.json") => {
+            let snapshot = Arc::clone(&state.snapshots.borrow());
+            let discovery = Arc::clone(&state.discovery.borrow());
+            let report = StatusReport::new(&discovery, &snapshot, state.streams.get());
+            match serde_json::to_vec_pretty(&report) {
+                Ok(body) => with_type(StatusCode::OK, body, "application/json"),
+                Err(error) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("cannot encode status: {error}\n"),
+                ),
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    with_type(
+        status,
+        body.as_bytes().to_vec(),
+        "text/plain; charset=utf-8",
+    )
+}
+
+fn with_type(
+    status: StatusCode,
+    body: Vec<u8>,
+    content_type: &'static str,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

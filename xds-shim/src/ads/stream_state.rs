@@ -1,0 +1,570 @@
+//! The state-of-the-world xDS protocol for one ADS stream, without I/O.
+//!
+//! Rules (xDS protocol, as go-control-plane applies them):
+//! - A request whose `response_nonce` is not the latest nonce sent for its type is stale:
+//!   a newer response is already on its way, and the client will answer that one.
+//! - A request with an empty nonce, or the first request for a type on this stream, is a
+//!   (re)subscription and is always answered.
+//! - Otherwise the request is an ACK, or a NACK if it carries `error_detail`. Neither is
+//!   answered unless the subscribed names changed: re-sending a version the client already
+//!   has (or has just rejected) only loops.
+//! - A new snapshot is pushed for each subscribed type whose version moved.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use crate::snapshot::{ResourceType, Snapshot};
+
+/// The xDS-spec explicit wildcard resource name.
+const WILDCARD: &str = "*";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// Every resource of the type: CDS with no names (legacy wildcard) or any type naming `*`.
+    All,
+    /// Only these names. Empty means "none" (e.g. Envoy after its last EDS cluster went).
+    Names(BTreeSet<String>),
+}
+
+impl Subscription {
+    fn from_request(kind: ResourceType, names: &[String]) -> Self {
+        let legacy_wildcard = kind == ResourceType::Cluster && names.is_empty();
+        if legacy_wildcard || names.iter().any(|n| n == WILDCARD) {
+            Subscription::All
+        } else {
+            Subscription::Names(names.iter().cloned().collect())
+        }
+    }
+
+    fn is_nothing(&self) -> bool {
+        matches!(self, Subscription::Names(names) if names.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sent {
+    version: String,
+    nonce: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TypeState {
+    subscription: Subscription,
+    sent: Option<Sent>,
+    acked_version: Option<String>,
+}
+
+/// What a request meant, for the caller to log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestKind {
+    Subscribe {
+        kind: ResourceType,
+    },
+    Ack {
+        kind: ResourceType,
+        version: String,
+    },
+    /// The client rejected `rejected_version` and keeps running `kept_version`.
+    Nack {
+        kind: ResourceType,
+        rejected_version: String,
+        kept_version: String,
+        message: String,
+    },
+    Stale {
+        kind: ResourceType,
+        nonce: String,
+    },
+    /// A type the shim does not serve (listeners, routes, ...). Answering with an empty set
+    /// would delete the client's resources of that type, so it is left unanswered.
+    UnknownType {
+        type_url: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub request: RequestKind,
+    pub response: Option<DiscoveryResponse>,
+}
+
+#[derive(Debug, Default)]
+pub struct StreamState {
+    node_id: Option<String>,
+    last_nonce: u64,
+    types: BTreeMap<ResourceType, TypeState>,
+}
+
+impl StreamState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The client's node id, once a request carried one (Envoy may send it only once).
+    pub fn node_id(&self) -> &str {
+        self.node_id.as_deref().unwrap_or("unknown")
+    }
+
+    /// The version the client last ACKed for `kind` on this stream.
+    pub fn acked_version(&self, kind: ResourceType) -> Option<&str> {
+        self.types.get(&kind)?.acked_version.as_deref()
+    }
+
+    pub fn on_request(&mut self, request: DiscoveryRequest, snapshot: &Snapshot) -> Reply {
+        if let Some(node) = &request.node {
+            if !node.id.is_empty() {
+                self.node_id = Some(node.id.clone());
+            }
+        }
+        let Some(kind) = ResourceType::from_type_url(&request.type_url) else {
+            return Reply {
+                request: RequestKind::UnknownType {
+                    type_url: request.type_url,
+                },
+                response: None,
+            };
+        };
+        let subscription = Subscription::from_request(kind, &request.resource_names);
+        let previous = self.types.get(&kind).cloned();
+        let latest_nonce = previous
+            .as_ref()
+            .and_then(|p| p.sent.as_ref())
+            .map(|s| &s.nonce);
+
+        // Nonces are per stream, so one we never sent on this stream cannot be current;
+        // only a type we have answered can have stale requests.
+        let resubscribe = request.response_nonce.is_empty() || latest_nonce.is_none();
+        if !resubscribe && latest_nonce != Some(&request.response_nonce) {
+            return Reply {
+                request: RequestKind::Stale {
+                    kind,
+                    nonce: request.response_nonce,
+                },
+                response: None,
+            };
+        }
+
+        let mut state = previous.clone().unwrap_or(TypeState {
+            subscription: subscription.clone(),
+            sent: None,
+            acked_version: None,
+        });
+        let request_kind = if resubscribe {
+            RequestKind::Subscribe { kind }
+        } else if let Some(error) = request.error_detail {
+            RequestKind::Nack {
+                kind,
+                rejected_version: state
+                    .sent
+                    .as_ref()
+                    .map(|s| s.version.clone())
+                    .unwrap_or_default(),
+                kept_version: request.version_info,
+                message: error.message,
+            }
+        } else {
+            state.acked_version = Some(request.version_info.clone());
+            RequestKind::Ack {
+                kind,
+                version: request.version_info,
+            }
+        };
+        let subscription_changed = previous
+            .as_ref()
+            .is_some_and(|p| p.subscription != subscription);
+        state.subscription = subscription;
+        let sent_version = state.sent.as_ref().map(|s| s.version.as_str());
+        let version_moved = sent_version != Some(snapshot.version(kind));
+        self.types.insert(kind, state);
+
+        let response = if resubscribe || subscription_changed || version_moved {
+            self.respond(kind, snapshot)
+        } else {
+            None
+        };
+        Reply {
+            request: request_kind,
+            response,
+        }
+    }
+
+    /// Responses for every subscribed type whose version differs from what was last sent,
+    /// clusters before endpoints so a new cluster exists before its assignment arrives.
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        let stale: Vec<ResourceType> = self
+            .types
+            .iter()
+            .filter(|(kind, state)| {
+                state.sent.as_ref().map(|s| s.version.as_str()) != Some(snapshot.version(**kind))
+            })
+            .map(|(kind, _)| *kind)
+            .collect();
+        stale
+            .into_iter()
+            .filter_map(|kind| self.respond(kind, snapshot))
+            .collect()
+    }
+
+    fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
+        let state = self.types.get_mut(&kind)?;
+        if state.subscription.is_nothing() {
+            return None;
+        }
+        let resources = snapshot.resources(kind);
+        let selected = match &state.subscription {
+            Subscription::All => resources.by_name.values().cloned().collect(),
+            // Unknown names are skipped: an EDS client may ask for a cluster that
+            // another control plane (or an older snapshot) defined.
+            Subscription::Names(names) => names
+                .iter()
+                .filter_map(|name| resources.by_name.get(name).cloned())
+                .collect(),
+        };
+        self.last_nonce += 1;
+        let nonce = self.last_nonce.to_string();
+        state.sent = Some(Sent {
+            version: resources.version.clone(),
+            nonce: nonce.clone(),
+        });
+        Some(DiscoveryResponse {
+            version_info: resources.version.clone(),
+            resources: selected,
+            type_url: kind.type_url().to_string(),
+            nonce,
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Membership, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::google::rpc::Status;
+    use prost::Message;
+
+    fn snapshot(entries: &[(&str, &[&str])]) -> Snapshot {
+        Snapshot::build(
+            entries
+                .iter()
+                .map(|(name, addrs)| {
+                    let membership = Membership {
+                        hostname: "h.test".into(),
+                        addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+                    };
+                    (name.to_string(), membership)
+                })
+                .collect(),
+        )
+    }
+
+    fn two_clusters() -> Snapshot {
+        snapshot(&[
+            ("dns+a.test:80", &["10.0.0.1:80"]),
+            ("dns+b.test:80", &["10.0.0.2:80"]),
+        ])
+    }
+
+    fn request(type_url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            type_url: type_url.into(),
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
+            version_info: version.into(),
+            response_nonce: nonce.into(),
+            ..Default::default()
+        }
+    }
+
+    fn ack_of(response: &DiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
+        request(
+            &response.type_url,
+            names,
+            &response.version_info,
+            &response.nonce,
+        )
+    }
+
+    fn cla_names(response: &DiscoveryResponse) -> Vec<String> {
+        response
+            .resources
+            .iter()
+            .map(|any| {
+                ClusterLoadAssignment::decode(any.value.as_slice())
+                    .unwrap()
+                    .cluster_name
+            })
+            .collect()
+    }
+
+    #[test]
+    fn envoy_flow_cds_then_eds_then_acks() {
+        let snap = two_clusters();
+        let mut stream = StreamState::new();
+
+        let mut cds_req = request(CLUSTER_TYPE_URL, &[], "", "");
+        cds_req.node = Some(Node {
+            id: "envoy-1".into(),
+            ..Default::default()
+        });
+        let reply = stream.on_request(cds_req, &snap);
+        assert_eq!(
+            reply.request,
+            RequestKind::Subscribe {
+                kind: ResourceType::Cluster
+            }
+        );
+        let cds = reply.response.unwrap();
+        assert_eq!(stream.node_id(), "envoy-1");
+        assert_eq!(cds.resources.len(), 2);
+        assert_eq!(cds.version_info, snap.version(ResourceType::Cluster));
+        assert_eq!(cds.nonce, "1");
+
+        let names = ["dns+a.test:80", "dns+b.test:80"];
+        let eds = stream
+            .on_request(request(ENDPOINT_TYPE_URL, &names, "", ""), &snap)
+            .response
+            .unwrap();
+        assert_eq!(cla_names(&eds), names);
+        assert_eq!(eds.nonce, "2");
+
+        // ACKs are not answered.
+        let reply = stream.on_request(ack_of(&cds, &[]), &snap);
+        assert_eq!(
+            reply.request,
+            RequestKind::Ack {
+                kind: ResourceType::Cluster,
+                version: cds.version_info.clone()
+            }
+        );
+        assert!(reply.response.is_none());
+        assert_eq!(
+            stream.acked_version(ResourceType::Cluster),
+            Some(cds.version_info.as_str())
+        );
+        assert!(stream
+            .on_request(ack_of(&eds, &names), &snap)
+            .response
+            .is_none());
+        // Nor is an unchanged snapshot.
+        assert!(stream.on_snapshot(&snap).is_empty());
+    }
+
+    #[test]
+    fn snapshot_change_pushes_only_moved_types() {
+        let snap = two_clusters();
+        let mut stream = StreamState::new();
+        let cds = stream
+            .on_request(request(CLUSTER_TYPE_URL, &[], "", ""), &snap)
+            .response
+            .unwrap();
+        let names = ["dns+a.test:80"];
+        let eds = stream
+            .on_request(request(ENDPOINT_TYPE_URL, &names, "", ""), &snap)
+            .response
+            .unwrap();
+        stream.on_request(ack_of(&cds, &[]), &snap);
+        stream.on_request(ack_of(&eds, &names), &snap);
+
+        let moved = snapshot(&[
+            ("dns+a.test:80", &["10.0.0.9:80"]),
+            ("dns+b.test:80", &["10.0.0.2:80"]),
+        ]);
+        let pushes = stream.on_snapshot(&moved);
+        assert_eq!(pushes.len(), 1);
+        assert_eq!(pushes[0].type_url, ENDPOINT_TYPE_URL);
+        assert_eq!(
+            pushes[0].version_info,
+            moved.version(ResourceType::Endpoint)
+        );
+        assert_eq!(cla_names(&pushes[0]), names);
+        assert_eq!(pushes[0].nonce, "3");
+
+        // ACK of the push: silence.
+        assert!(stream
+            .on_request(ack_of(&pushes[0], &names), &moved)
+            .response
+            .is_none());
+        assert!(stream.on_snapshot(&moved).is_empty());
+
+        // A new cluster moves both, CDS first.
+        let grown = snapshot(&[
+            ("dns+a.test:80", &["10.0.0.9:80"]),
+            ("dns+b.test:80", &["10.0.0.2:80"]),
+            ("dns+c.test:80", &[]),
+        ]);
+        let pushes = stream.on_snapshot(&grown);
+        let types: Vec<&str> = pushes.iter().map(|p| p.type_url.as_str()).collect();
+        assert_eq!(types, [CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL]);
+        assert_eq!(pushes[0].resources.len(), 3);
+    }
+
+    #[test]
+    fn nack_is_reported_and_not_answered() {
+        let snap = two_clusters();
+        let mut stream = StreamState::new();
+        let cds = stream
+            .on_request(request(CLUSTER_TYPE_URL, &[], "", ""), &snap)
+            .response
+            .unwrap();
+        let mut nack = request(CLUSTER_TYPE_URL, &[], "", &cds.nonce);
+        nack.error_detail = Some(Status {
+            code: 3,
+            message: "bad cluster".into(),
+            ..Default::default()
+        });
+        let reply = stream.on_request(nack, &snap);
+        assert_eq!(
+            reply.request,
+            RequestKind::Nack {
+                kind: ResourceType::Cluster,
+                rejected_version: cds.version_info.clone(),
+                kept_version: String::new(),
+                message: "bad cluster".into(),
+            }
+        );
+        assert!(reply.response.is_none());
+        // A later snapshot with a new version is pushed again.
+        let moved = snapshot(&[("dns+z.test:80", &[])]);
+        assert_eq!(stream.on_snapshot(&moved).len(), 1);
+    }
+
+    #[test]
+    fn stale_nonces_are_ignored() {
+        let snap = two_clusters();
+        let mut stream = StreamState::new();
+        let first = stream
+            .on_request(request(CLUSTER_TYPE_URL, &[], "", ""), &snap)
+            .response
+            .unwrap();
+        let moved = snapshot(&[("dns+z.test:80", &[])]);
+        let second = stream.on_snapshot(&moved).remove(0);
+
+        // The ACK of the first response arrives after the second was sent.
+        let reply = stream.on_request(ack_of(&first, &[]), &moved);
+        assert_eq!(
+            reply.request,
+            RequestKind::Stale {
+                kind: ResourceType::Cluster,
+                nonce: first.nonce.clone()
+            }
+        );
+        assert!(reply.response.is_none());
+        // Even a stale NACK is ignored.
+        let mut stale_nack = ack_of(&first, &[]);
+        stale_nack.error_detail = Some(Status::default());
+        assert!(matches!(
+            stream.on_request(stale_nack, &moved).request,
+            RequestKind::Stale { .. }
+        ));
+        assert!(stream
+            .on_request(ack_of(&second, &[]), &moved)
+            .response
+            .is_none());
+    }
+
+    #[test]
+    fn subscription_change_is_answered() {
+        let snap = two_clusters();
+        let mut stream = StreamState::new();
+        let eds = stream
+            .on_request(
+                request(ENDPOINT_TYPE_URL, &["dns+a.test:80"], "", ""),
+                &snap,
+            )
+            .response
+            .unwrap();
+        let names = ["dns+a.test:80", "dns+b.test:80", "dns+unknown.test:80"];
+        let reply = stream.on_request(ack_of(&eds, &names), &snap);
+        let response = reply.response.unwrap();
+        // Unknown names are skipped.
+        assert_eq!(cla_names(&response), ["dns+a.test:80", "dns+b.test:80"]);
+        assert_eq!(response.version_info, eds.version_info);
+        assert_ne!(response.nonce, eds.nonce);
+    }
+
+    #[test]
+    fn explicit_wildcard_gets_every_assignment() {
+        let snap = two_clusters();
+        let mut stream = StreamState::new();
+        let eds = stream
+            .on_request(request(ENDPOINT_TYPE_URL, &["*"], "", ""), &snap)
+            .response
+            .unwrap();
+        assert_eq!(cla_names(&eds), ["dns+a.test:80", "dns+b.test:80"]);
+
+        let grown = snapshot(&[("dns+a.test:80", &["10.0.0.1:80"]), ("dns+c.test:80", &[])]);
+        let push = stream.on_snapshot(&grown).remove(0);
+        assert_eq!(cla_names(&push), ["dns+a.test:80", "dns+c.test:80"]);
+    }
+
+    #[test]
+    fn empty_eds_subscription_is_not_answered() {
+        let snap = two_clusters();
+        let mut stream = StreamState::new();
+        let eds = stream
+            .on_request(
+                request(ENDPOINT_TYPE_URL, &["dns+a.test:80"], "", ""),
+                &snap,
+            )
+            .response
+            .unwrap();
+        let reply = stream.on_request(ack_of(&eds, &[]), &snap);
+        assert!(reply.response.is_none());
+        assert!(stream
+            .on_snapshot(&snapshot(&[("dns+a.test:80", &[])]))
+            .is_empty());
+    }
+
+    #[test]
+    fn reconnect_with_known_version_is_answered() {
+        // After a shim restart Envoy re-requests with its last version and an empty nonce
+        // (or a nonce from the old stream). Always answer: the stream is new.
+        let snap = two_clusters();
+        for nonce in ["", "17"] {
+            let mut stream = StreamState::new();
+            let version = snap.version(ResourceType::Cluster).to_string();
+            let reply = stream.on_request(request(CLUSTER_TYPE_URL, &[], &version, nonce), &snap);
+            assert_eq!(
+                reply.request,
+                RequestKind::Subscribe {
+                    kind: ResourceType::Cluster
+                }
+            );
+            assert_eq!(reply.response.unwrap().version_info, version);
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_not_answered() {
+        let mut stream = StreamState::new();
+        let reply = stream.on_request(
+            request(
+                "type.googleapis.com/envoy.config.listener.v3.Listener",
+                &[],
+                "",
+                "",
+            ),
+            &two_clusters(),
+        );
+        assert!(matches!(reply.request, RequestKind::UnknownType { .. }));
+        assert!(reply.response.is_none());
+    }
+
+    #[test]
+    fn nonces_increase_across_types() {
+        let snap = two_clusters();
+        let mut stream = StreamState::new();
+        let a = stream
+            .on_request(request(CLUSTER_TYPE_URL, &[], "", ""), &snap)
+            .response
+            .unwrap();
+        let b = stream
+            .on_request(request(ENDPOINT_TYPE_URL, &["*"], "", ""), &snap)
+            .response
+            .unwrap();
+        assert_eq!((a.nonce.as_str(), b.nonce.as_str()), ("1", "2"));
+    }
+}

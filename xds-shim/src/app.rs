@@ -1,0 +1,122 @@
+//! Wiring: bind, resolve once, then run the refresh loop, the ADS server and the admin
+//! server side by side until shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::ads::service::{self, AdsService, StreamCounter};
+use crate::config::Config;
+use crate::discovery::DiscoveryState;
+use crate::refresh::{self, Publisher};
+use crate::resolv_conf;
+use crate::resolve::{BuildError, DnsResolver};
+use crate::shutdown::Shutdown;
+
+/// How long open ADS streams get to close after shutdown before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Resolver(#[from] BuildError),
+    #[error("ADS server failed: {0}")]
+    Ads(#[from] tonic::transport::Error),
+    #[error("ADS server task failed: {0}")]
+    AdsTask(#[from] tokio::task::JoinError),
+}
+
+pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError> {
+    // Bind first: a taken port is reported before any DNS work, and clients that connect
+    // during the first round queue in the backlog instead of being refused.
+    let xds_listener = bind("xDS", config.xds_listen).await?;
+    let admin_listener = bind("admin", config.admin_listen).await?;
+    let resolver = build_resolver(&config)?;
+
+    let mut state = DiscoveryState::new(config.upstreams.iter().cloned());
+    let publisher = Publisher::new(&state);
+    // One round before serving, so the first CDS/EDS answers already carry members.
+    tokio::select! {
+        _ = shutdown.wait() => return Ok(()),
+        _ = refresh::round(&resolver, &mut state, &publisher) => {}
+    }
+
+    let streams = StreamCounter::default();
+    let admin_state = AdminState {
+        snapshots: publisher.snapshots.subscribe(),
+        discovery: publisher.discovery.subscribe(),
+        streams: streams.clone(),
+    };
+    let ads = AdsService::new(publisher.snapshots.subscribe(), streams, shutdown.clone());
+
+    let refresher = tokio::spawn(refresh::run(
+        resolver,
+        state,
+        config.interval,
+        publisher,
+        shutdown.clone(),
+    ));
+    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    info!(
+        xds = %config.xds_listen,
+        admin = %config.admin_listen,
+        upstreams = config.upstreams.len(),
+        interval = ?config.interval,
+        "serving"
+    );
+    let mut ads_server = tokio::spawn(service::serve(xds_listener, ads, shutdown.clone()));
+
+    let early_exit = tokio::select! {
+        _ = shutdown.wait() => None,
+        ended = &mut ads_server => Some(ended),
+    };
+    if let Some(ended) = early_exit {
+        // The ADS server only returns on its own when it failed.
+        ended??;
+        return Ok(());
+    }
+    info!("shutting down");
+    let all = async {
+        let ads = ads_server.await;
+        let _ = refresher.await;
+        let _ = admin.await;
+        ads
+    };
+    match tokio::time::timeout(SHUTDOWN_GRACE, all).await {
+        Ok(ads) => ads??,
+        Err(_) => warn!("streams did not close within the grace period; exiting anyway"),
+    }
+    Ok(())
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { what, addr, source })
+}
+
+fn build_resolver(config: &Config) -> Result<DnsResolver, BuildError> {
+    if !config.nameservers.is_empty() {
+        info!(nameservers = ?config.nameservers, "resolving with the given nameservers");
+        return DnsResolver::with_nameservers(&config.nameservers);
+    }
+    let conf = match std::fs::read_to_string(resolv_conf::PATH) {
+        Ok(text) => resolv_conf::parse(&text),
+        Err(error) => {
+            warn!(path = resolv_conf::PATH, %error, "cannot read resolver config; using 127.0.0.1:53");
+            resolv_conf::ResolvConf::default()
+        }
+    };
+    info!(nameservers = ?conf.nameservers, search = ?conf.search, "resolving with the system configuration");
+    DnsResolver::with_system_config(&conf)
+}

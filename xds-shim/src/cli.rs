@@ -1,0 +1,228 @@
+//! Command-line flags. Every flag also reads a `DNSLB_*` environment variable; values are
+//! checked as they are parsed, so clap reports the flag and the value and exits with 2.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{Config, ConfigError};
+use crate::duration::{parse_duration, DurationError};
+use crate::logging::LogFormat;
+use crate::upstream::Upstream;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "xds-shim",
+    version,
+    about = "xDS control plane that turns dns+ upstreams into Envoy EDS clusters"
+)]
+pub struct Cli {
+    /// Upstream to discover, e.g. dns+backend.test:8080. Repeatable; the env var takes a
+    /// comma-separated list.
+    #[arg(
+        long = "upstream",
+        value_name = "SPEC",
+        env = "DNSLB_UPSTREAM",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub upstreams: Vec<Upstream>,
+
+    /// DNS server to query, IP:PORT (a bare IP means port 53). Repeatable. Default: the
+    /// system resolver (/etc/resolv.conf, its search list, and /etc/hosts).
+    #[arg(
+        long = "nameserver",
+        value_name = "IP:PORT",
+        env = "DNSLB_NAMESERVER",
+        value_delimiter = ',',
+        value_parser = parse_nameserver
+    )]
+    pub nameservers: Vec<SocketAddr>,
+
+    /// How often to re-resolve every upstream: 500ms, 5s, 1m, 1h.
+    #[arg(
+        long,
+        value_name = "DUR",
+        env = "DNSLB_INTERVAL",
+        default_value = "5s",
+        value_parser = parse_interval
+    )]
+    pub interval: Duration,
+
+    /// Address for the ADS gRPC server (plaintext HTTP/2).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "DNSLB_XDS_LISTEN",
+        default_value = "127.0.0.1:18000"
+    )]
+    pub xds_listen: SocketAddr,
+
+    /// Address for the admin HTTP server (/healthz, /status.json).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "DNSLB_ADMIN_LISTEN",
+        default_value = "127.0.0.1:18001"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Log line format; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, env = "DNSLB_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Cli {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut upstreams: Vec<Upstream> = Vec::new();
+        for upstream in &self.upstreams {
+            if !upstreams.contains(upstream) {
+                upstreams.push(upstream.clone());
+            }
+        }
+        Config {
+            upstreams,
+            nameservers: self.nameservers.clone(),
+            interval: self.interval,
+            xds_listen: self.xds_listen,
+            admin_listen: self.admin_listen,
+        }
+        .validate()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected IP:PORT, e.g. 127.0.0.1:53 or [::1]:53")]
+pub struct NameserverError;
+
+fn parse_nameserver(text: &str) -> Result<SocketAddr, NameserverError> {
+    let addr = match text.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => SocketAddr::new(text.parse::<IpAddr>().map_err(|_| NameserverError)?, 53),
+    };
+    if addr.port() == 0 {
+        return Err(NameserverError);
+    }
+    Ok(addr)
+}
+
+fn parse_interval(text: &str) -> Result<Duration, DurationError> {
+    parse_duration(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xds-shim").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&["--upstream", "dns+backend.test:8080"]).unwrap();
+        let config = cli.to_config().unwrap();
+        assert_eq!(config.upstreams, ["dns+backend.test:8080".parse().unwrap()]);
+        assert!(config.nameservers.is_empty());
+        assert_eq!(config.interval, Duration::from_secs(5));
+        assert_eq!(config.xds_listen, "127.0.0.1:18000".parse().unwrap());
+        assert_eq!(config.admin_listen, "127.0.0.1:18001".parse().unwrap());
+        assert_eq!(cli.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn repeatable_and_comma_separated_flags() {
+        let cli = parse(&[
+            "--upstream",
+            "dns+a.test:80,dns+b.test:80",
+            "--upstream",
+            "dns+A.test.:80",
+            "--nameserver",
+            "127.0.0.1:5353",
+            "--nameserver",
+            "10.0.0.53",
+            "--nameserver",
+            "[::1]:53",
+            "--interval",
+            "500ms",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let config = cli.to_config().unwrap();
+        let names: Vec<String> = config
+            .upstreams
+            .iter()
+            .map(Upstream::cluster_name)
+            .collect();
+        assert_eq!(names, ["dns+a.test:80", "dns+b.test:80"]);
+        assert_eq!(
+            config.nameservers,
+            [
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "10.0.0.53:53".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.interval, Duration::from_millis(500));
+        assert_eq!(cli.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_name_flag_and_value() {
+        for (args, flag, value) in [
+            (
+                vec!["--upstream", "srv+_http._tcp.x"],
+                "--upstream",
+                "srv+_http._tcp.x",
+            ),
+            (vec!["--upstream", "dns+x:0"], "--upstream", "dns+x:0"),
+            (
+                vec!["--upstream", "dns+x:1", "--interval", "5"],
+                "--interval",
+                "5",
+            ),
+            (
+                vec!["--upstream", "dns+x:1", "--nameserver", "dns.google"],
+                "--nameserver",
+                "dns.google",
+            ),
+            (
+                vec!["--upstream", "dns+x:1", "--xds-listen", "localhost:1"],
+                "--xds-listen",
+                "localhost:1",
+            ),
+        ] {
+            let err = parse(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let msg = err.to_string();
+            assert!(msg.contains(flag) && msg.contains(value), "{args:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn upstream_is_required() {
+        let err = parse(&[]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn listen_addresses_must_differ() {
+        let cli = parse(&[
+            "--upstream",
+            "dns+x:1",
+            "--xds-listen",
+            "127.0.0.1:9000",
+            "--admin-listen",
+            "127.0.0.1:9000",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.to_config(),
+            Err(ConfigError::SameListenAddress(
+                "127.0.0.1:9000".parse().unwrap()
+            ))
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! xds-shim: turns `dns+HOST:PORT` upstreams into Envoy clusters served over ADS.
+//!
+//! Data flow: [`refresh`] resolves every host through [`resolve`], folds the answers into a
+//! [`discovery::DiscoveryState`], and publishes an immutable [`snapshot::Snapshot`] when
+//! its versions move; each ADS stream ([`ads`]) pushes what its client subscribed to.
+
+pub mod admin;
+pub mod ads;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod discovery;
+pub mod duration;
+pub mod logging;
+pub mod refresh;
+pub mod resolv_conf;
+pub mod resolve;
+pub mod resources;
+pub mod shutdown;
+pub mod snapshot;
+pub mod status;
+pub mod upstream;

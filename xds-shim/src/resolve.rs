@@ -1,0 +1,230 @@
+//! A thin wrapper around hickory: fresh answers every time, errors sorted into the few
+//! kinds the refresh policy cares about.
+//!
+//! The shim re-resolves on its own schedule, so hickory's cache is switched off: a cached
+//! answer would hide membership changes for up to a TTL.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::TokioResolver;
+
+use crate::resolv_conf::ResolvConf;
+
+/// Per-query timeout; with two attempts a dead server costs ~4 s, inside the 5 s interval.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+const ATTEMPTS: usize = 2;
+
+/// Why a name produced no addresses. `NxDomain` and `NoRecords` are answers ("nothing
+/// there"); the rest mean the question went unanswered. Later staleness rules treat the two
+/// groups differently.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no such domain (NXDOMAIN)")]
+    NxDomain,
+    #[error("no A records")]
+    NoRecords,
+    #[error("server failure (SERVFAIL)")]
+    ServFail,
+    #[error("query refused (REFUSED)")]
+    Refused,
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ResolveError {
+    /// A short stable label for status output and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResolveError::NxDomain => "nxdomain",
+            ResolveError::NoRecords => "no_records",
+            ResolveError::ServFail => "servfail",
+            ResolveError::Refused => "refused",
+            ResolveError::Timeout => "timeout",
+            ResolveError::Other(_) => "error",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot build the DNS resolver: {0}")]
+    Resolver(#[from] NetError),
+}
+
+/// Anything that can answer "which IPv4 addresses does this name have right now".
+/// The refresh loop depends on this, not on hickory, so it can be tested with a fake.
+pub trait AddressResolver: Send + Sync + 'static {
+    fn resolve_a(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Vec<Ipv4Addr>, ResolveError>> + Send;
+}
+
+pub struct DnsResolver {
+    inner: TokioResolver,
+}
+
+impl DnsResolver {
+    /// Queries exactly these servers (UDP, falling back to TCP on truncation), with no
+    /// search list and no /etc/hosts: what you ask is what the servers answer.
+    pub fn with_nameservers(servers: &[SocketAddr]) -> Result<Self, BuildError> {
+        let name_servers = servers.iter().map(|s| name_server(*s)).collect();
+        let config = ResolverConfig::from_name_servers(name_servers);
+        let mut opts = base_options();
+        opts.use_hosts_file = ResolveHosts::Never;
+        Self::build(config, opts)
+    }
+
+    /// Behaves like the system resolver: resolv.conf servers, search list and ndots, and
+    /// /etc/hosts (read once, at start).
+    pub fn with_system_config(conf: &ResolvConf) -> Result<Self, BuildError> {
+        let name_servers = conf
+            .nameservers
+            .iter()
+            .map(|ip| name_server(SocketAddr::new(*ip, 53)))
+            .collect();
+        let search = conf
+            .search
+            .iter()
+            .filter_map(|domain| Name::from_str_relaxed(domain).ok())
+            .collect();
+        let config = ResolverConfig::from_parts(None, search, name_servers);
+        let mut opts = base_options();
+        if let Some(ndots) = conf.ndots {
+            opts.ndots = ndots;
+        }
+        opts.use_hosts_file = ResolveHosts::Always;
+        Self::build(config, opts)
+    }
+
+    fn build(config: ResolverConfig, opts: ResolverOpts) -> Result<Self, BuildError> {
+        let inner = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()?;
+        Ok(DnsResolver { inner })
+    }
+}
+
+fn base_options() -> ResolverOpts {
+    let mut opts = ResolverOpts::default();
+    // Capacity 0 disables hickory's response cache entirely (moka stores nothing).
+    opts.cache_size = 0;
+    opts.timeout = QUERY_TIMEOUT;
+    opts.attempts = ATTEMPTS;
+    opts
+}
+
+fn name_server(addr: SocketAddr) -> NameServerConfig {
+    let mut udp = ConnectionConfig::udp();
+    udp.port = addr.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = addr.port();
+    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+}
+
+impl AddressResolver for DnsResolver {
+    async fn resolve_a(&self, host: &str) -> Result<Vec<Ipv4Addr>, ResolveError> {
+        let lookup = self.inner.ipv4_lookup(host).await.map_err(classify)?;
+        // CNAME chains arrive as extra answers; only the A records are members.
+        let addresses = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            });
+        sorted_unique(addresses)
+    }
+}
+
+/// Sorted and deduplicated so that equal answers in any order give equal snapshots.
+fn sorted_unique(addresses: impl Iterator<Item = Ipv4Addr>) -> Result<Vec<Ipv4Addr>, ResolveError> {
+    let mut addresses: Vec<Ipv4Addr> = addresses.collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    if addresses.is_empty() {
+        return Err(ResolveError::NoRecords);
+    }
+    Ok(addresses)
+}
+
+fn classify(error: NetError) -> ResolveError {
+    match &error {
+        NetError::Timeout => ResolveError::Timeout,
+        NetError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ResolveError::Timeout,
+        NetError::Dns(DnsError::NoRecordsFound(no_records)) => {
+            if no_records.response_code == ResponseCode::NXDomain {
+                ResolveError::NxDomain
+            } else {
+                ResolveError::NoRecords
+            }
+        }
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail)) => ResolveError::ServFail,
+        NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused)) => ResolveError::Refused,
+        _ => ResolveError::Other(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::net::NoRecords;
+    use hickory_resolver::proto::op::Query;
+
+    #[test]
+    fn sorts_and_dedups() {
+        let got = sorted_unique(
+            [
+                Ipv4Addr::new(10, 0, 0, 3),
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(10, 0, 0, 3),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            got,
+            Ok(vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3)])
+        );
+        assert_eq!(
+            sorted_unique(std::iter::empty()),
+            Err(ResolveError::NoRecords)
+        );
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let nx = NoRecords::new(Query::default(), ResponseCode::NXDomain);
+        assert_eq!(
+            classify(NetError::Dns(DnsError::NoRecordsFound(nx))),
+            ResolveError::NxDomain
+        );
+        let empty = NoRecords::new(Query::default(), ResponseCode::NoError);
+        assert_eq!(
+            classify(NetError::Dns(DnsError::NoRecordsFound(empty))),
+            ResolveError::NoRecords
+        );
+        assert_eq!(
+            classify(NetError::Dns(DnsError::ResponseCode(
+                ResponseCode::ServFail
+            ))),
+            ResolveError::ServFail
+        );
+        assert_eq!(
+            classify(NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused))),
+            ResolveError::Refused
+        );
+        assert_eq!(classify(NetError::Timeout), ResolveError::Timeout);
+        assert_eq!(classify(NetError::NoConnections).kind(), "error");
+    }
+}

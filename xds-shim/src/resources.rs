@@ -1,0 +1,229 @@
+//! Envoy resources for one upstream: an EDS `Cluster` and its `ClusterLoadAssignment`.
+//! Pure functions of their inputs, so equal inputs encode to equal bytes.
+
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
+};
+use envoy_types::pb::envoy::config::cluster::v3::load_balancing_policy::Policy;
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, SocketAddress,
+    TypedExtensionConfig,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::extensions::load_balancing_policies::override_host::v3::override_host::OverrideHostSource;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::override_host::v3::OverrideHost;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
+use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
+use envoy_types::util::pack_any;
+
+/// The header the dnslb filter fills with the chosen endpoint and its failover chain.
+pub const ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
+const OVERRIDE_HOST_POLICY: &str = "envoy.load_balancing_policies.override_host";
+const ROUND_ROBIN_POLICY: &str = "envoy.load_balancing_policies.round_robin";
+const CONNECT_TIMEOUT_SECS: i64 = 1;
+
+/// An EDS cluster fed over ADS whose LB honours the filter's endpoint choice and falls
+/// back to round robin when there is none (or it is exhausted).
+pub fn cluster(name: &str) -> Cluster {
+    Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ConfigSource {
+                resource_api_version: ApiVersion::V3 as i32,
+                config_source_specifier: Some(ConfigSourceSpecifier::Ads(
+                    AggregatedConfigSource {},
+                )),
+                ..Default::default()
+            }),
+            service_name: String::new(),
+        }),
+        connect_timeout: Some(ProtoDuration {
+            seconds: CONNECT_TIMEOUT_SECS,
+            nanos: 0,
+        }),
+        load_balancing_policy: Some(single_policy(
+            OVERRIDE_HOST_POLICY,
+            pack_any(OverrideHost {
+                override_host_sources: vec![OverrideHostSource {
+                    header: ENDPOINT_HEADER.to_string(),
+                    metadata: None,
+                }],
+                selected_host_key: None,
+                fallback_policy: Some(single_policy(
+                    ROUND_ROBIN_POLICY,
+                    pack_any(RoundRobin::default()),
+                )),
+            }),
+        )),
+        ..Default::default()
+    }
+}
+
+fn single_policy(
+    name: &str,
+    typed_config: envoy_types::pb::google::protobuf::Any,
+) -> LoadBalancingPolicy {
+    LoadBalancingPolicy {
+        policies: vec![Policy {
+            typed_extension_config: Some(TypedExtensionConfig {
+                name: name.to_string(),
+                typed_config: Some(typed_config),
+            }),
+        }],
+    }
+}
+
+/// One priority-0 locality holding every address, sorted, each tagged with the DNS name it
+/// came from (Envoy shows it in /clusters and uses it for auto SNI later).
+///
+/// `named_endpoints` is a map and would encode in hash order; it stays empty so the
+/// encoding, and hence the version, is deterministic.
+pub fn load_assignment(
+    cluster_name: &str,
+    hostname: &str,
+    addresses: &[SocketAddr],
+) -> ClusterLoadAssignment {
+    let mut addresses = addresses.to_vec();
+    addresses.sort_unstable();
+    addresses.dedup();
+    let lb_endpoints: Vec<LbEndpoint> = addresses
+        .iter()
+        .map(|addr| lb_endpoint(hostname, *addr))
+        .collect();
+    let endpoints = if lb_endpoints.is_empty() {
+        Vec::new()
+    } else {
+        vec![LocalityLbEndpoints {
+            lb_endpoints,
+            priority: 0,
+            ..Default::default()
+        }]
+    };
+    ClusterLoadAssignment {
+        cluster_name: cluster_name.to_string(),
+        endpoints,
+        ..Default::default()
+    }
+}
+
+fn lb_endpoint(hostname: &str, addr: SocketAddr) -> LbEndpoint {
+    LbEndpoint {
+        health_status: HealthStatus::Healthy as i32,
+        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+            address: Some(Address {
+                address: Some(AddressKind::SocketAddress(SocketAddress {
+                    address: addr.ip().to_string(),
+                    port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
+                    ..Default::default()
+                })),
+            }),
+            hostname: hostname.to_string(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn cluster_uses_ads_eds_and_override_host() {
+        let c = cluster("dns+backend.test:8080");
+        assert_eq!(c.name, "dns+backend.test:8080");
+        assert_eq!(
+            c.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
+        );
+        let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
+        assert_eq!(eds.resource_api_version, ApiVersion::V3 as i32);
+        assert!(matches!(
+            eds.config_source_specifier,
+            Some(ConfigSourceSpecifier::Ads(_))
+        ));
+        assert_eq!(c.connect_timeout.unwrap().seconds, 1);
+
+        let policy = &c.load_balancing_policy.unwrap().policies[0];
+        let ext = policy.typed_extension_config.as_ref().unwrap();
+        assert_eq!(ext.name, "envoy.load_balancing_policies.override_host");
+        let any = ext.typed_config.as_ref().unwrap();
+        assert_eq!(
+            any.type_url,
+            "type.googleapis.com/envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"
+        );
+        let oh = OverrideHost::decode(any.value.as_slice()).unwrap();
+        assert_eq!(oh.override_host_sources[0].header, "x-dnslb-endpoint");
+        let fallback = oh.fallback_policy.unwrap();
+        let rr = fallback.policies[0]
+            .typed_extension_config
+            .as_ref()
+            .unwrap();
+        assert_eq!(rr.name, "envoy.load_balancing_policies.round_robin");
+        assert_eq!(
+            rr.typed_config.as_ref().unwrap().type_url,
+            "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin"
+        );
+    }
+
+    #[test]
+    fn load_assignment_is_sorted_and_healthy() {
+        let a: SocketAddr = "10.0.0.9:8080".parse().unwrap();
+        let b: SocketAddr = "10.0.0.10:8080".parse().unwrap();
+        let cla = load_assignment("dns+backend.test:8080", "backend.test", &[a, b, a]);
+        assert_eq!(cla.cluster_name, "dns+backend.test:8080");
+        assert_eq!(cla.endpoints.len(), 1);
+        assert_eq!(cla.endpoints[0].priority, 0);
+        let got: Vec<(String, u32, String, i32)> = cla.endpoints[0]
+            .lb_endpoints
+            .iter()
+            .map(|lb| {
+                let Some(HostIdentifier::Endpoint(ep)) = &lb.host_identifier else {
+                    panic!("no endpoint");
+                };
+                let Some(AddressKind::SocketAddress(sa)) =
+                    ep.address.as_ref().unwrap().address.as_ref()
+                else {
+                    panic!("no socket address");
+                };
+                let Some(PortSpecifier::PortValue(port)) = sa.port_specifier else {
+                    panic!("no port");
+                };
+                (
+                    sa.address.clone(),
+                    port,
+                    ep.hostname.clone(),
+                    lb.health_status,
+                )
+            })
+            .collect();
+        let healthy = HealthStatus::Healthy as i32;
+        assert_eq!(
+            got,
+            vec![
+                ("10.0.0.9".into(), 8080, "backend.test".into(), healthy),
+                ("10.0.0.10".into(), 8080, "backend.test".into(), healthy),
+            ]
+        );
+        // Order of the input does not matter.
+        let reversed = load_assignment("dns+backend.test:8080", "backend.test", &[b, a]);
+        assert_eq!(reversed.encode_to_vec(), cla.encode_to_vec());
+    }
+
+    #[test]
+    fn empty_membership_has_no_localities() {
+        let cla = load_assignment("dns+gone.test:80", "gone.test", &[]);
+        assert!(cla.endpoints.is_empty());
+    }
+}

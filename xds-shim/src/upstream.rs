@@ -1,0 +1,237 @@
+//! Upstream specs as written by operators (`dns+HOST:PORT`), parsed and normalized.
+//!
+//! The normalized spec doubles as the Envoy cluster name: the filter derives the cluster
+//! from the request authority, so both sides must agree on one canonical spelling.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A validated upstream. v0 knows only `dns+` (A records); `srv+` and `https://` come later
+/// as new variants / fields here.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Upstream {
+    /// `dns+HOST:PORT`: every A record of HOST, each on PORT.
+    Dns { host: String, port: u16 },
+}
+
+impl Upstream {
+    /// The Envoy cluster name: the normalized spec without any transport scheme.
+    pub fn cluster_name(&self) -> String {
+        self.to_string()
+    }
+
+    /// The DNS name this upstream resolves.
+    pub fn host(&self) -> &str {
+        match self {
+            Upstream::Dns { host, .. } => host,
+        }
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Dns { host, port } => write!(f, "dns+{host}:{port}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("upstream {spec:?}: {what} is not supported yet (only dns+HOST:PORT for now)")]
+    NotSupportedYet { spec: String, what: &'static str },
+    #[error("upstream {spec:?}: expected dns+HOST:PORT")]
+    UnknownScheme { spec: String },
+    #[error("upstream {spec:?}: missing :PORT (expected dns+HOST:PORT)")]
+    MissingPort { spec: String },
+    #[error("upstream {spec:?}: port must be a number from 1 to 65535")]
+    BadPort { spec: String },
+    #[error("upstream {spec:?}: host {host:?} is not a valid DNS name: {why}")]
+    BadHost {
+        spec: String,
+        host: String,
+        why: HostError,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is longer than 253 characters")]
+    TooLong,
+    #[error("it has an empty label")]
+    EmptyLabel,
+    #[error("a label is longer than 63 characters")]
+    LabelTooLong,
+    #[error("a label starts or ends with '-'")]
+    LabelHyphen,
+    #[error("only letters, digits, '-' and '.' are allowed")]
+    BadCharacter,
+}
+
+impl FromStr for Upstream {
+    type Err = SpecError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let owned = || spec.to_string();
+        let lower = spec.to_ascii_lowercase();
+        if lower.starts_with("srv+") {
+            return Err(SpecError::NotSupportedYet {
+                spec: owned(),
+                what: "srv+ (SRV discovery)",
+            });
+        }
+        if lower.starts_with("https://") || lower.starts_with("http://") {
+            return Err(SpecError::NotSupportedYet {
+                spec: owned(),
+                what: "a URL scheme (TLS upstreams)",
+            });
+        }
+        let Some(rest) = lower.strip_prefix("dns+") else {
+            return Err(SpecError::UnknownScheme { spec: owned() });
+        };
+        let Some((host, port)) = rest.rsplit_once(':') else {
+            return Err(SpecError::MissingPort { spec: owned() });
+        };
+        let port = parse_port(port).ok_or_else(|| SpecError::BadPort { spec: owned() })?;
+        let host = normalize_host(host).map_err(|why| SpecError::BadHost {
+            spec: owned(),
+            host: host.to_string(),
+            why,
+        })?;
+        Ok(Upstream::Dns { host, port })
+    }
+}
+
+fn parse_port(port: &str) -> Option<u16> {
+    // u16::from_str accepts a leading '+'; ports are plain digits only.
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    port.parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+/// Validates a DNS host name (RFC 1123 labels) and returns it lowercased without the
+/// trailing root dot, so `Backend.Test.` and `backend.test` name the same cluster.
+pub fn normalize_host(host: &str) -> Result<String, HostError> {
+    let host = host.to_ascii_lowercase();
+    let host = host.strip_suffix('.').unwrap_or(&host);
+    if host.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if host.len() > 253 {
+        return Err(HostError::TooLong);
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err(HostError::EmptyLabel);
+        }
+        if label.len() > 63 {
+            return Err(HostError::LabelTooLong);
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(HostError::BadCharacter);
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(HostError::LabelHyphen);
+        }
+    }
+    Ok(host.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dns(host: &str, port: u16) -> Upstream {
+        Upstream::Dns {
+            host: host.to_string(),
+            port,
+        }
+    }
+
+    #[test]
+    fn parses_and_normalizes() {
+        assert_eq!(
+            "dns+backend.test:8080".parse::<Upstream>(),
+            Ok(dns("backend.test", 8080))
+        );
+        assert_eq!(
+            "DNS+Backend.TEST.:8080".parse::<Upstream>(),
+            Ok(dns("backend.test", 8080))
+        );
+        assert_eq!(
+            "dns+vminsert:8480".parse::<Upstream>(),
+            Ok(dns("vminsert", 8480))
+        );
+        assert_eq!("dns+a-1.b2:1".parse::<Upstream>(), Ok(dns("a-1.b2", 1)));
+        assert_eq!("dns+x:65535".parse::<Upstream>(), Ok(dns("x", 65535)));
+    }
+
+    #[test]
+    fn cluster_name_is_normalized_spec() {
+        let upstream: Upstream = "dns+Backend.Test.:08080".parse().unwrap();
+        assert_eq!(upstream.cluster_name(), "dns+backend.test:8080");
+        assert_eq!(upstream.host(), "backend.test");
+    }
+
+    #[test]
+    fn rejects_later_features_clearly() {
+        let err = "srv+_http._tcp.api.test".parse::<Upstream>().unwrap_err();
+        assert!(matches!(err, SpecError::NotSupportedYet { .. }));
+        let msg = err.to_string();
+        assert!(msg.contains("srv+_http._tcp.api.test"), "{msg}");
+        assert!(msg.contains("not supported yet"), "{msg}");
+
+        let err = "https://dns+backend.test:443"
+            .parse::<Upstream>()
+            .unwrap_err();
+        assert!(matches!(err, SpecError::NotSupportedYet { .. }));
+    }
+
+    #[test]
+    fn rejects_bad_specs_naming_the_value() {
+        for (spec, want) in [
+            ("backend.test:8080", "expected dns+HOST:PORT"),
+            ("dns+backend.test", "missing :PORT"),
+            ("dns+backend.test:", "port must be"),
+            ("dns+backend.test:0", "port must be"),
+            ("dns+backend.test:65536", "port must be"),
+            ("dns+backend.test:+80", "port must be"),
+            ("dns+backend.test:http", "port must be"),
+            ("dns+:80", "it is empty"),
+            ("dns+.:80", "it is empty"),
+            ("dns+a..b:80", "empty label"),
+            ("dns+-a.b:80", "starts or ends with '-'"),
+            ("dns+a-.b:80", "starts or ends with '-'"),
+            ("dns+a_b.test:80", "only letters"),
+            ("dns+[::1]:80", "only letters"),
+            ("dns+a b:80", "only letters"),
+        ] {
+            let msg = spec.parse::<Upstream>().unwrap_err().to_string();
+            assert!(msg.contains(&format!("{spec:?}")), "{spec}: {msg}");
+            assert!(msg.contains(want), "{spec}: {msg}");
+        }
+    }
+
+    #[test]
+    fn enforces_length_limits() {
+        let label63 = "a".repeat(63);
+        assert!(normalize_host(&label63).is_ok());
+        assert_eq!(
+            normalize_host(&"a".repeat(64)),
+            Err(HostError::LabelTooLong)
+        );
+        // 4 * 63 + 3 dots = 255 > 253
+        let long = [label63.as_str(); 4].join(".");
+        assert_eq!(normalize_host(&long), Err(HostError::TooLong));
+        // Exactly 253 is fine: 3 * 63 + 61 + 3 dots.
+        let ok = format!("{label63}.{label63}.{label63}.{}", "b".repeat(61));
+        assert_eq!(ok.len(), 253);
+        assert!(normalize_host(&ok).is_ok());
+    }
+}

@@ -1,0 +1,244 @@
+//! End to end through the real binary: a fake DNS server feeds the shim, a tonic ADS client
+//! plays Envoy (CDS, then EDS, then ACKs) and the filter (EDS `*`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+use support::{http_get, FakeDns, Shim};
+
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+struct AdsClient {
+    requests: mpsc::Sender<DiscoveryRequest>,
+    responses: Streaming<DiscoveryResponse>,
+}
+
+impl AdsClient {
+    async fn connect(shim: &Shim) -> AdsClient {
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", shim.xds))
+            .await
+            .unwrap();
+        let (requests, rx) = mpsc::channel(8);
+        let responses = client
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        AdsClient {
+            requests,
+            responses,
+        }
+    }
+
+    async fn send(&self, type_url: &str, names: &[&str], version: &str, nonce: &str) {
+        let request = DiscoveryRequest {
+            node: Some(Node {
+                id: "test-node".into(),
+                ..Default::default()
+            }),
+            type_url: type_url.into(),
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
+            version_info: version.into(),
+            response_nonce: nonce.into(),
+            ..Default::default()
+        };
+        self.requests.send(request).await.unwrap();
+    }
+
+    async fn ack(&self, response: &DiscoveryResponse, names: &[&str]) {
+        self.send(
+            &response.type_url,
+            names,
+            &response.version_info,
+            &response.nonce,
+        )
+        .await;
+    }
+
+    async fn next(&mut self) -> DiscoveryResponse {
+        tokio::time::timeout(Duration::from_secs(15), self.responses.message())
+            .await
+            .expect("no response in time")
+            .unwrap()
+            .expect("stream ended")
+    }
+
+    /// Asserts that nothing arrives for a while (e.g. after an ACK).
+    async fn expect_silence(&mut self, wait: Duration) {
+        if let Ok(message) = tokio::time::timeout(wait, self.responses.message()).await {
+            panic!("unexpected message: {message:?}");
+        }
+    }
+}
+
+/// `address:port` of every endpoint in a CLA response, by cluster name.
+fn endpoints(response: &DiscoveryResponse) -> Vec<(String, Vec<String>)> {
+    response
+        .resources
+        .iter()
+        .map(|any| {
+            let cla = ClusterLoadAssignment::decode(any.value.as_slice()).unwrap();
+            let addrs = cla
+                .endpoints
+                .iter()
+                .flat_map(|locality| &locality.lb_endpoints)
+                .map(|lb| {
+                    let Some(HostIdentifier::Endpoint(ep)) = &lb.host_identifier else {
+                        panic!("no endpoint");
+                    };
+                    let Some(AddressKind::SocketAddress(sa)) =
+                        ep.address.as_ref().unwrap().address.as_ref()
+                    else {
+                        panic!("no socket address");
+                    };
+                    let Some(PortSpecifier::PortValue(port)) = sa.port_specifier else {
+                        panic!("no port");
+                    };
+                    format!("{}:{port}", sa.address)
+                })
+                .collect();
+            (cla.cluster_name, addrs)
+        })
+        .collect()
+}
+
+fn cluster_names(response: &DiscoveryResponse) -> Vec<String> {
+    response
+        .resources
+        .iter()
+        .map(|any| Cluster::decode(any.value.as_slice()).unwrap().name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_flow_against_fake_dns() {
+    let dns = FakeDns::start().await;
+    dns.set("backend.test", &["127.0.0.3", "127.0.0.2"]);
+    dns.set("other.test", &["127.0.0.9"]);
+    let nameserver = dns.addr.to_string();
+    let mut shim = Shim::spawn(&[
+        "--upstream",
+        "dns+backend.test:8080",
+        "--upstream",
+        "dns+other.test:9090",
+        "--nameserver",
+        &nameserver,
+        "--interval",
+        "200ms",
+    ]);
+    shim.wait_ready().await;
+
+    // Envoy: CDS wildcard, then EDS for the clusters it learned, then ACKs.
+    let mut envoy = AdsClient::connect(&shim).await;
+    envoy.send(CDS, &[], "", "").await;
+    let cds = envoy.next().await;
+    assert_eq!(cds.type_url, CDS);
+    assert_eq!(
+        cluster_names(&cds),
+        ["dns+backend.test:8080", "dns+other.test:9090"]
+    );
+    envoy.ack(&cds, &[]).await;
+
+    let names = ["dns+backend.test:8080"];
+    envoy.send(EDS, &names, "", "").await;
+    let eds = envoy.next().await;
+    assert_eq!(eds.type_url, EDS);
+    assert_eq!(
+        endpoints(&eds),
+        [(
+            "dns+backend.test:8080".to_string(),
+            vec!["127.0.0.2:8080".to_string(), "127.0.0.3:8080".to_string()]
+        )]
+    );
+    envoy.ack(&eds, &names).await;
+    // Several refresh rounds with unchanged answers: nothing is re-sent.
+    envoy.expect_silence(Duration::from_millis(800)).await;
+
+    // The filter's stream: EDS with the explicit wildcard gets every assignment.
+    let mut filter = AdsClient::connect(&shim).await;
+    filter.send(EDS, &["*"], "", "").await;
+    let all = filter.next().await;
+    let clusters: Vec<String> = endpoints(&all).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(clusters, ["dns+backend.test:8080", "dns+other.test:9090"]);
+    filter.ack(&all, &["*"]).await;
+
+    // DNS changes: both streams get a push with a new version, no request needed.
+    dns.set("backend.test", &["127.0.0.4"]);
+    let push = envoy.next().await;
+    assert_eq!(push.type_url, EDS);
+    assert_ne!(push.version_info, eds.version_info);
+    assert_eq!(
+        endpoints(&push),
+        [(
+            "dns+backend.test:8080".to_string(),
+            vec!["127.0.0.4:8080".to_string()]
+        )]
+    );
+    let filter_push = filter.next().await;
+    assert_eq!(filter_push.version_info, push.version_info);
+    assert_eq!(filter_push.resources.len(), 2);
+
+    envoy.ack(&push, &names).await;
+    let (status, body) = http_get(shim.admin, "/status.json").await.unwrap();
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["connected_streams"], 2);
+    assert_eq!(json["versions"]["endpoints"], push.version_info.as_str());
+    assert_eq!(
+        json["upstreams"][0]["endpoints"],
+        serde_json::json!(["127.0.0.4:8080"])
+    );
+
+    // Clean shutdown: streams end, the process exits 0.
+    let status = shim.terminate();
+    assert!(status.success(), "{status:?}");
+    let end = tokio::time::timeout(Duration::from_secs(5), envoy.responses.message())
+        .await
+        .unwrap();
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nxdomain_keeps_last_good_members() {
+    let dns = FakeDns::start().await;
+    dns.set("flappy.test", &["127.0.0.7"]);
+    let nameserver = dns.addr.to_string();
+    let shim = Shim::spawn(&[
+        "--upstream",
+        "dns+flappy.test:80",
+        "--nameserver",
+        &nameserver,
+        "--interval",
+        "200ms",
+    ]);
+    shim.wait_ready().await;
+    let mut envoy = AdsClient::connect(&shim).await;
+    envoy.send(EDS, &["dns+flappy.test:80"], "", "").await;
+    let eds = envoy.next().await;
+    envoy.ack(&eds, &["dns+flappy.test:80"]).await;
+
+    dns.records_clear("flappy.test");
+    envoy.expect_silence(Duration::from_millis(800)).await;
+    let (_, body) = http_get(shim.admin, "/status.json").await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let upstream = &json["upstreams"][0];
+    assert_eq!(upstream["endpoints"], serde_json::json!(["127.0.0.7:80"]));
+    assert_eq!(upstream["last_resolution"]["result"], "nxdomain");
+}
