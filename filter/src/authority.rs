@@ -124,6 +124,32 @@ fn normalize_name(original: &str, name: &str) -> Result<String, AuthorityError> 
     Ok(name.to_string())
 }
 
+/// Splits an absolute-form request target (`http://dns+b.test:8080/x?y`)
+/// into its authority and origin-form path; `None` when the target is not an
+/// `http`/`https` absolute URL.
+pub fn split_absolute_form(target: &str) -> Option<(&str, String)> {
+    let scheme_len = ["http://", "https://"]
+        .iter()
+        .find(|s| {
+            target
+                .get(..s.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(s))
+        })?
+        .len();
+    let rest = &target[scheme_len..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if authority.is_empty() {
+        return None;
+    }
+    let path = match tail.chars().next() {
+        Some('/') => tail.to_string(),
+        Some(_) => format!("/{tail}"),
+        None => "/".to_string(),
+    };
+    Some((authority, path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +243,26 @@ mod tests {
             parse("srv+_x._tcp.a:80"),
             Err(AuthorityError::SrvWithPort(_))
         ));
+    }
+
+    #[test]
+    fn absolute_form_targets_are_split() {
+        assert_eq!(
+            split_absolute_form("http://dns+vminsert:8480/api/v1/write?x=1"),
+            Some(("dns+vminsert:8480", "/api/v1/write?x=1".to_string()))
+        );
+        assert_eq!(
+            split_absolute_form("HTTPS://a.test"),
+            Some(("a.test", "/".to_string()))
+        );
+        assert_eq!(
+            split_absolute_form("http://a.test?q"),
+            Some(("a.test", "/?q".to_string()))
+        );
+        assert_eq!(split_absolute_form("/plain"), None);
+        assert_eq!(split_absolute_form("*"), None);
+        assert_eq!(split_absolute_form("ftp://a.test/"), None);
+        assert_eq!(split_absolute_form("http:///x"), None);
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
+use crate::absolute_form::{AbsoluteFormRewriter, Fed, ABSOLUTE_FORM_ROOT_ID};
 use crate::config::Config;
 use crate::members::Membership;
 use crate::request::{self, RequestHeaders, Verdict};
@@ -31,8 +32,18 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-/// One per VM, so one per Envoy worker (plus one on the main thread).
+/// Which plugin a root context serves; Envoy tells it by the `root_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The HTTP filter: routing and picks, fed by the EDS stream.
+    Http,
+    /// The network filter that rewrites absolute-form proxy requests.
+    AbsoluteForm,
+}
+
+/// One per plugin and VM, so one per Envoy worker (plus one on the main thread).
 struct Root {
+    role: Role,
     config: Rc<Config>,
     membership: Rc<RefCell<Membership>>,
     subscription: EdsSubscription,
@@ -45,6 +56,7 @@ impl Default for Root {
     fn default() -> Self {
         let config = Config::default();
         Self {
+            role: Role::Http,
             subscription: EdsSubscription::new(config.node_id.clone()),
             config: Rc::new(config),
             membership: Rc::default(),
@@ -147,6 +159,14 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
+        let root_id = hostcalls::get_property(vec!["plugin_root_id"])
+            .ok()
+            .flatten();
+        if root_id.as_deref() == Some(ABSOLUTE_FORM_ROOT_ID.as_bytes()) {
+            // Stateless per connection: no configuration, no xDS stream.
+            self.role = Role::AbsoluteForm;
+            return true;
+        }
         let raw = if size == 0 {
             None
         } else {
@@ -191,8 +211,15 @@ impl RootContext for Root {
         }))
     }
 
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(ProxyConnection::default()))
+    }
+
     fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(match self.role {
+            Role::Http => ContextType::HttpContext,
+            Role::AbsoluteForm => ContextType::StreamContext,
+        })
     }
 }
 
@@ -251,5 +278,38 @@ impl RequestHeaders for HostHeaders {
         if let Err(e) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
             log(LogLevel::Warn, &format!("local reply failed: {e:?}"));
         }
+    }
+}
+
+/// One downstream connection through the absolute-form network filter.
+#[derive(Default)]
+struct ProxyConnection {
+    rewriter: AbsoluteFormRewriter,
+}
+
+impl Context for ProxyConnection {}
+
+impl StreamContext for ProxyConnection {
+    fn on_downstream_data(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let data = match hostcalls::get_buffer(BufferType::DownstreamData, 0, size) {
+            Ok(data) => data.unwrap_or_default(),
+            Err(status) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("reading downstream data failed: {status:?}"),
+                );
+                return Action::Continue;
+            }
+        };
+        if let Fed::Replaced(bytes) = self.rewriter.feed(&data, end_of_stream) {
+            if let Err(status) = hostcalls::set_buffer(BufferType::DownstreamData, 0, size, &bytes)
+            {
+                log(
+                    LogLevel::Warn,
+                    &format!("rewriting downstream data failed: {status:?}"),
+                );
+            }
+        }
+        Action::Continue
     }
 }

@@ -3,6 +3,7 @@
 //! Everything but [`glue`] is pure logic with no proxy-wasm dependency, so it
 //! builds and is tested natively; `glue` is the one module that calls the host.
 
+pub mod absolute_form;
 pub mod authority;
 pub mod config;
 pub mod members;

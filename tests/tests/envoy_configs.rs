@@ -81,8 +81,21 @@ static_resources:
   clusters: []
 "#;
     let mut bootstrap: Value = serde_yaml::from_str(skeleton).unwrap();
-    let hcm = &mut bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"];
+    let network_filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]
+        ["filters"]
+        .as_sequence_mut()
+        .unwrap();
+    for (i, filter) in list(snippet("absolute-form-filter.yaml"))
+        .into_iter()
+        .enumerate()
+    {
+        network_filters.insert(i, filter);
+    }
+    let hcm = network_filters
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.network.http_connection_manager")
+        .map(|f| &mut f["typed_config"])
+        .unwrap();
     // The dnslb route goes before the catch-all, the filter before the router.
     let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
         .as_sequence_mut()

@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dnslb_tests::{backend::HEADER_SEEN_ENDPOINT, free_port, http_get, Stack, StackOptions};
+use dnslb_tests::{
+    backend::HEADER_SEEN_ENDPOINT, free_port, http_get, http_request, BackendReport, Stack,
+    StackOptions,
+};
 
 const NAME: &str = "backend.test";
 
@@ -163,7 +166,7 @@ fn client_sent_dnslb_headers_cannot_steer_traffic() {
         )
         .unwrap();
         assert_eq!(response.status, 200, "{}", response.body);
-        let report: dnslb_tests::BackendReport = response.json().unwrap();
+        let report: BackendReport = response.json().unwrap();
         assert_ne!(report.backend, outsider);
         let seen = response.header(HEADER_SEEN_ENDPOINT).unwrap_or_default();
         assert!(
@@ -238,4 +241,51 @@ fn upstream_requests(stack: &Stack, cluster: &str) -> u64 {
         .stat(&format!("cluster.{cluster}.upstream_rq_total"))
         .unwrap()
         .map_or(0, |v| v.parse().unwrap())
+}
+
+#[test]
+fn absolute_form_requests_from_http_proxy_clients_are_routed() {
+    let (port, addrs) = backends(&[2, 3]);
+    let stack = Stack::start(
+        options(port, addrs.clone(), Duration::from_secs(5)),
+        |dns| dns.set_a(NAME, &[ip(2), ip(3)]),
+    )
+    .unwrap();
+    let cluster = authority(port);
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &addrs, Duration::from_secs(30))
+        .unwrap();
+    // What an application with HTTP_PROXY=http://envoy sends; Go clients
+    // send the same authority in Host.
+    let target = format!("http://{cluster}/api/v1/write?db=1");
+    let response = http_get(stack.listener, &target, &[("Host", &cluster)]).unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    let report: BackendReport = response.json().unwrap();
+    assert_eq!(report.host, format!("{NAME}:{port}"));
+    assert_eq!(report.path, "/api/v1/write");
+    assert_eq!(report.query.as_deref(), Some("db=1"));
+
+    // A body is forwarded untouched, even one that looks like a request.
+    let body = format!(
+        "GET http://dns+elsewhere.test:1/ HTTP/1.1\r\n\r\n{}",
+        "x".repeat(5000)
+    );
+    let response = http_request(
+        stack.listener,
+        "POST",
+        &target,
+        &[("Host", "ignored.example")],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    let report: BackendReport = response.json().unwrap();
+    assert_eq!(report.method, "POST");
+    assert_eq!(report.body_len, body.len());
+    assert_eq!(
+        report.host,
+        format!("{NAME}:{port}"),
+        "the URL's authority wins over Host"
+    );
 }
