@@ -218,7 +218,7 @@ fn header_is(line: &str, name: &str) -> bool {
         .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
 }
 
-fn header_value<'a>(line: &'a str) -> &'a str {
+fn header_value(line: &str) -> &str {
     line.split_once(':').map_or("", |(_, v)| v.trim())
 }
 
