@@ -55,8 +55,9 @@ dnslb demo is running (logs: $logs)
   Round robin over the three A records of backend.test:
     for i in 1 2 3 4 5 6; do curl -s -H 'Host: dns+backend.test:8080' http://127.0.0.1:10000/; echo; done
 
-  Envoy as your HTTP proxy (absolute-form URLs):
-    curl -s -x http://127.0.0.1:10000 http://dns+api.test:8080/hello; echo
+  Envoy as your HTTP proxy (absolute-form, as HTTP_PROXY clients send it;
+  curl's own URL parser refuses a '+' in a host, hence --request-target):
+    curl -s --request-target http://dns+api.test:8080/hello -H 'Host: dns+api.test:8080' http://127.0.0.1:10000; echo
 
   A malformed upstream is refused with 400:
     curl -s -H 'Host: dns+backend.test:0' http://127.0.0.1:10000/
