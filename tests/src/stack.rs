@@ -61,10 +61,11 @@ pub struct EnvoyPorts {
     pub xds: u16,
 }
 
-/// `envoy/demo.yaml` with the given ports and wasm path: the tests run the
-/// file the demo runs, so the two cannot drift. Each value replaced must occur
-/// exactly once, so an edit of the demo that moves them fails loudly here.
-pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path) -> Result<String> {
+/// `envoy/demo.yaml` with the given ports, wasm path and filter configuration
+/// (JSON): the tests run the file the demo runs, so the two cannot drift.
+/// Each value replaced must occur exactly once, so an edit of the demo that
+/// moves them fails loudly here.
+pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path, filter_config: &str) -> Result<String> {
     let path = workspace_root().join("envoy").join("demo.yaml");
     let mut text =
         fs::read_to_string(&path).map_err(HarnessError::io(format!("read {}", path.display())))?;
@@ -85,6 +86,10 @@ pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path) -> Result<String> {
             "filename: target/wasm32-wasip1/release-wasm/dnslb_filter.wasm".to_string(),
             format!("filename: {}", wasm.display()),
         ),
+        (
+            r#"value: "{}""#.to_string(),
+            format!("value: {}", yaml_string(filter_config)),
+        ),
     ];
     for (from, to) in replacements {
         let count = text.matches(&from).count();
@@ -100,6 +105,11 @@ pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// A double-quoted YAML scalar (JSON string syntax is valid YAML).
+fn yaml_string(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -112,6 +122,25 @@ pub struct StackOptions {
     /// The shim's `--interval`.
     pub interval: Duration,
     pub concurrency: u32,
+    /// Further xds-shim flags.
+    pub shim_args: Vec<String>,
+    /// The dnslb HTTP filter's configuration (JSON), `{}` by default.
+    pub filter_config: String,
+}
+
+impl StackOptions {
+    /// One Envoy worker, the shim's default interval, `{}` filter config.
+    pub fn new(upstreams: Vec<String>, backends: Vec<SocketAddr>, backend_bin: PathBuf) -> Self {
+        Self {
+            upstreams,
+            backends,
+            backend_bin,
+            interval: Duration::from_secs(5),
+            concurrency: 1,
+            shim_args: Vec::new(),
+            filter_config: "{}".into(),
+        }
+    }
 }
 
 /// A running system; dropping it stops every process.
@@ -160,7 +189,8 @@ impl Stack {
             .arg("--xds-listen")
             .arg(SocketAddr::new(LOOPBACK, xds).to_string())
             .arg("--admin-listen")
-            .arg(shim_admin.to_string());
+            .arg(shim_admin.to_string())
+            .args(&opts.shim_args);
         let shim = ChildGuard::spawn("xds-shim", cmd, dir.path())?;
         wait_until("xds-shim /healthz", STARTUP, POLL, || {
             shim.ensure_running()?;
@@ -173,7 +203,7 @@ impl Stack {
             listener: free_port(LOOPBACK)?,
             xds,
         };
-        let yaml = demo_bootstrap(ports, &built(filter_wasm())?)?;
+        let yaml = demo_bootstrap(ports, &built(filter_wasm())?, &opts.filter_config)?;
         let envoy = Envoy::start(
             &yaml,
             EnvoyOptions {

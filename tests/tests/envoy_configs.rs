@@ -26,7 +26,10 @@ fn demo_bootstrap_validates() {
         listener: 10000,
         xds: 18000,
     };
-    validate("demo.yaml", &demo_bootstrap(ports, &filter_wasm()).unwrap());
+    validate(
+        "demo.yaml",
+        &demo_bootstrap(ports, &filter_wasm(), "{}").unwrap(),
+    );
 }
 
 fn snippet(name: &str) -> Value {

@@ -32,11 +32,12 @@ fn backends(lasts: &[u8]) -> (u16, Vec<SocketAddr>) {
 
 fn options(port: u16, backends: Vec<SocketAddr>, interval: Duration) -> StackOptions {
     StackOptions {
-        upstreams: vec![format!("dns+{NAME}:{port}")],
-        backends,
-        backend_bin: PathBuf::from(env!("CARGO_BIN_EXE_fake-backend")),
         interval,
-        concurrency: 1,
+        ..StackOptions::new(
+            vec![format!("dns+{NAME}:{port}")],
+            backends,
+            PathBuf::from(env!("CARGO_BIN_EXE_fake-backend")),
+        )
     }
 }
 
