@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
-use crate::ads::service::{self, AdsService, StreamCounter};
+use crate::ads::service::{self, StreamCounter, XdsService};
 use crate::config::Config;
 use crate::discovery::DiscoveryState;
 use crate::refresh::{self, Publisher};
@@ -57,7 +57,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
         discovery: publisher.discovery.subscribe(),
         streams: streams.clone(),
     };
-    let ads = AdsService::new(publisher.snapshots.subscribe(), streams, shutdown.clone());
+    let ads = XdsService::new(publisher.snapshots.subscribe(), streams, shutdown.clone());
 
     let refresher = tokio::spawn(refresh::run(
         resolver,

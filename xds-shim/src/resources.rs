@@ -9,11 +9,13 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 use envoy_types::pb::envoy::config::cluster::v3::load_balancing_policy::Policy;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSpecifier};
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, SocketAddress,
-    TypedExtensionConfig,
+    Address, AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, GrpcService,
+    HealthStatus, SocketAddress, TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{
@@ -25,26 +27,24 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 use envoy_types::util::pack_any;
 
+use crate::snapshot::EdsSource;
+
 /// The header the dnslb filter fills with the chosen endpoint and its failover chain.
 pub const ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
 const OVERRIDE_HOST_POLICY: &str = "envoy.load_balancing_policies.override_host";
 const ROUND_ROBIN_POLICY: &str = "envoy.load_balancing_policies.round_robin";
 const CONNECT_TIMEOUT_SECS: i64 = 1;
+/// The Envoy cluster that reaches the shim (the bootstrap snippets name it so).
+pub const XDS_CLUSTER: &str = "dnslb_xds";
 
-/// An EDS cluster fed over ADS whose LB honours the filter's endpoint choice and falls
-/// back to round robin when there is none (or it is exhausted).
-pub fn cluster(name: &str) -> Cluster {
+/// An EDS cluster whose LB honours the filter's endpoint choice and falls back to round
+/// robin when there is none (or it is exhausted). Its endpoints come from `source`.
+pub fn cluster(name: &str, source: EdsSource) -> Cluster {
     Cluster {
         name: name.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
-            eds_config: Some(ConfigSource {
-                resource_api_version: ApiVersion::V3 as i32,
-                config_source_specifier: Some(ConfigSourceSpecifier::Ads(
-                    AggregatedConfigSource {},
-                )),
-                ..Default::default()
-            }),
+            eds_config: Some(eds_config(source)),
             service_name: String::new(),
         }),
         connect_timeout: Some(ProtoDuration {
@@ -65,6 +65,29 @@ pub fn cluster(name: &str) -> Cluster {
                 )),
             }),
         )),
+        ..Default::default()
+    }
+}
+
+fn eds_config(source: EdsSource) -> ConfigSource {
+    let specifier = match source {
+        EdsSource::Ads => ConfigSourceSpecifier::Ads(AggregatedConfigSource {}),
+        EdsSource::Grpc => ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
+            api_type: ApiType::Grpc as i32,
+            transport_api_version: ApiVersion::V3 as i32,
+            grpc_services: vec![GrpcService {
+                target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
+                    cluster_name: XDS_CLUSTER.to_string(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+    };
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(specifier),
         ..Default::default()
     }
 }
@@ -141,7 +164,7 @@ mod tests {
 
     #[test]
     fn cluster_uses_ads_eds_and_override_host() {
-        let c = cluster("dns+backend.test:8080");
+        let c = cluster("dns+backend.test:8080", EdsSource::Ads);
         assert_eq!(c.name, "dns+backend.test:8080");
         assert_eq!(
             c.cluster_discovery_type,
@@ -175,6 +198,21 @@ mod tests {
             rr.typed_config.as_ref().unwrap().type_url,
             "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin"
         );
+    }
+
+    #[test]
+    fn grpc_source_points_at_the_shim_cluster() {
+        let c = cluster("dns+backend.test:8080", EdsSource::Grpc);
+        let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
+        let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = eds.config_source_specifier else {
+            panic!("not an api_config_source");
+        };
+        assert_eq!(api.api_type, ApiType::Grpc as i32);
+        assert_eq!(api.transport_api_version, ApiVersion::V3 as i32);
+        let Some(TargetSpecifier::EnvoyGrpc(grpc)) = &api.grpc_services[0].target_specifier else {
+            panic!("not envoy_grpc");
+        };
+        assert_eq!(grpc.cluster_name, "dnslb_xds");
     }
 
     #[test]

@@ -72,9 +72,21 @@ impl Resources {
     }
 }
 
+/// Where a served cluster tells Envoy to fetch its endpoints: over the same ADS stream, or
+/// from the shim's plain EDS service (for clusters delivered by the plain CDS service, whose
+/// client may run its ADS against another control plane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EdsSource {
+    Ads,
+    /// `api_config_source` GRPC to the Envoy cluster that reaches the shim.
+    Grpc,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     clusters: Resources,
+    /// The same clusters, pointing at the plain EDS service instead of ADS.
+    grpc_clusters: Resources,
     endpoints: Resources,
     members: BTreeMap<String, Membership>,
 }
@@ -89,10 +101,12 @@ impl Snapshot {
             membership.addresses.sort_unstable();
             membership.addresses.dedup();
         }
-        let clusters = members
-            .keys()
-            .map(|name| (name.clone(), pack_any(resources::cluster(name))))
-            .collect();
+        let clusters_for = |source| {
+            members
+                .keys()
+                .map(|name| (name.clone(), pack_any(resources::cluster(name, source))))
+                .collect()
+        };
         let endpoints = members
             .iter()
             .map(|(name, m)| {
@@ -101,7 +115,8 @@ impl Snapshot {
             })
             .collect();
         Snapshot {
-            clusters: Resources::new(clusters),
+            clusters: Resources::new(clusters_for(EdsSource::Ads)),
+            grpc_clusters: Resources::new(clusters_for(EdsSource::Grpc)),
             endpoints: Resources::new(endpoints),
             members,
         }
@@ -111,10 +126,17 @@ impl Snapshot {
         Self::build(BTreeMap::new())
     }
 
+    /// The resources ADS clients get.
     pub fn resources(&self, kind: ResourceType) -> &Resources {
-        match kind {
-            ResourceType::Cluster => &self.clusters,
-            ResourceType::Endpoint => &self.endpoints,
+        self.resources_for(kind, EdsSource::Ads)
+    }
+
+    /// The resources of `kind` for clients whose clusters fetch endpoints from `source`.
+    pub fn resources_for(&self, kind: ResourceType, source: EdsSource) -> &Resources {
+        match (kind, source) {
+            (ResourceType::Cluster, EdsSource::Ads) => &self.clusters,
+            (ResourceType::Cluster, EdsSource::Grpc) => &self.grpc_clusters,
+            (ResourceType::Endpoint, _) => &self.endpoints,
         }
     }
 
@@ -131,6 +153,7 @@ impl Snapshot {
         ResourceType::ALL
             .into_iter()
             .any(|t| self.version(t) != other.version(t))
+            || self.grpc_clusters.version != other.grpc_clusters.version
     }
 }
 

@@ -242,3 +242,89 @@ async fn nxdomain_keeps_last_good_members() {
     assert_eq!(upstream["endpoints"], serde_json::json!(["127.0.0.7:80"]));
     assert_eq!(upstream["last_resolution"]["result"], "nxdomain");
 }
+
+/// A mesh that keeps its own ADS: plain CDS and EDS streams on the same port. Requests
+/// leave `type_url` empty (allowed on non-aggregated streams); clusters point their EDS at
+/// the shim's gRPC service rather than at ADS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_cds_and_eds_services() {
+    use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+    use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
+    use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
+
+    let dns = FakeDns::start().await;
+    dns.set("backend.test", &["127.0.0.2"]);
+    let nameserver = dns.addr.to_string();
+    let shim = Shim::spawn(&[
+        "--upstream",
+        "dns+backend.test:8080",
+        "--nameserver",
+        &nameserver,
+        "--interval",
+        "200ms",
+    ]);
+    shim.wait_ready().await;
+    let url = format!("http://{}", shim.xds);
+    let request = |names: &[&str], version: &str, nonce: &str| DiscoveryRequest {
+        resource_names: names.iter().map(|n| n.to_string()).collect(),
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    };
+
+    let (cds_tx, rx) = mpsc::channel(8);
+    let mut cds = ClusterDiscoveryServiceClient::connect(url.clone())
+        .await
+        .unwrap()
+        .stream_clusters(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    cds_tx.send(request(&[], "", "")).await.unwrap();
+    let clusters = cds.message().await.unwrap().unwrap();
+    assert_eq!(clusters.type_url, CDS);
+    let cluster = Cluster::decode(clusters.resources[0].value.as_slice()).unwrap();
+    assert_eq!(cluster.name, "dns+backend.test:8080");
+    let source = cluster.eds_cluster_config.unwrap().eds_config.unwrap();
+    let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = source.config_source_specifier else {
+        panic!("EDS of a plain-CDS cluster must be an api_config_source");
+    };
+    let Some(TargetSpecifier::EnvoyGrpc(grpc)) = &api.grpc_services[0].target_specifier else {
+        panic!("not envoy_grpc");
+    };
+    assert_eq!(grpc.cluster_name, "dnslb_xds");
+
+    let (eds_tx, rx) = mpsc::channel(8);
+    let mut eds = EndpointDiscoveryServiceClient::connect(url)
+        .await
+        .unwrap()
+        .stream_endpoints(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let names = ["dns+backend.test:8080"];
+    eds_tx.send(request(&names, "", "")).await.unwrap();
+    let first = eds.message().await.unwrap().unwrap();
+    assert_eq!(first.type_url, EDS);
+    assert_eq!(
+        endpoints(&first),
+        [(names[0].to_string(), vec!["127.0.0.2:8080".to_string()])]
+    );
+    eds_tx
+        .send(request(&names, &first.version_info, &first.nonce))
+        .await
+        .unwrap();
+
+    // A DNS change is pushed on the plain EDS stream too.
+    dns.set("backend.test", &["127.0.0.3"]);
+    let push = tokio::time::timeout(Duration::from_secs(15), eds.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        endpoints(&push),
+        [(names[0].to_string(), vec!["127.0.0.3:8080".to_string()])]
+    );
+}

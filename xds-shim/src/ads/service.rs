@@ -1,16 +1,23 @@
-//! The tonic ADS service: one task per stream feeding requests and snapshot changes into a
-//! [`StreamState`] and sending what it returns.
+//! The tonic xDS services on one port: ADS, and plain CDS and EDS for meshes that keep
+//! their own ADS. One task per stream feeds requests and snapshot changes into a
+//! [`StreamState`] and sends what it returns; the services differ only in the state's mode.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_server::{
+    ClusterDiscoveryService, ClusterDiscoveryServiceServer,
+};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
 };
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_server::{
+    EndpointDiscoveryService, EndpointDiscoveryServiceServer,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -27,7 +34,13 @@ const OUTBOUND_BUFFER: usize = 16;
 /// Keeps idle ADS connections alive through NATs and notices dead peers.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
 
-/// Counts open ADS streams for the status page.
+type SotwStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+type DeltaStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+const DELTA_UNSUPPORTED: &str =
+    "delta xDS is not supported yet; use state-of-the-world (api_type: GRPC)";
+
+/// Counts open xDS streams for the status page.
 #[derive(Debug, Clone, Default)]
 pub struct StreamCounter(Arc<AtomicUsize>);
 
@@ -51,56 +64,40 @@ impl Drop for StreamGuard {
     }
 }
 
-pub struct AdsService {
+#[derive(Clone)]
+pub struct XdsService {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     streams: StreamCounter,
     shutdown: Shutdown,
 }
 
-impl AdsService {
+impl XdsService {
     pub fn new(
         snapshots: watch::Receiver<Arc<Snapshot>>,
         streams: StreamCounter,
         shutdown: Shutdown,
     ) -> Self {
-        AdsService {
+        XdsService {
             snapshots,
             streams,
             shutdown,
         }
     }
-}
 
-/// Serves ADS over plaintext HTTP/2 (h2c) until shutdown, then lets open streams end.
-pub async fn serve(
-    listener: TcpListener,
-    service: AdsService,
-    shutdown: Shutdown,
-) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
-        .add_service(AggregatedDiscoveryServiceServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait_owned())
-        .await
-}
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
+    /// Starts the task that drives one state-of-the-world stream.
+    fn open_stream(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        state: StreamState,
+    ) -> Response<SotwStream> {
         let peer = request.remote_addr();
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
-        let stream = AdsStream {
+        let stream = XdsStream {
             inbound: request.into_inner(),
             outbound: tx,
             snapshots: self.snapshots.clone(),
             shutdown: self.shutdown.clone(),
-            state: StreamState::new(),
+            state,
             peer,
         };
         let guard = self.streams.open();
@@ -108,20 +105,119 @@ impl AggregatedDiscoveryService for AdsService {
             let _guard = guard;
             stream.run().await;
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Response::new(ReceiverStream::new(rx))
+    }
+
+    /// The unary `Fetch*` call: one answer from the current snapshot, as for a fresh stream.
+    fn fetch(
+        &self,
+        request: Request<DiscoveryRequest>,
+        kind: ResourceType,
+    ) -> Result<Response<DiscoveryResponse>, Status> {
+        let snapshot = Arc::clone(&self.snapshots.borrow());
+        let mut request = request.into_inner();
+        request.response_nonce.clear();
+        StreamState::single_type(kind)
+            .on_request(request, &snapshot)
+            .response
+            .map(Response::new)
+            .ok_or_else(|| Status::invalid_argument("nothing requested, or not a served type"))
+    }
+}
+
+/// Serves ADS, CDS and EDS over plaintext HTTP/2 (h2c) until shutdown, then lets open
+/// streams end.
+pub async fn serve(
+    listener: TcpListener,
+    service: XdsService,
+    shutdown: Shutdown,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+        .add_service(AggregatedDiscoveryServiceServer::new(service.clone()))
+        .add_service(ClusterDiscoveryServiceServer::new(service.clone()))
+        .add_service(EndpointDiscoveryServiceServer::new(service))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.wait_owned())
+        .await
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for XdsService {
+    type StreamAggregatedResourcesStream = SotwStream;
+    type DeltaAggregatedResourcesStream = DeltaStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<SotwStream>, Status> {
+        Ok(self.open_stream(request, StreamState::new()))
     }
 
     async fn delta_aggregated_resources(
         &self,
         _request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "delta xDS is not supported yet; use state-of-the-world ADS (api_type: GRPC)",
-        ))
+    ) -> Result<Response<DeltaStream>, Status> {
+        Err(Status::unimplemented(DELTA_UNSUPPORTED))
     }
 }
 
-struct AdsStream {
+#[tonic::async_trait]
+impl ClusterDiscoveryService for XdsService {
+    type StreamClustersStream = SotwStream;
+    type DeltaClustersStream = DeltaStream;
+
+    async fn stream_clusters(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<SotwStream>, Status> {
+        let state = StreamState::single_type(ResourceType::Cluster);
+        Ok(self.open_stream(request, state))
+    }
+
+    async fn delta_clusters(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<DeltaStream>, Status> {
+        Err(Status::unimplemented(DELTA_UNSUPPORTED))
+    }
+
+    async fn fetch_clusters(
+        &self,
+        request: Request<DiscoveryRequest>,
+    ) -> Result<Response<DiscoveryResponse>, Status> {
+        self.fetch(request, ResourceType::Cluster)
+    }
+}
+
+#[tonic::async_trait]
+impl EndpointDiscoveryService for XdsService {
+    type StreamEndpointsStream = SotwStream;
+    type DeltaEndpointsStream = DeltaStream;
+
+    async fn stream_endpoints(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<SotwStream>, Status> {
+        let state = StreamState::single_type(ResourceType::Endpoint);
+        Ok(self.open_stream(request, state))
+    }
+
+    async fn delta_endpoints(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<DeltaStream>, Status> {
+        Err(Status::unimplemented(DELTA_UNSUPPORTED))
+    }
+
+    async fn fetch_endpoints(
+        &self,
+        request: Request<DiscoveryRequest>,
+    ) -> Result<Response<DiscoveryResponse>, Status> {
+        self.fetch(request, ResourceType::Endpoint)
+    }
+}
+
+struct XdsStream {
     inbound: Streaming<DiscoveryRequest>,
     outbound: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -130,9 +226,9 @@ struct AdsStream {
     peer: Option<SocketAddr>,
 }
 
-impl AdsStream {
+impl XdsStream {
     async fn run(mut self) {
-        debug!(peer = ?self.peer, "ADS stream opened");
+        debug!(peer = ?self.peer, "xDS stream opened");
         // Whatever is current now is what the first requests are answered from.
         self.snapshots.mark_unchanged();
         let end = loop {
@@ -153,7 +249,7 @@ impl AdsStream {
                     }
                     Ok(None) => break "client closed the stream",
                     Err(status) => {
-                        debug!(peer = ?self.peer, %status, "ADS stream error");
+                        debug!(peer = ?self.peer, %status, "xDS stream error");
                         break "stream error";
                     }
                 },
@@ -175,7 +271,7 @@ impl AdsStream {
                 }
             }
         };
-        info!(node = self.state.node_id(), peer = ?self.peer, reason = end, "ADS stream closed");
+        info!(node = self.state.node_id(), peer = ?self.peer, reason = end, "xDS stream closed");
     }
 
     async fn send(&self, response: DiscoveryResponse) -> bool {

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
-use crate::snapshot::{ResourceType, Snapshot};
+use crate::snapshot::{EdsSource, ResourceType, Snapshot};
 
 /// The xDS-spec explicit wildcard resource name.
 const WILDCARD: &str = "*";
@@ -94,11 +94,43 @@ pub struct StreamState {
     node_id: Option<String>,
     last_nonce: u64,
     types: BTreeMap<ResourceType, TypeState>,
+    /// Set on a plain (non-aggregated) CDS or EDS stream: the one type it carries.
+    only: Option<ResourceType>,
 }
 
 impl StreamState {
+    /// An ADS stream: any served type, clusters pointing back at ADS for endpoints.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A plain CDS or EDS stream. Requests may leave `type_url` empty; other types are
+    /// refused. Clusters served here fetch endpoints from the plain EDS service, since the
+    /// client's ADS (if any) may belong to another control plane.
+    pub fn single_type(kind: ResourceType) -> Self {
+        StreamState {
+            only: Some(kind),
+            ..Self::default()
+        }
+    }
+
+    fn eds_source(&self) -> EdsSource {
+        match self.only {
+            Some(_) => EdsSource::Grpc,
+            None => EdsSource::Ads,
+        }
+    }
+
+    fn kind_of(&self, type_url: &str) -> Option<ResourceType> {
+        match self.only {
+            Some(kind) if type_url.is_empty() || type_url == kind.type_url() => Some(kind),
+            Some(_) => None,
+            None => ResourceType::from_type_url(type_url),
+        }
+    }
+
+    fn version<'s>(&self, kind: ResourceType, snapshot: &'s Snapshot) -> &'s str {
+        &snapshot.resources_for(kind, self.eds_source()).version
     }
 
     /// The client's node id, once a request carried one (Envoy may send it only once).
@@ -117,7 +149,7 @@ impl StreamState {
                 self.node_id = Some(node.id.clone());
             }
         }
-        let Some(kind) = ResourceType::from_type_url(&request.type_url) else {
+        let Some(kind) = self.kind_of(&request.type_url) else {
             return Reply {
                 request: RequestKind::UnknownType {
                     type_url: request.type_url,
@@ -175,7 +207,7 @@ impl StreamState {
             .is_some_and(|p| p.subscription != subscription);
         state.subscription = subscription;
         let sent_version = state.sent.as_ref().map(|s| s.version.as_str());
-        let version_moved = sent_version != Some(snapshot.version(kind));
+        let version_moved = sent_version != Some(self.version(kind, snapshot));
         self.types.insert(kind, state);
 
         let response = if resubscribe || subscription_changed || version_moved {
@@ -196,7 +228,8 @@ impl StreamState {
             .types
             .iter()
             .filter(|(kind, state)| {
-                state.sent.as_ref().map(|s| s.version.as_str()) != Some(snapshot.version(**kind))
+                state.sent.as_ref().map(|s| s.version.as_str())
+                    != Some(self.version(**kind, snapshot))
             })
             .map(|(kind, _)| *kind)
             .collect();
@@ -207,11 +240,11 @@ impl StreamState {
     }
 
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
+        let resources = snapshot.resources_for(kind, self.eds_source());
         let state = self.types.get_mut(&kind)?;
         if state.subscription.is_nothing() {
             return None;
         }
-        let resources = snapshot.resources(kind);
         let selected = match &state.subscription {
             Subscription::All => resources.by_name.values().cloned().collect(),
             // Unknown names are skipped: an EDS client may ask for a cluster that
@@ -551,6 +584,43 @@ mod tests {
         );
         assert!(matches!(reply.request, RequestKind::UnknownType { .. }));
         assert!(reply.response.is_none());
+    }
+
+    #[test]
+    fn plain_cds_stream_serves_grpc_eds_clusters_and_fills_type_url() {
+        use crate::snapshot::EdsSource;
+        let snap = two_clusters();
+        let mut stream = StreamState::single_type(ResourceType::Cluster);
+        let reply = stream.on_request(request("", &[], "", ""), &snap);
+        let cds = reply.response.unwrap();
+        assert_eq!(cds.type_url, CLUSTER_TYPE_URL);
+        let grpc = snap.resources_for(ResourceType::Cluster, EdsSource::Grpc);
+        assert_eq!(cds.version_info, grpc.version);
+        assert_ne!(cds.version_info, snap.version(ResourceType::Cluster));
+        assert_eq!(
+            cds.resources,
+            grpc.by_name.values().cloned().collect::<Vec<_>>()
+        );
+        // An ACK without type_url is recognised as such.
+        let reply = stream.on_request(request("", &[], &cds.version_info, &cds.nonce), &snap);
+        assert!(matches!(reply.request, RequestKind::Ack { .. }));
+        assert!(reply.response.is_none());
+        // Another type on a CDS stream is not served.
+        let reply = stream.on_request(request(ENDPOINT_TYPE_URL, &["*"], "", ""), &snap);
+        assert!(matches!(reply.request, RequestKind::UnknownType { .. }));
+    }
+
+    #[test]
+    fn plain_eds_stream_serves_assignments() {
+        let snap = two_clusters();
+        let mut stream = StreamState::single_type(ResourceType::Endpoint);
+        let eds = stream
+            .on_request(request("", &["dns+b.test:80"], "", ""), &snap)
+            .response
+            .unwrap();
+        assert_eq!(eds.type_url, ENDPOINT_TYPE_URL);
+        assert_eq!(cla_names(&eds), ["dns+b.test:80"]);
+        assert_eq!(eds.version_info, snap.version(ResourceType::Endpoint));
     }
 
     #[test]
