@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-dns_addr=127.0.0.1:15353
+dns_addr=127.0.0.53:15353
 logs="$(mktemp -d -t dnslb-demo.XXXXXX)"
 pids=()
 
