@@ -43,13 +43,13 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
     let admin_listener = bind("admin", config.admin_listen).await?;
     let resolver = build_resolver(&config)?;
 
-    let mut state = DiscoveryState::new(config.upstreams.iter().cloned());
+    let mut state = DiscoveryState::with_policy(config.upstreams.iter().cloned(), config.policy);
     let publisher = Publisher::new(&state);
     // One round before serving, so the first CDS/EDS answers already carry members.
-    tokio::select! {
+    let unanswered = tokio::select! {
         _ = shutdown.wait() => return Ok(()),
-        _ = refresh::round(&resolver, &mut state, &publisher) => {}
-    }
+        unanswered = refresh::round(&resolver, &mut state, &publisher) => unanswered,
+    };
 
     let streams = StreamCounter::default();
     let admin_state = AdminState {
@@ -65,6 +65,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
         config.interval,
         publisher,
         shutdown.clone(),
+        unanswered,
     ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
     info!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::config::{Config, ConfigError};
+use crate::discovery::Policy;
 use crate::duration::{parse_duration, DurationError};
 use crate::logging::LogFormat;
 use crate::upstream::Upstream;
@@ -68,6 +69,31 @@ pub struct Cli {
     )]
     pub admin_listen: SocketAddr,
 
+    /// How long an address gone from DNS is still served, as DRAINING (0s: drop at once).
+    #[arg(
+        long,
+        value_name = "DUR",
+        env = "DNSLB_DRAIN",
+        default_value = "30s",
+        value_parser = parse_drain
+    )]
+    pub drain: Duration,
+
+    /// NXDOMAIN or empty answers in a row before an upstream's members are dropped.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "DNSLB_EMPTY_AFTER",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub empty_after: u32,
+
+    /// How long SERVFAIL/REFUSED/timeouts may keep the last good members (default: for
+    /// ever).
+    #[arg(long, value_name = "DUR", env = "DNSLB_MAX_STALE", value_parser = parse_interval)]
+    pub max_stale: Option<Duration>,
+
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, env = "DNSLB_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -87,6 +113,11 @@ impl Cli {
             interval: self.interval,
             xds_listen: self.xds_listen,
             admin_listen: self.admin_listen,
+            policy: Policy {
+                drain: self.drain,
+                empty_after: self.empty_after,
+                max_stale: self.max_stale,
+            },
         }
         .validate()
     }
@@ -111,6 +142,14 @@ fn parse_interval(text: &str) -> Result<Duration, DurationError> {
     parse_duration(text)
 }
 
+/// As an interval, but zero is meaningful (no draining).
+fn parse_drain(text: &str) -> Result<Duration, DurationError> {
+    match parse_duration(text) {
+        Err(DurationError::Zero(_)) => Ok(Duration::ZERO),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +168,27 @@ mod tests {
         assert_eq!(config.xds_listen, "127.0.0.1:18000".parse().unwrap());
         assert_eq!(config.admin_listen, "127.0.0.1:18001".parse().unwrap());
         assert_eq!(cli.log_format, LogFormat::Text);
+        assert_eq!(config.policy, Policy::default());
+    }
+
+    #[test]
+    fn failure_policy_flags() {
+        let cli = parse(&[
+            "--upstream",
+            "dns+x:1",
+            "--drain",
+            "0s",
+            "--empty-after",
+            "1",
+            "--max-stale",
+            "1m",
+        ])
+        .unwrap();
+        let policy = cli.to_config().unwrap().policy;
+        assert_eq!(policy.drain, Duration::ZERO);
+        assert_eq!(policy.empty_after, 1);
+        assert_eq!(policy.max_stale, Some(Duration::from_secs(60)));
+        assert!(parse(&["--upstream", "dns+x:1", "--empty-after", "0"]).is_err());
     }
 
     #[test]
@@ -173,9 +233,9 @@ mod tests {
     fn bad_values_name_flag_and_value() {
         for (args, flag, value) in [
             (
-                vec!["--upstream", "srv+_http._tcp.x"],
+                vec!["--upstream", "srv+_http._tcp.x:80"],
                 "--upstream",
-                "srv+_http._tcp.x",
+                "srv+_http._tcp.x:80",
             ),
             (vec!["--upstream", "dns+x:0"], "--upstream", "dns+x:0"),
             (

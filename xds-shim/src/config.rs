@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::discovery::Policy;
 use crate::upstream::Upstream;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub struct Config {
     pub interval: Duration,
     pub xds_listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// Draining, confirmation of empty answers, maximum staleness.
+    pub policy: Policy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

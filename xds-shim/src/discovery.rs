@@ -1,20 +1,55 @@
-//! What discovery knows about each upstream, and the v0 policy for folding a round of DNS
+//! What discovery knows about each upstream, and the policy for folding a round of DNS
 //! answers into it. Pure: the refresh loop does the I/O and hands results in.
 //!
-//! v0 policy: a successful answer replaces the members; any failure (NXDOMAIN and empty
-//! answers included) keeps the last good members. Confirmation and staleness rules are a
-//! later issue and belong in `apply`.
+//! Policy (see [`Policy`]):
+//! - An answer with members replaces the set. Addresses that left are kept for
+//!   `drain` marked draining (sticky sessions finish, new picks go elsewhere).
+//! - SERVFAIL, REFUSED, timeouts ("the question went unanswered"): keep the last good
+//!   members, mark them stale since the first failure; after `max_stale` (if set) they go
+//!   to draining.
+//! - NXDOMAIN or no records ("nothing there"): the set empties only after `empty_after`
+//!   such answers in a row, so one bad answer from a flapping server changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::time::SystemTime;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime};
 
-use crate::resolve::ResolveError;
+use crate::member::{self, Member};
+use crate::resolve::{ResolveError, SrvRecord};
 use crate::snapshot::Membership;
 use crate::upstream::Upstream;
 
-/// Result of resolving one host in one round.
+/// Result of resolving one name in one round.
 pub type HostResult = Result<Vec<Ipv4Addr>, ResolveError>;
+pub type SrvResult = Result<Vec<SrvRecord>, ResolveError>;
+
+/// Everything resolved in one round: A answers by host (SRV targets included), SRV answers
+/// by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundResults {
+    pub a: HashMap<String, HostResult>,
+    pub srv: HashMap<String, SrvResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How long an address gone from DNS stays, draining. Zero: dropped at once.
+    pub drain: Duration,
+    /// Consecutive NXDOMAIN / empty answers before the set empties (at least 1).
+    pub empty_after: u32,
+    /// How long unanswered questions may keep stale members. `None`: for ever.
+    pub max_stale: Option<Duration>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            drain: Duration::from_secs(30),
+            empty_after: 3,
+            max_stale: None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -29,12 +64,24 @@ pub struct Attempt {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draining {
+    pub member: Member,
+    pub until: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamState {
     pub upstream: Upstream,
     /// The last good members; empty until the first successful resolution.
-    pub addresses: Vec<SocketAddr>,
+    pub members: Vec<Member>,
+    /// Addresses gone from DNS, served as DRAINING until their time is up.
+    pub draining: Vec<Draining>,
     pub last_attempt: Option<Attempt>,
     pub last_success: Option<SystemTime>,
+    /// Set while questions go unanswered: since the first such failure.
+    pub stale_since: Option<SystemTime>,
+    /// NXDOMAIN / empty answers in a row.
+    pub empty_answers: u32,
 }
 
 /// Something worth logging that `apply` noticed.
@@ -51,36 +98,62 @@ pub enum Event {
         error: ResolveError,
         kept: usize,
     },
+    /// NXDOMAIN / empty confirmed: every member went to draining.
+    Emptied { cluster: String, answers: u32 },
+    /// Stale longer than allowed: every member went to draining.
+    StaleExpired { cluster: String, since: SystemTime },
+    DrainEnded {
+        cluster: String,
+        addrs: Vec<SocketAddr>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryState {
+    policy: Policy,
     /// Keyed by cluster name; duplicates of one spec collapse into one entry.
     upstreams: BTreeMap<String, UpstreamState>,
 }
 
 impl DiscoveryState {
     pub fn new(upstreams: impl IntoIterator<Item = Upstream>) -> Self {
+        Self::with_policy(upstreams, Policy::default())
+    }
+
+    pub fn with_policy(upstreams: impl IntoIterator<Item = Upstream>, policy: Policy) -> Self {
         let upstreams = upstreams
             .into_iter()
             .map(|upstream| {
                 let state = UpstreamState {
                     upstream: upstream.clone(),
-                    addresses: Vec::new(),
+                    members: Vec::new(),
+                    draining: Vec::new(),
                     last_attempt: None,
                     last_success: None,
+                    stale_since: None,
+                    empty_answers: 0,
                 };
                 (upstream.cluster_name(), state)
             })
             .collect();
-        DiscoveryState { upstreams }
+        DiscoveryState { policy, upstreams }
     }
 
-    /// Every distinct name to resolve this round: upstreams sharing a host (different
+    /// Every distinct A name to resolve this round: upstreams sharing a host (different
     /// ports) cost one query.
     pub fn hosts(&self) -> BTreeSet<String> {
+        self.names(|u| matches!(u, Upstream::Dns { .. }))
+    }
+
+    /// Every distinct SRV name to resolve this round.
+    pub fn srv_names(&self) -> BTreeSet<String> {
+        self.names(|u| matches!(u, Upstream::Srv { .. }))
+    }
+
+    fn names(&self, keep: impl Fn(&Upstream) -> bool) -> BTreeSet<String> {
         self.upstreams
             .values()
+            .filter(|s| keep(&s.upstream))
             .map(|s| s.upstream.host().to_string())
             .collect()
     }
@@ -89,90 +162,200 @@ impl DiscoveryState {
         self.upstreams.values()
     }
 
-    /// Folds one round of answers in. Hosts missing from `results` (not resolved this
-    /// round) leave their upstreams untouched.
-    pub fn apply(&mut self, results: &HashMap<String, HostResult>, at: SystemTime) -> Vec<Event> {
+    /// True once every upstream has had an answer (members or a confirmed nothing).
+    pub fn all_resolved_once(&self) -> bool {
+        self.upstreams.values().all(|s| s.last_success.is_some())
+    }
+
+    /// Folds one round of answers in. Upstreams whose name was not resolved this round are
+    /// untouched, apart from draining members whose time is up.
+    pub fn apply(&mut self, results: &RoundResults, at: SystemTime) -> Vec<Event> {
+        let policy = self.policy;
         let mut events = Vec::new();
         for (cluster, state) in &mut self.upstreams {
-            let Some(result) = results.get(state.upstream.host()) else {
-                continue;
-            };
-            let outcome = match result {
-                Ok(ips) if !ips.is_empty() => {
-                    let new = socket_addrs(ips, port_of(&state.upstream));
-                    if new != state.addresses {
-                        events.push(Event::MembersChanged {
-                            cluster: cluster.clone(),
-                            added: difference(&new, &state.addresses),
-                            removed: difference(&state.addresses, &new),
-                        });
-                        state.addresses = new;
-                    }
-                    state.last_success = Some(at);
-                    Outcome::Resolved
-                }
-                Ok(_) => failed(&mut events, cluster, state, ResolveError::NoRecords),
-                Err(error) => failed(&mut events, cluster, state, error.clone()),
-            };
-            state.last_attempt = Some(Attempt { at, outcome });
+            if let Some(answer) = answer(&state.upstream, results) {
+                let outcome = fold(cluster, state, answer, at, &policy, &mut events);
+                state.last_attempt = Some(Attempt { at, outcome });
+            }
+            let (ended, kept): (Vec<Draining>, Vec<Draining>) =
+                state.draining.drain(..).partition(|d| d.until <= at);
+            state.draining = kept;
+            if !ended.is_empty() {
+                events.push(Event::DrainEnded {
+                    cluster: cluster.clone(),
+                    addrs: ended.iter().map(|d| d.member.addr).collect(),
+                });
+            }
         }
         events
     }
 
-    /// The membership view the snapshot is built from.
+    /// The membership view the snapshot is built from: live members and draining ones.
     pub fn members(&self) -> BTreeMap<String, Membership> {
         self.upstreams
             .iter()
             .map(|(cluster, state)| {
-                let membership = Membership {
-                    hostname: state.upstream.host().to_string(),
-                    addresses: state.addresses.clone(),
-                };
-                (cluster.clone(), membership)
+                let draining = state.draining.iter().map(|d| Member {
+                    draining: true,
+                    ..d.member.clone()
+                });
+                let members = member::canonical(state.members.iter().cloned().chain(draining));
+                (cluster.clone(), Membership { members })
             })
             .collect()
     }
 }
 
-fn failed(
-    events: &mut Vec<Event>,
+/// This round's answer for one upstream, or `None` when its name was not resolved.
+/// A `srv+` answer fails as a whole when any target's question went unanswered: a partial
+/// set would drain healthy targets because of one slow lookup.
+fn answer(
+    upstream: &Upstream,
+    results: &RoundResults,
+) -> Option<Result<Vec<Member>, ResolveError>> {
+    match upstream {
+        Upstream::Dns { host, port } => {
+            let result = results.a.get(host)?;
+            Some(
+                result
+                    .as_ref()
+                    .map(|ips| member::from_a(host, *port, ips))
+                    .map_err(Clone::clone),
+            )
+        }
+        Upstream::Srv { name } => {
+            let records = match results.srv.get(name)? {
+                Ok(records) => records,
+                Err(error) => return Some(Err(error.clone())),
+            };
+            let mut targets = BTreeMap::new();
+            for record in records {
+                match results.a.get(&record.target) {
+                    Some(Ok(ips)) => {
+                        targets.insert(record.target.clone(), ips.clone());
+                    }
+                    Some(Err(ResolveError::NxDomain | ResolveError::NoRecords)) => {}
+                    Some(Err(error)) => return Some(Err(error.clone())),
+                    None => {
+                        return Some(Err(ResolveError::Other(format!(
+                            "target {} was not resolved",
+                            record.target
+                        ))))
+                    }
+                }
+            }
+            Some(Ok(member::from_srv(records, &targets)))
+        }
+    }
+}
+
+fn fold(
     cluster: &str,
-    state: &UpstreamState,
-    error: ResolveError,
+    state: &mut UpstreamState,
+    answer: Result<Vec<Member>, ResolveError>,
+    at: SystemTime,
+    policy: &Policy,
+    events: &mut Vec<Event>,
 ) -> Outcome {
+    match answer {
+        Ok(members) if !members.is_empty() => {
+            state.empty_answers = 0;
+            state.stale_since = None;
+            state.last_success = Some(at);
+            replace(cluster, state, members, at, policy, events);
+            Outcome::Resolved
+        }
+        Ok(_) | Err(ResolveError::NxDomain | ResolveError::NoRecords) => {
+            let error = match answer {
+                Err(error) => error,
+                Ok(_) => ResolveError::NoRecords,
+            };
+            state.stale_since = None;
+            state.empty_answers = state.empty_answers.saturating_add(1);
+            if state.empty_answers >= policy.empty_after.max(1) {
+                // Confirmed: an empty set is a good answer too.
+                state.last_success = Some(at);
+                if !state.members.is_empty() {
+                    events.push(Event::Emptied {
+                        cluster: cluster.to_string(),
+                        answers: state.empty_answers,
+                    });
+                    replace(cluster, state, Vec::new(), at, policy, events);
+                }
+            } else {
+                kept(cluster, state, &error, events);
+            }
+            Outcome::Failed(error)
+        }
+        Err(error) => {
+            let since = *state.stale_since.get_or_insert(at);
+            let expired = policy
+                .max_stale
+                .is_some_and(|max| at.duration_since(since).unwrap_or_default() >= max);
+            if expired && !state.members.is_empty() {
+                events.push(Event::StaleExpired {
+                    cluster: cluster.to_string(),
+                    since,
+                });
+                replace(cluster, state, Vec::new(), at, policy, events);
+            } else {
+                kept(cluster, state, &error, events);
+            }
+            Outcome::Failed(error)
+        }
+    }
+}
+
+fn kept(cluster: &str, state: &UpstreamState, error: &ResolveError, events: &mut Vec<Event>) {
     events.push(Event::KeptLastGood {
         cluster: cluster.to_string(),
         host: state.upstream.host().to_string(),
         error: error.clone(),
-        kept: state.addresses.len(),
+        kept: state.members.len(),
     });
-    Outcome::Failed(error)
 }
 
-fn port_of(upstream: &Upstream) -> u16 {
-    match upstream {
-        Upstream::Dns { port, .. } => *port,
+/// Installs `new`; addresses that left start draining, addresses that came back stop.
+fn replace(
+    cluster: &str,
+    state: &mut UpstreamState,
+    new: Vec<Member>,
+    at: SystemTime,
+    policy: &Policy,
+    events: &mut Vec<Event>,
+) {
+    if new == state.members {
+        return;
     }
-}
-
-fn socket_addrs(ips: &[Ipv4Addr], port: u16) -> Vec<SocketAddr> {
-    let mut addrs: Vec<SocketAddr> = ips
-        .iter()
-        .map(|ip| SocketAddr::V4(SocketAddrV4::new(*ip, port)))
-        .collect();
-    addrs.sort_unstable();
-    addrs.dedup();
-    addrs
-}
-
-fn difference(a: &[SocketAddr], b: &[SocketAddr]) -> Vec<SocketAddr> {
-    a.iter().filter(|x| !b.contains(x)).copied().collect()
+    let new_addrs: BTreeSet<SocketAddr> = new.iter().map(|m| m.addr).collect();
+    let old_addrs: BTreeSet<SocketAddr> = state.members.iter().map(|m| m.addr).collect();
+    state
+        .draining
+        .retain(|d| !new_addrs.contains(&d.member.addr));
+    if !policy.drain.is_zero() {
+        let until = at + policy.drain;
+        for gone in state
+            .members
+            .iter()
+            .filter(|m| !new_addrs.contains(&m.addr))
+        {
+            state.draining.push(Draining {
+                member: gone.clone(),
+                until,
+            });
+        }
+    }
+    events.push(Event::MembersChanged {
+        cluster: cluster.to_string(),
+        added: new_addrs.difference(&old_addrs).copied().collect(),
+        removed: old_addrs.difference(&new_addrs).copied().collect(),
+    });
+    state.members = new;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn up(spec: &str) -> Upstream {
         spec.parse().unwrap()
@@ -182,19 +365,37 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn results(entries: &[(&str, HostResult)]) -> HashMap<String, HostResult> {
-        entries
+    fn a(entries: &[(&str, HostResult)]) -> RoundResults {
+        RoundResults {
+            a: entries
+                .iter()
+                .map(|(h, r)| (h.to_string(), r.clone()))
+                .collect(),
+            srv: HashMap::new(),
+        }
+    }
+
+    /// `addr` of each served member, draining ones suffixed with " (draining)".
+    fn served(state: &DiscoveryState, cluster: &str) -> Vec<String> {
+        state.members()[cluster]
+            .members
             .iter()
-            .map(|(h, r)| (h.to_string(), r.clone()))
+            .map(|m| {
+                let mark = if m.draining { " (draining)" } else { "" };
+                format!("{}{mark}", m.addr)
+            })
             .collect()
     }
 
-    fn addrs(state: &DiscoveryState, cluster: &str) -> Vec<String> {
-        state.members()[cluster]
-            .addresses
-            .iter()
-            .map(ToString::to_string)
-            .collect()
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn no_drain() -> Policy {
+        Policy {
+            drain: Duration::ZERO,
+            ..Policy::default()
+        }
     }
 
     #[test]
@@ -204,43 +405,46 @@ mod tests {
             up("dns+a.test:81"),
             up("dns+A.test.:80"),
             up("dns+b.test:80"),
+            up("srv+_x._tcp.a.test"),
         ]);
-        assert_eq!(state.upstreams().count(), 3);
+        assert_eq!(state.upstreams().count(), 4);
         assert_eq!(
             state.hosts().into_iter().collect::<Vec<_>>(),
             ["a.test", "b.test"]
+        );
+        assert_eq!(
+            state.srv_names().into_iter().collect::<Vec<_>>(),
+            ["_x._tcp.a.test"]
         );
     }
 
     #[test]
     fn success_replaces_members_per_port() {
-        let mut state = DiscoveryState::new([up("dns+a.test:80"), up("dns+a.test:81")]);
-        let t0 = SystemTime::UNIX_EPOCH;
+        let mut state =
+            DiscoveryState::with_policy([up("dns+a.test:80"), up("dns+a.test:81")], no_drain());
         let events = state.apply(
-            &results(&[("a.test", Ok(vec![ip("10.0.0.2"), ip("10.0.0.1")]))]),
-            t0,
+            &a(&[("a.test", Ok(vec![ip("10.0.0.2"), ip("10.0.0.1")]))]),
+            t(0),
         );
         assert_eq!(
-            addrs(&state, "dns+a.test:80"),
+            served(&state, "dns+a.test:80"),
             ["10.0.0.1:80", "10.0.0.2:80"]
         );
         assert_eq!(
-            addrs(&state, "dns+a.test:81"),
+            served(&state, "dns+a.test:81"),
             ["10.0.0.1:81", "10.0.0.2:81"]
         );
         assert_eq!(events.len(), 2);
 
         // Same answer again: nothing to report.
-        let t1 = t0 + Duration::from_secs(5);
         let events = state.apply(
-            &results(&[("a.test", Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")]))]),
-            t1,
+            &a(&[("a.test", Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")]))]),
+            t(5),
         );
         assert!(events.is_empty());
-        let s = state.upstreams().next().unwrap();
-        assert_eq!(s.last_success, Some(t1));
+        assert_eq!(state.upstreams().next().unwrap().last_success, Some(t(5)));
 
-        let events = state.apply(&results(&[("a.test", Ok(vec![ip("10.0.0.3")]))]), t1);
+        let events = state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.3")]))]), t(5));
         assert_eq!(
             events[0],
             Event::MembersChanged {
@@ -252,49 +456,156 @@ mod tests {
                 ],
             }
         );
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.3:80"]);
     }
 
     #[test]
-    fn failures_keep_last_good() {
-        let mut state = DiscoveryState::new([up("dns+a.test:80")]);
-        let t0 = SystemTime::UNIX_EPOCH;
-        state.apply(&results(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t0);
-        let t1 = t0 + Duration::from_secs(5);
-        for error in [
-            Err(ResolveError::NxDomain),
-            Err(ResolveError::Timeout),
-            Err(ResolveError::ServFail),
-            Ok(vec![]),
-        ] {
-            let events = state.apply(&results(&[("a.test", error)]), t1);
+    fn removed_addresses_drain_then_go() {
+        let policy = Policy {
+            drain: Duration::from_secs(30),
+            ..Policy::default()
+        };
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+        state.apply(
+            &a(&[("a.test", Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")]))]),
+            t(0),
+        );
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.2")]))]), t(5));
+        assert_eq!(
+            served(&state, "dns+a.test:80"),
+            ["10.0.0.1:80 (draining)", "10.0.0.2:80"]
+        );
+        // Still draining just before its time; gone at it.
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.2")]))]), t(34));
+        assert_eq!(served(&state, "dns+a.test:80").len(), 2);
+        let events = state.apply(&RoundResults::default(), t(35));
+        assert!(matches!(&events[..], [Event::DrainEnded { addrs, .. }] if addrs.len() == 1));
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.2:80"]);
+
+        // An address that comes back stops draining.
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(40));
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.2")]))]), t(45));
+        assert_eq!(
+            served(&state, "dns+a.test:80"),
+            ["10.0.0.1:80 (draining)", "10.0.0.2:80"]
+        );
+    }
+
+    #[test]
+    fn unanswered_questions_keep_last_good_and_mark_stale() {
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], no_drain());
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
+        for (i, error) in [
+            ResolveError::Timeout,
+            ResolveError::ServFail,
+            ResolveError::Refused,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = t(5 + i as u64);
+            let events = state.apply(&a(&[("a.test", Err(error))]), at);
             assert!(matches!(&events[..], [Event::KeptLastGood { kept: 1, .. }]));
-            assert_eq!(addrs(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
+            assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
             let s = state.upstreams().next().unwrap();
-            assert_eq!(s.last_success, Some(t0));
+            assert_eq!(s.last_success, Some(t(0)));
+            assert_eq!(s.stale_since, Some(t(5)), "since the first failure");
             assert!(matches!(
                 s.last_attempt,
-                Some(Attempt { outcome: Outcome::Failed(_), at }) if at == t1
+                Some(Attempt { outcome: Outcome::Failed(_), at: when }) if when == at
             ));
         }
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(9));
+        assert_eq!(state.upstreams().next().unwrap().stale_since, None);
     }
 
     #[test]
-    fn never_resolved_upstream_has_no_members_but_exists() {
-        let mut state = DiscoveryState::new([up("dns+a.test:80")]);
-        state.apply(
-            &results(&[("a.test", Err(ResolveError::NxDomain))]),
-            SystemTime::UNIX_EPOCH,
+    fn max_staleness_drops_stale_members() {
+        let policy = Policy {
+            max_stale: Some(Duration::from_secs(60)),
+            ..no_drain()
+        };
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
+        state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(10));
+        state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(69));
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
+        let events = state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(70));
+        assert!(matches!(events[0], Event::StaleExpired { since, .. } if since == t(10)));
+        assert!(served(&state, "dns+a.test:80").is_empty());
+    }
+
+    #[test]
+    fn nothing_there_empties_only_when_confirmed() {
+        let policy = Policy {
+            empty_after: 3,
+            ..no_drain()
+        };
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
+        state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(1));
+        // A transient failure does not break the streak; a real answer does.
+        state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(2));
+        state.apply(&a(&[("a.test", Ok(vec![]))]), t(3));
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
+        let events = state.apply(&a(&[("a.test", Err(ResolveError::NoRecords))]), t(4));
+        assert!(matches!(events[0], Event::Emptied { answers: 3, .. }));
+        assert!(served(&state, "dns+a.test:80").is_empty());
+
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(5));
+        state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(6));
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(7));
+        state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(8));
+        state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(9));
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
+    }
+
+    #[test]
+    fn srv_answers_combine_records_and_target_addresses() {
+        let mut state = DiscoveryState::new([up("srv+_h._tcp.api.test")]);
+        let srv = |priority, port, target: &str| SrvRecord {
+            priority,
+            weight: 1,
+            port,
+            target: target.into(),
+        };
+        let mut results = a(&[
+            ("a.test", Ok(vec![ip("10.0.0.1")])),
+            ("b.test", Err(ResolveError::NxDomain)),
+        ]);
+        results.srv.insert(
+            "_h._tcp.api.test".into(),
+            Ok(vec![
+                srv(1, 80, "a.test"),
+                srv(1, 81, "a.test"),
+                srv(2, 90, "b.test"),
+            ]),
         );
-        assert!(state.members()["dns+a.test:80"].addresses.is_empty());
+        state.apply(&results, t(0));
+        assert_eq!(
+            served(&state, "srv+_h._tcp.api.test"),
+            ["10.0.0.1:80", "10.0.0.1:81"]
+        );
+
+        // A target whose question went unanswered fails the whole answer: last good kept.
+        results
+            .a
+            .insert("b.test".into(), Err(ResolveError::Timeout));
+        results
+            .srv
+            .insert("_h._tcp.api.test".into(), Ok(vec![srv(2, 90, "b.test")]));
+        let events = state.apply(&results, t(5));
+        assert!(matches!(&events[..], [Event::KeptLastGood { kept: 2, .. }]));
     }
 
     #[test]
-    fn hosts_missing_from_results_are_untouched() {
-        let mut state = DiscoveryState::new([up("dns+a.test:80")]);
-        let before = state.clone();
-        assert!(state
-            .apply(&HashMap::new(), SystemTime::UNIX_EPOCH)
-            .is_empty());
-        assert_eq!(state, before);
+    fn readiness_needs_an_answer_for_every_upstream() {
+        let mut state = DiscoveryState::new([up("dns+a.test:80"), up("dns+b.test:80")]);
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
+        assert!(!state.all_resolved_once());
+        state.apply(&a(&[("b.test", Err(ResolveError::ServFail))]), t(0));
+        assert!(!state.all_resolved_once());
+        state.apply(&a(&[("b.test", Ok(vec![ip("10.0.0.2")]))]), t(1));
+        assert!(state.all_resolved_once());
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod discovery;
 pub mod duration;
 pub mod logging;
+pub mod member;
 pub mod refresh;
 pub mod resolv_conf;
 pub mod resolve;

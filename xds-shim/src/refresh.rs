@@ -1,22 +1,24 @@
 //! The refresh loop: every interval, resolve each distinct host, fold the answers into the
 //! discovery state, and publish a new snapshot when (and only when) its versions moved.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::discovery::{DiscoveryState, Event, HostResult};
+use crate::discovery::{DiscoveryState, Event, HostResult, RoundResults, SrvResult};
 use crate::resolve::AddressResolver;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
 
 /// Queries in flight at once; enough for large configs without flooding the resolver.
 const MAX_IN_FLIGHT: usize = 64;
+/// First retry of an unanswered name; doubles up to the interval.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
 
 /// Where each round's results go: the snapshot for ADS streams, the discovery state for
 /// the status page.
@@ -60,55 +62,215 @@ impl Publisher {
     }
 }
 
-/// Resolves every host once, at most [`MAX_IN_FLIGHT`] at a time.
-pub async fn resolve_all<R: AddressResolver>(
+/// Names to resolve in one round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub hosts: BTreeSet<String>,
+    pub srv: BTreeSet<String>,
+}
+
+impl Names {
+    pub fn all(state: &DiscoveryState) -> Self {
+        Names {
+            hosts: state.hosts(),
+            srv: state.srv_names(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.srv.is_empty()
+    }
+}
+
+enum Query {
+    A(String),
+    Srv(String),
+}
+
+enum Answer {
+    A(String, HostResult),
+    Srv(String, SrvResult),
+}
+
+/// Resolves each name once, at most [`MAX_IN_FLIGHT`] at a time: first the A hosts and SRV
+/// names, then the SRV targets not already resolved as hosts.
+pub async fn resolve_all<R: AddressResolver>(resolver: &R, names: &Names) -> RoundResults {
+    let queries = names
+        .hosts
+        .iter()
+        .cloned()
+        .map(Query::A)
+        .chain(names.srv.iter().cloned().map(Query::Srv));
+    let mut results = RoundResults::default();
+    for answer in run_queries(resolver, queries).await {
+        match answer {
+            Answer::A(host, result) => {
+                results.a.insert(host, result);
+            }
+            Answer::Srv(name, result) => {
+                results.srv.insert(name, result);
+            }
+        }
+    }
+    let targets: BTreeSet<String> = results
+        .srv
+        .values()
+        .flat_map(|r| r.iter().flatten())
+        .map(|record| record.target.clone())
+        .filter(|target| !results.a.contains_key(target))
+        .collect();
+    for answer in run_queries(resolver, targets.into_iter().map(Query::A)).await {
+        if let Answer::A(host, result) = answer {
+            results.a.insert(host, result);
+        }
+    }
+    results
+}
+
+async fn run_queries<R: AddressResolver>(
     resolver: &R,
-    hosts: BTreeSet<String>,
-) -> HashMap<String, HostResult> {
-    futures::stream::iter(hosts)
-        .map(|host| async move {
-            let result = resolver.resolve_a(&host).await;
-            (host, result)
+    queries: impl Iterator<Item = Query>,
+) -> Vec<Answer> {
+    futures::stream::iter(queries)
+        .map(|query| async move {
+            match query {
+                Query::A(host) => {
+                    let result = resolver.resolve_a(&host).await;
+                    Answer::A(host, result)
+                }
+                Query::Srv(name) => {
+                    let result = resolver.resolve_srv(&name).await;
+                    Answer::Srv(name, result)
+                }
+            }
         })
         .buffer_unordered(MAX_IN_FLIGHT)
         .collect()
         .await
 }
 
-/// One full round: resolve, fold in, log, publish.
-pub async fn round<R: AddressResolver>(
+/// One round over `names`: resolve, fold in, log, publish. Returns the names whose
+/// question went unanswered (to retry soon).
+pub async fn round_of<R: AddressResolver>(
     resolver: &R,
+    names: &Names,
     state: &mut DiscoveryState,
     publisher: &Publisher,
-) {
-    let results = resolve_all(resolver, state.hosts()).await;
+) -> Names {
+    let results = resolve_all(resolver, names).await;
     for event in state.apply(&results, SystemTime::now()) {
         log_event(&event);
     }
     publisher.publish(state);
+    unanswered(&results)
 }
 
-/// Runs rounds every `interval` (the first one `interval` from now: the caller has done the
-/// initial round) until shutdown. A slow round delays the next instead of bunching up.
+/// One full round over every name.
+pub async fn round<R: AddressResolver>(
+    resolver: &R,
+    state: &mut DiscoveryState,
+    publisher: &Publisher,
+) -> Names {
+    let names = Names::all(state);
+    round_of(resolver, &names, state, publisher).await
+}
+
+/// Primary names (hosts, SRV names) whose answer, or one of whose SRV targets' answer,
+/// was a failure rather than "nothing there".
+fn unanswered(results: &RoundResults) -> Names {
+    let failed = |r: &HostResult| r.as_ref().is_err_and(|e| !e.is_answer());
+    let srv = results
+        .srv
+        .iter()
+        .filter(|(_, result)| match result {
+            Err(e) => !e.is_answer(),
+            Ok(records) => records
+                .iter()
+                .any(|rec| results.a.get(&rec.target).is_some_and(failed)),
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    let hosts = results
+        .a
+        .iter()
+        .filter(|(_, r)| failed(r))
+        .map(|(host, _)| host.clone())
+        .collect();
+    Names { hosts, srv }
+}
+
+/// Retries of unanswered names between full rounds: first after [`RETRY_FIRST`], then
+/// doubling, never later than the next full round anyway.
+#[derive(Debug, Default)]
+struct Retry {
+    names: Names,
+    delay: Duration,
+}
+
+impl Retry {
+    fn update(&mut self, unanswered: Names, cap: Duration) {
+        self.delay = if unanswered.is_empty() {
+            Duration::ZERO
+        } else if self.delay.is_zero() {
+            RETRY_FIRST.min(cap)
+        } else {
+            (self.delay * 2).min(cap)
+        };
+        self.names = unanswered;
+    }
+}
+
+/// Runs rounds every `interval` plus a little jitter (the first one from now: the caller
+/// has done the initial round) until shutdown, with retries of failed names in between.
+/// A slow round delays the next instead of bunching up.
 pub async fn run<R: AddressResolver>(
     resolver: R,
     mut state: DiscoveryState,
     interval: Duration,
     publisher: Publisher,
     mut shutdown: Shutdown,
+    initial_unanswered: Names,
 ) {
-    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut retry = Retry::default();
+    retry.update(initial_unanswered, interval);
+    let mut next_full = Instant::now() + jittered(interval);
     loop {
+        let retry_at = (!retry.names.is_empty()).then(|| Instant::now() + retry.delay);
+        let full = retry_at.is_none_or(|at| at >= next_full);
+        let wake = if full {
+            next_full
+        } else {
+            retry_at.unwrap_or(next_full)
+        };
         tokio::select! {
             _ = shutdown.wait() => return,
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep_until(wake) => {}
         }
-        tokio::select! {
+        let names = if full {
+            next_full = Instant::now() + jittered(interval);
+            Names::all(&state)
+        } else {
+            retry.names.clone()
+        };
+        let unanswered = tokio::select! {
             _ = shutdown.wait() => return,
-            _ = round(&resolver, &mut state, &publisher) => {}
+            unanswered = round_of(&resolver, &names, &mut state, &publisher) => unanswered,
+        };
+        retry.update(unanswered, interval);
+        if Instant::now() > next_full {
+            next_full = Instant::now();
         }
     }
+}
+
+/// `interval` plus up to a tenth of it, so many shims (or many restarts) do not query in
+/// lockstep. The randomness comes from the std hasher's per-process random keys.
+fn jittered(interval: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(0);
+    let fraction = (hasher.finish() % 1_000) as u32;
+    interval + interval / 10 * fraction / 1_000
 }
 
 fn log_event(event: &Event) {
@@ -131,13 +293,25 @@ fn log_event(event: &Event) {
             kept,
             "resolution failed; keeping last good members"
         ),
+        Event::Emptied { cluster, answers } => warn!(
+            %cluster,
+            answers,
+            "nothing there, confirmed; members now draining"
+        ),
+        Event::StaleExpired { cluster, since } => warn!(
+            %cluster,
+            stale_since = ?since,
+            "stale longer than allowed; members now draining"
+        ),
+        Event::DrainEnded { cluster, addrs } => info!(%cluster, ?addrs, "drain ended"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::ResolveError;
+    use crate::resolve::{ResolveError, SrvRecord};
+    use std::collections::HashMap;
     use std::net::Ipv4Addr;
     use std::sync::Mutex;
 
@@ -155,6 +329,19 @@ mod tests {
             let answer = self.0.lock().unwrap().get(host).cloned();
             answer.unwrap_or(Err(ResolveError::NxDomain))
         }
+
+        async fn resolve_srv(&self, name: &str) -> Result<Vec<SrvRecord>, ResolveError> {
+            if name == "_h._tcp.api.test" {
+                let record = |port| SrvRecord {
+                    priority: 0,
+                    weight: 1,
+                    port,
+                    target: "a.test".into(),
+                };
+                return Ok(vec![record(80), record(81)]);
+            }
+            Err(ResolveError::NxDomain)
+        }
     }
 
     #[tokio::test]
@@ -171,10 +358,12 @@ mod tests {
         round(&resolver, &mut state, &publisher).await;
         assert!(snapshots.has_changed().unwrap());
         let first = Arc::clone(&snapshots.borrow_and_update());
-        assert_eq!(
-            first.members()["dns+a.test:80"].addresses,
-            ["10.0.0.1:80".parse().unwrap()]
-        );
+        let addrs: Vec<std::net::SocketAddr> = first.members()["dns+a.test:80"]
+            .members
+            .iter()
+            .map(|m| m.addr)
+            .collect();
+        assert_eq!(addrs, ["10.0.0.1:80".parse().unwrap()]);
 
         // Same answer: the status moves, the snapshot does not.
         discovery.mark_unchanged();
@@ -182,13 +371,59 @@ mod tests {
         assert!(!snapshots.has_changed().unwrap());
         assert!(discovery.has_changed().unwrap());
 
-        // A failure keeps the last good members: still no new snapshot.
+        // A failure keeps the last good members: still no new snapshot, and a retry is due.
         resolver.set("a.test", Err(ResolveError::ServFail));
-        round(&resolver, &mut state, &publisher).await;
+        let unanswered = round(&resolver, &mut state, &publisher).await;
         assert!(!snapshots.has_changed().unwrap());
+        assert_eq!(unanswered.hosts.iter().collect::<Vec<_>>(), ["a.test"]);
 
         resolver.set("a.test", Ok(vec![Ipv4Addr::new(10, 0, 0, 2)]));
         round(&resolver, &mut state, &publisher).await;
         assert!(snapshots.has_changed().unwrap());
+    }
+
+    #[tokio::test]
+    async fn srv_targets_are_resolved_once_each() {
+        let resolver = FakeResolver(Mutex::default());
+        resolver.set("a.test", Ok(vec![Ipv4Addr::new(10, 0, 0, 1)]));
+        let names = Names {
+            hosts: BTreeSet::from(["a.test".to_string()]),
+            srv: BTreeSet::from(["_h._tcp.api.test".to_string()]),
+        };
+        let results = resolve_all(&resolver, &names).await;
+        assert_eq!(results.a.len(), 1);
+        assert_eq!(results.srv["_h._tcp.api.test"].as_ref().unwrap().len(), 2);
+        assert!(unanswered(&results).is_empty());
+    }
+
+    #[test]
+    fn retry_delay_doubles_up_to_the_interval() {
+        let mut retry = Retry::default();
+        let failing = Names {
+            hosts: BTreeSet::from(["a.test".to_string()]),
+            srv: BTreeSet::new(),
+        };
+        let cap = Duration::from_secs(1);
+        let delays: Vec<Duration> = (0..4)
+            .map(|_| {
+                retry.update(failing.clone(), cap);
+                retry.delay
+            })
+            .collect();
+        assert_eq!(
+            delays,
+            [250, 500, 1000, 1000].map(Duration::from_millis).to_vec()
+        );
+        retry.update(Names::default(), cap);
+        assert!(retry.names.is_empty() && retry.delay.is_zero());
+    }
+
+    #[test]
+    fn jitter_adds_at_most_a_tenth() {
+        let interval = Duration::from_secs(5);
+        for _ in 0..50 {
+            let d = jittered(interval);
+            assert!(d >= interval && d <= interval + interval / 10, "{d:?}");
+        }
     }
 }

@@ -30,7 +30,7 @@ const ATTEMPTS: usize = 2;
 pub enum ResolveError {
     #[error("no such domain (NXDOMAIN)")]
     NxDomain,
-    #[error("no A records")]
+    #[error("no records")]
     NoRecords,
     #[error("server failure (SERVFAIL)")]
     ServFail,
@@ -43,6 +43,12 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
+    /// NXDOMAIN or no records: the server answered "nothing there". Everything else means
+    /// the question went unanswered and is worth retrying soon.
+    pub fn is_answer(&self) -> bool {
+        matches!(self, ResolveError::NxDomain | ResolveError::NoRecords)
+    }
+
     /// A short stable label for status output and logs.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -62,13 +68,27 @@ pub enum BuildError {
     Resolver(#[from] NetError),
 }
 
-/// Anything that can answer "which IPv4 addresses does this name have right now".
-/// The refresh loop depends on this, not on hickory, so it can be tested with a fake.
+/// One SRV record's data (RFC 2782); `target` lowercased, without the root dot.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SrvRecord {
+    pub priority: u16,
+    pub weight: u16,
+    pub port: u16,
+    pub target: String,
+}
+
+/// Anything that can answer "which IPv4 addresses / SRV records does this name have right
+/// now". The refresh loop depends on this, not on hickory, so it can be tested with a fake.
 pub trait AddressResolver: Send + Sync + 'static {
     fn resolve_a(
         &self,
         host: &str,
     ) -> impl Future<Output = Result<Vec<Ipv4Addr>, ResolveError>> + Send;
+
+    fn resolve_srv(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<SrvRecord>, ResolveError>> + Send;
 }
 
 pub struct DnsResolver {
@@ -146,6 +166,41 @@ impl AddressResolver for DnsResolver {
             });
         sorted_unique(addresses)
     }
+
+    async fn resolve_srv(&self, name: &str) -> Result<Vec<SrvRecord>, ResolveError> {
+        let lookup = self.inner.srv_lookup(name).await.map_err(classify)?;
+        let records = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::SRV(srv) => Some(SrvRecord {
+                    priority: srv.priority,
+                    weight: srv.weight,
+                    port: srv.port,
+                    target: srv
+                        .target
+                        .to_ascii()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase(),
+                }),
+                _ => None,
+            });
+        usable_srv(records)
+    }
+}
+
+/// Sorted and deduplicated. Target "." means "no service here" (RFC 2782) and port 0
+/// cannot be connected to; both are dropped, and nothing left reads as an empty answer.
+fn usable_srv(records: impl Iterator<Item = SrvRecord>) -> Result<Vec<SrvRecord>, ResolveError> {
+    let mut records: Vec<SrvRecord> = records
+        .filter(|r| !r.target.is_empty() && r.port != 0)
+        .collect();
+    records.sort_unstable();
+    records.dedup();
+    if records.is_empty() {
+        return Err(ResolveError::NoRecords);
+    }
+    Ok(records)
 }
 
 /// Sorted and deduplicated so that equal answers in any order give equal snapshots.
@@ -198,6 +253,24 @@ mod tests {
         );
         assert_eq!(
             sorted_unique(std::iter::empty()),
+            Err(ResolveError::NoRecords)
+        );
+    }
+
+    #[test]
+    fn srv_drops_unusable_records() {
+        let srv = |target: &str, port| SrvRecord {
+            priority: 1,
+            weight: 1,
+            port,
+            target: target.into(),
+        };
+        assert_eq!(
+            usable_srv([srv("b", 80), srv("", 80), srv("a", 0), srv("b", 80)].into_iter()),
+            Ok(vec![srv("b", 80)])
+        );
+        assert_eq!(
+            usable_srv([srv("", 80)].into_iter()),
             Err(ResolveError::NoRecords)
         );
     }

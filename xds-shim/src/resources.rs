@@ -1,8 +1,10 @@
 //! Envoy resources for one upstream: an EDS `Cluster` and its `ClusterLoadAssignment`.
 //! Pure functions of their inputs, so equal inputs encode to equal bytes.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use envoy_types::pb::envoy::config::cluster::v3::cluster::CommonLbConfig;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
 };
@@ -15,7 +17,7 @@ use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSp
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, GrpcService,
-    HealthStatus, SocketAddress, TypedExtensionConfig,
+    HealthStatus, HealthStatusSet, SocketAddress, TypedExtensionConfig,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{
@@ -24,9 +26,10 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::extensions::load_balancing_policies::override_host::v3::override_host::OverrideHostSource;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::override_host::v3::OverrideHost;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
-use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
+use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 use envoy_types::util::pack_any;
 
+use crate::member::Member;
 use crate::snapshot::EdsSource;
 
 /// The header the dnslb filter fills with the chosen endpoint and its failover chain.
@@ -46,6 +49,19 @@ pub fn cluster(name: &str, source: EdsSource) -> Cluster {
         eds_cluster_config: Some(EdsClusterConfig {
             eds_config: Some(eds_config(source)),
             service_name: String::new(),
+        }),
+        // DRAINING hosts take no new picks, but an override (sticky session, the filter's
+        // failover chain) may still reach them until they leave the assignment.
+        common_lb_config: Some(CommonLbConfig {
+            override_host_status: Some(HealthStatusSet {
+                statuses: vec![
+                    HealthStatus::Unknown as i32,
+                    HealthStatus::Healthy as i32,
+                    HealthStatus::Degraded as i32,
+                    HealthStatus::Draining as i32,
+                ],
+            }),
+            ..Default::default()
         }),
         connect_timeout: Some(ProtoDuration {
             seconds: CONNECT_TIMEOUT_SECS,
@@ -106,32 +122,33 @@ fn single_policy(
     }
 }
 
-/// One priority-0 locality holding every address, sorted, each tagged with the DNS name it
-/// came from (Envoy shows it in /clusters and uses it for auto SNI later).
+/// One locality per priority level. Levels are the ranks of the distinct SRV priorities
+/// (lowest value = level 0), so `10, 20` and `0, 1` give the same levels; A records are all
+/// level 0. Each endpoint carries the DNS name it came from (Envoy shows it in /clusters).
+///
+/// Weights: the SRV weight, unscaled. Envoy needs at least 1, so weight 0 becomes 1: RFC
+/// 2782 gives weight-0 records "a very small chance" next to weighted ones, and 1 is the
+/// smallest share Envoy can express (equal to a weight-1 record). A records carry no
+/// weight (Envoy's default, 1).
 ///
 /// `named_endpoints` is a map and would encode in hash order; it stays empty so the
 /// encoding, and hence the version, is deterministic.
-pub fn load_assignment(
-    cluster_name: &str,
-    hostname: &str,
-    addresses: &[SocketAddr],
-) -> ClusterLoadAssignment {
-    let mut addresses = addresses.to_vec();
-    addresses.sort_unstable();
-    addresses.dedup();
-    let lb_endpoints: Vec<LbEndpoint> = addresses
+pub fn load_assignment(cluster_name: &str, members: &[Member]) -> ClusterLoadAssignment {
+    let priorities: BTreeSet<u16> = members.iter().map(|m| m.priority).collect();
+    let endpoints = priorities
         .iter()
-        .map(|addr| lb_endpoint(hostname, *addr))
+        .zip(0u32..)
+        .map(|(priority, level)| {
+            let mut at_level: Vec<&Member> =
+                members.iter().filter(|m| m.priority == *priority).collect();
+            at_level.sort_unstable_by_key(|m| m.addr);
+            LocalityLbEndpoints {
+                lb_endpoints: at_level.into_iter().map(lb_endpoint).collect(),
+                priority: level,
+                ..Default::default()
+            }
+        })
         .collect();
-    let endpoints = if lb_endpoints.is_empty() {
-        Vec::new()
-    } else {
-        vec![LocalityLbEndpoints {
-            lb_endpoints,
-            priority: 0,
-            ..Default::default()
-        }]
-    };
     ClusterLoadAssignment {
         cluster_name: cluster_name.to_string(),
         endpoints,
@@ -139,21 +156,33 @@ pub fn load_assignment(
     }
 }
 
-fn lb_endpoint(hostname: &str, addr: SocketAddr) -> LbEndpoint {
+fn lb_endpoint(member: &Member) -> LbEndpoint {
+    let health = if member.draining {
+        HealthStatus::Draining
+    } else {
+        HealthStatus::Healthy
+    };
     LbEndpoint {
-        health_status: HealthStatus::Healthy as i32,
+        health_status: health as i32,
+        load_balancing_weight: member.weight.map(|w| UInt32Value {
+            value: u32::from(w).max(1),
+        }),
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-            address: Some(Address {
-                address: Some(AddressKind::SocketAddress(SocketAddress {
-                    address: addr.ip().to_string(),
-                    port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
-                    ..Default::default()
-                })),
-            }),
-            hostname: hostname.to_string(),
+            address: Some(socket_address(member.addr)),
+            hostname: member.hostname.clone(),
             ..Default::default()
         })),
         ..Default::default()
+    }
+}
+
+fn socket_address(addr: SocketAddr) -> Address {
+    Address {
+        address: Some(AddressKind::SocketAddress(SocketAddress {
+            address: addr.ip().to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
+            ..Default::default()
+        })),
     }
 }
 
@@ -215,53 +244,115 @@ mod tests {
         assert_eq!(grpc.cluster_name, "dnslb_xds");
     }
 
+    fn member(addr: &str, priority: u16, weight: Option<u16>, draining: bool) -> Member {
+        Member {
+            priority,
+            addr: addr.parse().unwrap(),
+            hostname: "backend.test".into(),
+            weight,
+            draining,
+        }
+    }
+
+    /// (level, address:port, hostname, health, weight) of every endpoint.
+    fn flat(cla: &ClusterLoadAssignment) -> Vec<(u32, String, String, i32, Option<u32>)> {
+        cla.endpoints
+            .iter()
+            .flat_map(|locality| {
+                locality.lb_endpoints.iter().map(move |lb| {
+                    let Some(HostIdentifier::Endpoint(ep)) = &lb.host_identifier else {
+                        panic!("no endpoint");
+                    };
+                    let Some(AddressKind::SocketAddress(sa)) =
+                        ep.address.as_ref().unwrap().address.as_ref()
+                    else {
+                        panic!("no socket address");
+                    };
+                    let Some(PortSpecifier::PortValue(port)) = sa.port_specifier else {
+                        panic!("no port");
+                    };
+                    (
+                        locality.priority,
+                        format!("{}:{port}", sa.address),
+                        ep.hostname.clone(),
+                        lb.health_status,
+                        lb.load_balancing_weight.as_ref().map(|w| w.value),
+                    )
+                })
+            })
+            .collect()
+    }
+
     #[test]
     fn load_assignment_is_sorted_and_healthy() {
-        let a: SocketAddr = "10.0.0.9:8080".parse().unwrap();
-        let b: SocketAddr = "10.0.0.10:8080".parse().unwrap();
-        let cla = load_assignment("dns+backend.test:8080", "backend.test", &[a, b, a]);
+        let a = member("10.0.0.9:8080", 0, None, false);
+        let b = member("10.0.0.10:8080", 0, None, false);
+        let cla = load_assignment("dns+backend.test:8080", &[a.clone(), b.clone()]);
         assert_eq!(cla.cluster_name, "dns+backend.test:8080");
-        assert_eq!(cla.endpoints.len(), 1);
-        assert_eq!(cla.endpoints[0].priority, 0);
-        let got: Vec<(String, u32, String, i32)> = cla.endpoints[0]
-            .lb_endpoints
-            .iter()
-            .map(|lb| {
-                let Some(HostIdentifier::Endpoint(ep)) = &lb.host_identifier else {
-                    panic!("no endpoint");
-                };
-                let Some(AddressKind::SocketAddress(sa)) =
-                    ep.address.as_ref().unwrap().address.as_ref()
-                else {
-                    panic!("no socket address");
-                };
-                let Some(PortSpecifier::PortValue(port)) = sa.port_specifier else {
-                    panic!("no port");
-                };
-                (
-                    sa.address.clone(),
-                    port,
-                    ep.hostname.clone(),
-                    lb.health_status,
-                )
-            })
-            .collect();
         let healthy = HealthStatus::Healthy as i32;
         assert_eq!(
-            got,
+            flat(&cla),
             vec![
-                ("10.0.0.9".into(), 8080, "backend.test".into(), healthy),
-                ("10.0.0.10".into(), 8080, "backend.test".into(), healthy),
+                (
+                    0,
+                    "10.0.0.9:8080".into(),
+                    "backend.test".into(),
+                    healthy,
+                    None
+                ),
+                (
+                    0,
+                    "10.0.0.10:8080".into(),
+                    "backend.test".into(),
+                    healthy,
+                    None
+                ),
             ]
         );
         // Order of the input does not matter.
-        let reversed = load_assignment("dns+backend.test:8080", "backend.test", &[b, a]);
+        let reversed = load_assignment("dns+backend.test:8080", &[b, a]);
         assert_eq!(reversed.encode_to_vec(), cla.encode_to_vec());
     }
 
     #[test]
+    fn srv_priorities_become_levels_and_weights_stay_unscaled() {
+        let cla = load_assignment(
+            "srv+_h._tcp.api.test",
+            &[
+                member("10.0.0.3:90", 20, Some(0), false),
+                member("10.0.0.1:80", 10, Some(65535), false),
+                member("10.0.0.2:80", 10, Some(7), true),
+            ],
+        );
+        let healthy = HealthStatus::Healthy as i32;
+        let draining = HealthStatus::Draining as i32;
+        let host = || "backend.test".to_string();
+        assert_eq!(
+            flat(&cla),
+            vec![
+                (0, "10.0.0.1:80".into(), host(), healthy, Some(65535)),
+                (0, "10.0.0.2:80".into(), host(), draining, Some(7)),
+                (1, "10.0.0.3:90".into(), host(), healthy, Some(1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn clusters_allow_overriding_to_draining_hosts() {
+        let c = cluster("dns+backend.test:8080", EdsSource::Ads);
+        let statuses = c
+            .common_lb_config
+            .unwrap()
+            .override_host_status
+            .unwrap()
+            .statuses;
+        assert!(statuses.contains(&(HealthStatus::Draining as i32)));
+        assert!(statuses.contains(&(HealthStatus::Healthy as i32)));
+    }
+
+    #[test]
     fn empty_membership_has_no_localities() {
-        let cla = load_assignment("dns+gone.test:80", "gone.test", &[]);
+        let cla = load_assignment("dns+gone.test:80", &[]);
         assert!(cla.endpoints.is_empty());
     }
 }

@@ -5,13 +5,13 @@
 //! publish identical versions and a reconnecting Envoy is not sent what it already has.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::member::{self, Member};
 use crate::resources;
 
 pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -51,9 +51,8 @@ impl ResourceType {
 /// What discovery currently believes one upstream consists of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
-    /// The DNS name the addresses came from (becomes the endpoints' `hostname`).
-    pub hostname: String,
-    pub addresses: Vec<SocketAddr>,
+    /// Live and draining members.
+    pub members: Vec<Member>,
 }
 
 /// All resources of one type, keyed by name, with their content version.
@@ -98,8 +97,7 @@ impl Snapshot {
     pub fn build(mut members: BTreeMap<String, Membership>) -> Self {
         // Canonical order, so equal memberships give equal snapshots whatever the input order.
         for membership in members.values_mut() {
-            membership.addresses.sort_unstable();
-            membership.addresses.dedup();
+            membership.members = member::canonical(membership.members.drain(..));
         }
         let clusters_for = |source| {
             members
@@ -110,7 +108,7 @@ impl Snapshot {
         let endpoints = members
             .iter()
             .map(|(name, m)| {
-                let cla = resources::load_assignment(name, &m.hostname, &m.addresses);
+                let cla = resources::load_assignment(name, &m.members);
                 (name.clone(), pack_any(cla))
             })
             .collect();
@@ -177,10 +175,18 @@ mod tests {
     use super::*;
 
     fn membership(host: &str, addrs: &[&str]) -> Membership {
-        Membership {
-            hostname: host.to_string(),
-            addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-        }
+        let ips: Vec<std::net::SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        let members = ips
+            .iter()
+            .map(|addr| Member {
+                priority: 0,
+                addr: *addr,
+                hostname: host.to_string(),
+                weight: None,
+                draining: false,
+            })
+            .collect();
+        Membership { members }
     }
 
     fn members(entries: &[(&str, &str, &[&str])]) -> BTreeMap<String, Membership> {
@@ -262,7 +268,7 @@ mod tests {
             "e3b0c44298fc1c14" // sha256("")
         );
         let one = Snapshot::build(members(&[("dns+a.test:80", "a.test", &["10.0.0.1:80"])]));
-        assert_eq!(one.version(ResourceType::Cluster), "3890d8de090bebd5");
+        assert_eq!(one.version(ResourceType::Cluster), "5cf512d7586338cb");
         assert_eq!(one.version(ResourceType::Endpoint), "8753ca3c7c416151");
     }
 

@@ -24,10 +24,29 @@ pub struct Versions {
 pub struct UpstreamReport {
     pub cluster: String,
     pub host: String,
-    /// The members served now (the last good answer).
+    /// The live members served now (the last good answer), `ip:port`.
     pub endpoints: Vec<String>,
+    /// Every served member with its details, draining ones included.
+    pub members: Vec<MemberReport>,
     pub last_resolution: Option<ResolutionReport>,
     pub last_success_unix_ms: Option<u64>,
+    /// Set while DNS questions go unanswered and the last good members are kept.
+    pub stale_since_unix_ms: Option<u64>,
+    /// NXDOMAIN / empty answers in a row (members go once this reaches the threshold).
+    pub empty_answers: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberReport {
+    pub address: String,
+    pub hostname: String,
+    /// The SRV priority value (0 for A records).
+    pub priority: u16,
+    /// The SRV weight; absent for A records.
+    pub weight: Option<u16>,
+    pub draining: bool,
+    /// When a draining member leaves.
+    pub drain_until_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,7 +66,23 @@ impl StatusReport {
             .map(|state| UpstreamReport {
                 cluster: state.upstream.cluster_name(),
                 host: state.upstream.host().to_string(),
-                endpoints: state.addresses.iter().map(ToString::to_string).collect(),
+                endpoints: state.members.iter().map(|m| m.addr.to_string()).collect(),
+                members: state
+                    .members
+                    .iter()
+                    .map(|m| (m, None))
+                    .chain(state.draining.iter().map(|d| (&d.member, Some(d.until))))
+                    .map(|(m, until)| MemberReport {
+                        address: m.addr.to_string(),
+                        hostname: m.hostname.clone(),
+                        priority: m.priority,
+                        weight: m.weight,
+                        draining: until.is_some(),
+                        drain_until_unix_ms: until.map(unix_ms),
+                    })
+                    .collect(),
+                stale_since_unix_ms: state.stale_since.map(unix_ms),
+                empty_answers: state.empty_answers,
                 last_resolution: state.last_attempt.as_ref().map(|attempt| {
                     let (result, error) = match &attempt.outcome {
                         Outcome::Resolved => ("ok", None),
@@ -82,6 +117,7 @@ fn unix_ms(at: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::RoundResults;
     use crate::resolve::ResolveError;
     use std::collections::HashMap;
     use std::time::Duration;
@@ -93,10 +129,13 @@ mod tests {
             "dns+b.test:80".parse().unwrap(),
         ]);
         let at = UNIX_EPOCH + Duration::from_millis(1_500);
-        let results = HashMap::from([
-            ("a.test".to_string(), Ok(vec!["10.0.0.1".parse().unwrap()])),
-            ("b.test".to_string(), Err(ResolveError::NxDomain)),
-        ]);
+        let results = RoundResults {
+            a: HashMap::from([
+                ("a.test".to_string(), Ok(vec!["10.0.0.1".parse().unwrap()])),
+                ("b.test".to_string(), Err(ResolveError::NxDomain)),
+            ]),
+            srv: HashMap::new(),
+        };
         state.apply(&results, at);
         let snapshot = Snapshot::build(state.members());
         let json = serde_json::to_value(StatusReport::new(&state, &snapshot, 2)).unwrap();
@@ -113,7 +152,10 @@ mod tests {
         assert_eq!(a["last_resolution"]["at_unix_ms"], 1_500);
         assert_eq!(a["last_success_unix_ms"], 1_500);
         let b = &json["upstreams"][1];
+        assert_eq!(a["members"][0]["hostname"], "a.test");
+        assert_eq!(a["members"][0]["draining"], false);
         assert_eq!(b["last_resolution"]["result"], "nxdomain");
+        assert_eq!(b["empty_answers"], 1);
         assert_eq!(b["last_success_unix_ms"], serde_json::Value::Null);
     }
 }

@@ -6,12 +6,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A validated upstream. v0 knows only `dns+` (A records); `srv+` and `https://` come later
-/// as new variants / fields here.
+/// A validated upstream. `https://` (TLS) comes later as a field here.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Upstream {
     /// `dns+HOST:PORT`: every A record of HOST, each on PORT.
     Dns { host: String, port: u16 },
+    /// `srv+NAME`: every SRV record of NAME, each target's addresses on the record's port.
+    Srv { name: String },
 }
 
 impl Upstream {
@@ -20,10 +21,11 @@ impl Upstream {
         self.to_string()
     }
 
-    /// The DNS name this upstream resolves.
+    /// The DNS name this upstream resolves (A for `dns+`, SRV for `srv+`).
     pub fn host(&self) -> &str {
         match self {
             Upstream::Dns { host, .. } => host,
+            Upstream::Srv { name } => name,
         }
     }
 }
@@ -32,15 +34,16 @@ impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Upstream::Dns { host, port } => write!(f, "dns+{host}:{port}"),
+            Upstream::Srv { name } => write!(f, "srv+{name}"),
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("upstream {spec:?}: {what} is not supported yet (only dns+HOST:PORT for now)")]
+    #[error("upstream {spec:?}: {what} is not supported yet (only dns+HOST:PORT and srv+NAME)")]
     NotSupportedYet { spec: String, what: &'static str },
-    #[error("upstream {spec:?}: expected dns+HOST:PORT")]
+    #[error("upstream {spec:?}: expected dns+HOST:PORT or srv+NAME")]
     UnknownScheme { spec: String },
     #[error("upstream {spec:?}: missing :PORT (expected dns+HOST:PORT)")]
     MissingPort { spec: String },
@@ -66,7 +69,7 @@ pub enum HostError {
     LabelTooLong,
     #[error("a label starts or ends with '-'")]
     LabelHyphen,
-    #[error("only letters, digits, '-' and '.' are allowed")]
+    #[error("only letters, digits, '-' and '.' are allowed ('_' too in srv+ names)")]
     BadCharacter,
 }
 
@@ -76,11 +79,13 @@ impl FromStr for Upstream {
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let owned = || spec.to_string();
         let lower = spec.to_ascii_lowercase();
-        if lower.starts_with("srv+") {
-            return Err(SpecError::NotSupportedYet {
+        if let Some(name) = lower.strip_prefix("srv+") {
+            let name = normalize_name(name, true).map_err(|why| SpecError::BadHost {
                 spec: owned(),
-                what: "srv+ (SRV discovery)",
-            });
+                host: name.to_string(),
+                why,
+            })?;
+            return Ok(Upstream::Srv { name });
         }
         if lower.starts_with("https://") || lower.starts_with("http://") {
             return Err(SpecError::NotSupportedYet {
@@ -115,6 +120,12 @@ fn parse_port(port: &str) -> Option<u16> {
 /// Validates a DNS host name (RFC 1123 labels) and returns it lowercased without the
 /// trailing root dot, so `Backend.Test.` and `backend.test` name the same cluster.
 pub fn normalize_host(host: &str) -> Result<String, HostError> {
+    normalize_name(host, false)
+}
+
+/// As [`normalize_host`]; `underscores` admits `_` in labels, as SRV owner names use
+/// (`_http._tcp.api.test`, RFC 2782) and some SRV targets carry.
+pub fn normalize_name(host: &str, underscores: bool) -> Result<String, HostError> {
     let host = host.to_ascii_lowercase();
     let host = host.strip_suffix('.').unwrap_or(&host);
     if host.is_empty() {
@@ -130,10 +141,9 @@ pub fn normalize_host(host: &str) -> Result<String, HostError> {
         if label.len() > 63 {
             return Err(HostError::LabelTooLong);
         }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !label.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (underscores && b == b'_')
+        }) {
             return Err(HostError::BadCharacter);
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -180,13 +190,25 @@ mod tests {
     }
 
     #[test]
-    fn rejects_later_features_clearly() {
-        let err = "srv+_http._tcp.api.test".parse::<Upstream>().unwrap_err();
-        assert!(matches!(err, SpecError::NotSupportedYet { .. }));
-        let msg = err.to_string();
-        assert!(msg.contains("srv+_http._tcp.api.test"), "{msg}");
-        assert!(msg.contains("not supported yet"), "{msg}");
+    fn parses_srv_names() {
+        let upstream: Upstream = "SRV+_HTTP._tcp.Api.Test.".parse().unwrap();
+        assert_eq!(
+            upstream,
+            Upstream::Srv {
+                name: "_http._tcp.api.test".into()
+            }
+        );
+        assert_eq!(upstream.cluster_name(), "srv+_http._tcp.api.test");
+        assert_eq!(upstream.host(), "_http._tcp.api.test");
+        assert!("srv+api.test".parse::<Upstream>().is_ok());
+        for bad in ["srv+", "srv+a..b", "srv+a b", "srv+_http._tcp.api.test:80"] {
+            let msg = bad.parse::<Upstream>().unwrap_err().to_string();
+            assert!(msg.contains(&format!("{bad:?}")), "{bad}: {msg}");
+        }
+    }
 
+    #[test]
+    fn rejects_later_features_clearly() {
         let err = "https://dns+backend.test:443"
             .parse::<Upstream>()
             .unwrap_err();

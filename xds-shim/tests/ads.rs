@@ -142,6 +142,8 @@ async fn envoy_flow_against_fake_dns() {
         &nameserver,
         "--interval",
         "200ms",
+        "--drain",
+        "0s",
     ]);
     shim.wait_ready().await;
 
@@ -216,7 +218,7 @@ async fn envoy_flow_against_fake_dns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nxdomain_keeps_last_good_members() {
+async fn nxdomain_empties_only_when_confirmed() {
     let dns = FakeDns::start().await;
     dns.set("flappy.test", &["127.0.0.7"]);
     let nameserver = dns.addr.to_string();
@@ -227,6 +229,10 @@ async fn nxdomain_keeps_last_good_members() {
         &nameserver,
         "--interval",
         "200ms",
+        "--empty-after",
+        "4",
+        "--drain",
+        "0s",
     ]);
     shim.wait_ready().await;
     let mut envoy = AdsClient::connect(&shim).await;
@@ -234,13 +240,30 @@ async fn nxdomain_keeps_last_good_members() {
     let eds = envoy.next().await;
     envoy.ack(&eds, &["dns+flappy.test:80"]).await;
 
+    // Unconfirmed NXDOMAIN: the last good members stay, the streak shows in the status.
     dns.records_clear("flappy.test");
-    envoy.expect_silence(Duration::from_millis(800)).await;
-    let (_, body) = http_get(shim.admin, "/status.json").await.unwrap();
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let upstream = &json["upstreams"][0];
-    assert_eq!(upstream["endpoints"], serde_json::json!(["127.0.0.7:80"]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let upstream = loop {
+        let (_, body) = http_get(shim.admin, "/status.json").await.unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let upstream = json["upstreams"][0].clone();
+        if upstream["empty_answers"].as_u64().unwrap() >= 1 {
+            break upstream;
+        }
+        assert!(std::time::Instant::now() < deadline, "no NXDOMAIN seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(upstream["last_resolution"]["result"], "nxdomain");
+    if upstream["empty_answers"].as_u64().unwrap() < 4 {
+        assert_eq!(upstream["endpoints"], serde_json::json!(["127.0.0.7:80"]));
+    }
+
+    // Confirmed (4 in a row): the assignment empties.
+    let push = envoy.next().await;
+    assert_eq!(
+        endpoints(&push),
+        [("dns+flappy.test:80".to_string(), vec![])]
+    );
 }
 
 /// A mesh that keeps its own ADS: plain CDS and EDS streams on the same port. Requests
@@ -263,6 +286,8 @@ async fn plain_cds_and_eds_services() {
         &nameserver,
         "--interval",
         "200ms",
+        "--drain",
+        "0s",
     ]);
     shim.wait_ready().await;
     let url = format!("http://{}", shim.xds);

@@ -28,9 +28,12 @@ fn bad_upstream_exits_2_naming_the_value() {
 }
 
 #[test]
-fn srv_is_not_supported_yet() {
-    let output = run(&["--upstream", "srv+_http._tcp.api.test"], &[]);
-    assert_rejected(&output, &["srv+_http._tcp.api.test", "not supported yet"]);
+fn tls_is_not_supported_yet() {
+    let output = run(&["--upstream", "https://srv+_http._tcp.api.test"], &[]);
+    assert_rejected(
+        &output,
+        &["https://srv+_http._tcp.api.test", "not supported yet"],
+    );
 }
 
 #[test]

@@ -284,11 +284,19 @@ mod tests {
             entries
                 .iter()
                 .map(|(name, addrs)| {
-                    let membership = Membership {
-                        hostname: "h.test".into(),
-                        addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
-                    };
-                    (name.to_string(), membership)
+                    let ips: Vec<std::net::Ipv4Addr> = addrs
+                        .iter()
+                        .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
+                        .map(|a| match a.ip() {
+                            std::net::IpAddr::V4(ip) => ip,
+                            std::net::IpAddr::V6(_) => panic!("v4 only"),
+                        })
+                        .collect();
+                    let port = addrs
+                        .first()
+                        .map_or(80, |a| a.parse::<std::net::SocketAddr>().unwrap().port());
+                    let members = crate::member::from_a("h.test", port, &ips);
+                    (name.to_string(), Membership { members })
                 })
                 .collect(),
         )
