@@ -104,3 +104,105 @@ pub fn assert_exists(base: &Path, path: &str, what: &str) {
         full.display()
     );
 }
+
+/// `envoy/snippets/NAME`, parsed.
+pub fn snippet(name: &str) -> Value {
+    let relative = format!("envoy/snippets/{name}");
+    parse_yaml(&relative, &read(&relative))
+}
+
+/// A bootstrap like an existing Envoy's before dnslb: one HTTP listener on
+/// 127.0.0.1 whose only route answers 404, and no clusters. `node` is set:
+/// ADS needs it, and meshes set it anyway.
+pub fn plain_bootstrap(admin_port: u16, listener_port: u16) -> Value {
+    parse_yaml(
+        "plain bootstrap",
+        &format!(
+            r#"
+node: {{ id: edge-1, cluster: edge }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
+static_resources:
+  listeners:
+    - name: main
+      address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener_port} }} }}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: main
+                route_config:
+                  name: main
+                  validate_clusters: false
+                  virtual_hosts:
+                    - name: all
+                      domains: ["*"]
+                      routes:
+                        - match: {{ prefix: / }}
+                          direct_response: {{ status: 404 }}
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters: []
+"#
+        ),
+    )
+}
+
+/// Adds the dnslb pieces the way envoy/README.md tells: the absolute-form
+/// network filter before the connection manager, the HTTP filter before the
+/// router, the route before the catch-all, and `clusters` (the snippets'
+/// `xds-cluster.yaml`, plus `eds-cluster.yaml` ones for the mesh variant).
+pub fn add_dnslb(bootstrap: &mut Value, clusters: Vec<Value>) {
+    let network_filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]
+        ["filters"]
+        .as_sequence_mut()
+        .unwrap();
+    for (i, filter) in seq(
+        &snippet("absolute-form-filter.yaml"),
+        "absolute-form-filter.yaml",
+    )
+    .iter()
+    .enumerate()
+    {
+        network_filters.insert(i, filter.clone());
+    }
+    let hcm = network_filters
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.network.http_connection_manager")
+        .map(|f| &mut f["typed_config"])
+        .unwrap();
+    let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        .as_sequence_mut()
+        .unwrap();
+    for (i, route) in seq(&snippet("route.yaml"), "route.yaml").iter().enumerate() {
+        routes.insert(i, route.clone());
+    }
+    let filters = hcm["http_filters"].as_sequence_mut().unwrap();
+    for (i, filter) in seq(&snippet("http-filter.yaml"), "http-filter.yaml")
+        .iter()
+        .enumerate()
+    {
+        filters.insert(i, filter.clone());
+    }
+    bootstrap["static_resources"]["clusters"]
+        .as_sequence_mut()
+        .unwrap()
+        .extend(clusters);
+}
+
+/// Sets the address of the `socket_address` of cluster `name`'s only endpoint.
+pub fn point_cluster_at(bootstrap: &mut Value, name: &str, address: &str, port: u16) {
+    let cluster = bootstrap["static_resources"]["clusters"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no cluster {name}"));
+    let socket = &mut cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"];
+    socket["address"] = Value::String(address.to_owned());
+    socket["port_value"] = Value::Number(port.into());
+}
