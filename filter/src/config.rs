@@ -1,17 +1,28 @@
 //! Filter configuration: a serde DTO (unknown fields denied) compiled into
 //! the runtime [`Config`]. The empty configuration `{}` is valid.
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::authority;
+
 /// Default Envoy cluster that reaches the EDS server (xds-shim).
 pub const DEFAULT_XDS_CLUSTER: &str = "dnslb_xds";
-/// Default number of members listed after the pick, for retries.
-pub const DEFAULT_FAILOVER: u32 = 2;
 /// Default xDS node id the filter presents.
 pub const DEFAULT_NODE_ID: &str = "dnslb-filter";
-/// More alternates than this only lengthens a header Envoy cuts anyway.
-const MAX_FAILOVER: u32 = 16;
+/// Default retries after the first attempt.
+pub const DEFAULT_RETRIES: u32 = 2;
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-dnslb-cluster";
+pub const DEFAULT_ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
+pub const DEFAULT_COOKIE_NAME: &str = "dnslb";
+pub const DEFAULT_STATUS_PATH: &str = "/dnslb/status";
+/// Default lifetime of an affinity cookie: one day.
+pub const DEFAULT_COOKIE_MAX_AGE: u64 = 86_400;
+/// More retries than this only lengthens a header Envoy cuts anyway.
+const MAX_RETRIES: u32 = 10;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,8 +31,49 @@ struct ConfigDto {
     xds_cluster: Option<String>,
     /// xDS node id this filter presents.
     node_id: Option<String>,
-    /// How many further members follow the pick in `x-dnslb-endpoint`.
-    failover: Option<u32>,
+    /// Plain authorities served by an upstream: `{"vminsert:8480": "dns+vminsert:8480"}`.
+    #[serde(default)]
+    aliases: BTreeMap<String, String>,
+    /// Retries after the first attempt, each on the next member of the chain.
+    retries: Option<u32>,
+    #[serde(default)]
+    headers: HeadersDto,
+    affinity: Option<AffinityDto>,
+    #[serde(default)]
+    status: StatusDto,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadersDto {
+    /// Must match the route's `cluster_header`.
+    cluster: Option<String>,
+    /// Must match the shim's override_host header.
+    endpoint: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AffinityDto {
+    mode: Option<String>,
+    /// Hash mode: `source-ip` or `header:NAME`.
+    key: Option<String>,
+    cookie_name: Option<String>,
+    /// Cookie lifetime in seconds.
+    max_age: Option<u64>,
+    secure: Option<bool>,
+    /// Cookie signing secret; without one, a random key per Envoy.
+    secret: Option<String>,
+    /// When the sticky endpoint is gone: 503 instead of a new pick.
+    strict: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusDto {
+    path: Option<String>,
+    /// Addresses or CIDRs allowed to read the status path.
+    allowed_sources: Option<Vec<String>>,
 }
 
 /// The runtime configuration.
@@ -29,17 +81,112 @@ struct ConfigDto {
 pub struct Config {
     pub xds_cluster: String,
     pub node_id: String,
-    pub failover: usize,
+    /// Lowercased plain authority → upstream spec (`dns+...`/`srv+...`).
+    pub aliases: HashMap<String, String>,
+    pub retries: u32,
+    pub cluster_header: String,
+    pub endpoint_header: String,
+    pub affinity: Affinity,
+    pub status_path: String,
+    pub status_sources: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Affinity {
+    /// Plain round robin.
+    None,
+    Cookie(CookieAffinity),
+    Hash(HashKey),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieAffinity {
+    pub name: String,
+    pub max_age: u64,
+    pub secure: bool,
+    /// Configured secret; `None` means a random key shared by one Envoy's workers.
+    pub secret: Option<Vec<u8>>,
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    SourceIp,
+    /// Lowercased header name.
+    Header(String),
+}
+
+/// An address range for the status path's allow list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_match(&net.octets(), &ip.octets(), self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_match(&net.octets(), &ip.octets(), self.prefix)
+            }
+            (IpAddr::V6(_), IpAddr::V4(v4)) => self.contains(IpAddr::V6(v4.to_ipv6_mapped())),
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+        }
+    }
+}
+
+fn prefix_match(net: &[u8], ip: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if net[..full] != ip[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    (net[full] & mask) == (ip[full] & mask)
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            xds_cluster: DEFAULT_XDS_CLUSTER.into(),
-            node_id: DEFAULT_NODE_ID.into(),
-            failover: DEFAULT_FAILOVER as usize,
-        }
+        // The DTO's defaults are the one source of the default values.
+        Config::try_from(ConfigDto::default()).unwrap_or_else(|_| unreachable_defaults())
     }
+}
+
+/// Only reached if the built-in defaults stopped validating, which the
+/// unit tests rule out; keeps `Default` free of panics.
+fn unreachable_defaults() -> Config {
+    Config {
+        xds_cluster: DEFAULT_XDS_CLUSTER.into(),
+        node_id: DEFAULT_NODE_ID.into(),
+        aliases: HashMap::new(),
+        retries: DEFAULT_RETRIES,
+        cluster_header: DEFAULT_CLUSTER_HEADER.into(),
+        endpoint_header: DEFAULT_ENDPOINT_HEADER.into(),
+        affinity: Affinity::None,
+        status_path: DEFAULT_STATUS_PATH.into(),
+        status_sources: loopback(),
+    }
+}
+
+fn loopback() -> Vec<Cidr> {
+    vec![
+        Cidr {
+            addr: IpAddr::from([127, 0, 0, 0]),
+            prefix: 8,
+        },
+        Cidr {
+            addr: IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            prefix: 128,
+        },
+    ]
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -52,8 +199,16 @@ pub enum ConfigError {
     Value {
         field: &'static str,
         value: String,
-        why: &'static str,
+        why: String,
     },
+}
+
+fn invalid(field: &'static str, value: impl Into<String>, why: impl Into<String>) -> ConfigError {
+    ConfigError::Value {
+        field,
+        value: value.into(),
+        why: why.into(),
+    }
 }
 
 impl Config {
@@ -70,6 +225,124 @@ impl Config {
     }
 }
 
+/// HTTP header names are tokens; Envoy wants them lowercase.
+fn header_name(field: &'static str, value: String) -> Result<String, ConfigError> {
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(value)
+    } else {
+        Err(invalid(field, value, "a lowercase header name"))
+    }
+}
+
+fn parse_cidr(text: &str) -> Result<Cidr, ConfigError> {
+    let bad = |why: &str| invalid("status.allowed_sources", text, why);
+    let (addr, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| bad("not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| bad("prefix length out of range"))?,
+    };
+    Ok(Cidr { addr, prefix })
+}
+
+fn affinity(dto: Option<AffinityDto>) -> Result<Affinity, ConfigError> {
+    let Some(dto) = dto else {
+        return Ok(Affinity::None);
+    };
+    let mode = dto.mode.unwrap_or_else(|| "none".into());
+    let cookie_only = [
+        ("affinity.cookie_name", dto.cookie_name.is_some()),
+        ("affinity.max_age", dto.max_age.is_some()),
+        ("affinity.secure", dto.secure.is_some()),
+        ("affinity.secret", dto.secret.is_some()),
+        ("affinity.strict", dto.strict.is_some()),
+    ];
+    let key_set = [("affinity.key", dto.key.is_some())];
+    let misplaced = |allowed: &[&str]| {
+        let stray = cookie_only
+            .iter()
+            .chain(key_set.iter())
+            .find(|(name, set)| *set && !allowed.contains(name));
+        match stray {
+            Some((name, _)) => Err(invalid(
+                "affinity.mode",
+                mode.clone(),
+                format!("{name} does not apply to it"),
+            )),
+            None => Ok(()),
+        }
+    };
+    match mode.as_str() {
+        "none" => {
+            misplaced(&[])?;
+            Ok(Affinity::None)
+        }
+        "cookie" => {
+            misplaced(&cookie_only.map(|(n, _)| n))?;
+            let name = dto
+                .cookie_name
+                .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !token {
+                return Err(invalid(
+                    "affinity.cookie_name",
+                    name,
+                    "letters, digits, '-', '_' or '.'",
+                ));
+            }
+            let max_age = dto.max_age.unwrap_or(DEFAULT_COOKIE_MAX_AGE);
+            if max_age == 0 {
+                return Err(invalid(
+                    "affinity.max_age",
+                    "0",
+                    "must be at least 1 second",
+                ));
+            }
+            let secret = match dto.secret {
+                Some(s) if s.len() < 16 => {
+                    return Err(invalid("affinity.secret", "(hidden)", "at least 16 bytes"))
+                }
+                s => s.map(String::into_bytes),
+            };
+            Ok(Affinity::Cookie(CookieAffinity {
+                name,
+                max_age,
+                secure: dto.secure.unwrap_or(false),
+                secret,
+                strict: dto.strict.unwrap_or(false),
+            }))
+        }
+        "hash" => {
+            misplaced(&["affinity.key"])?;
+            let key = dto.key.unwrap_or_else(|| "source-ip".into());
+            let parsed = if key == "source-ip" {
+                HashKey::SourceIp
+            } else if let Some(name) = key.strip_prefix("header:") {
+                HashKey::Header(header_name("affinity.key", name.to_ascii_lowercase())?)
+            } else {
+                return Err(invalid("affinity.key", key, "source-ip or header:NAME"));
+            };
+            Ok(Affinity::Hash(parsed))
+        }
+        _ => Err(invalid("affinity.mode", mode, "none, cookie or hash")),
+    }
+}
+
 impl TryFrom<ConfigDto> for Config {
     type Error = ConfigError;
 
@@ -78,25 +351,64 @@ impl TryFrom<ConfigDto> for Config {
             .xds_cluster
             .unwrap_or_else(|| DEFAULT_XDS_CLUSTER.into());
         if xds_cluster.trim().is_empty() {
-            return Err(ConfigError::Value {
-                field: "xds_cluster",
-                value: xds_cluster,
-                why: "must name an Envoy cluster",
-            });
+            return Err(invalid(
+                "xds_cluster",
+                xds_cluster,
+                "must name an Envoy cluster",
+            ));
         }
-        let node_id = dto.node_id.unwrap_or_else(|| DEFAULT_NODE_ID.into());
-        let failover = dto.failover.unwrap_or(DEFAULT_FAILOVER);
-        if failover > MAX_FAILOVER {
-            return Err(ConfigError::Value {
-                field: "failover",
-                value: failover.to_string(),
-                why: "at most 16",
-            });
+        let retries = dto.retries.unwrap_or(DEFAULT_RETRIES);
+        if retries > MAX_RETRIES {
+            return Err(invalid(
+                "retries",
+                retries.to_string(),
+                format!("at most {MAX_RETRIES}"),
+            ));
         }
+        let mut aliases = HashMap::with_capacity(dto.aliases.len());
+        for (from, to) in dto.aliases {
+            match authority::parse(&to) {
+                Ok(Some(upstream)) => {
+                    aliases.insert(from.to_ascii_lowercase(), upstream.cluster);
+                }
+                Ok(None) => return Err(invalid("aliases", to, "must be a dns+ or srv+ upstream")),
+                Err(e) => return Err(invalid("aliases", to, e.to_string())),
+            }
+        }
+        let status_path = dto
+            .status
+            .path
+            .unwrap_or_else(|| DEFAULT_STATUS_PATH.into());
+        if !status_path.starts_with('/') {
+            return Err(invalid("status.path", status_path, "must start with '/'"));
+        }
+        let status_sources = match dto.status.allowed_sources {
+            None => loopback(),
+            Some(list) => list
+                .iter()
+                .map(|s| parse_cidr(s))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Config {
             xds_cluster,
-            node_id,
-            failover: failover as usize,
+            node_id: dto.node_id.unwrap_or_else(|| DEFAULT_NODE_ID.into()),
+            aliases,
+            retries,
+            cluster_header: header_name(
+                "headers.cluster",
+                dto.headers
+                    .cluster
+                    .unwrap_or_else(|| DEFAULT_CLUSTER_HEADER.into()),
+            )?,
+            endpoint_header: header_name(
+                "headers.endpoint",
+                dto.headers
+                    .endpoint
+                    .unwrap_or_else(|| DEFAULT_ENDPOINT_HEADER.into()),
+            )?,
+            affinity: affinity(dto.affinity)?,
+            status_path,
+            status_sources,
         })
     }
 }
@@ -105,42 +417,121 @@ impl TryFrom<ConfigDto> for Config {
 mod tests {
     use super::*;
 
+    fn parse(json: &str) -> Result<Config, ConfigError> {
+        Config::from_bytes(Some(json.as_bytes()))
+    }
+
+    fn err(json: &str) -> String {
+        parse(json).unwrap_err().to_string()
+    }
+
     #[test]
     fn empty_config_gives_defaults() {
         for raw in [None, Some(&b""[..]), Some(&b"{}"[..]), Some(&b"  "[..])] {
             let c = Config::from_bytes(raw).unwrap();
             assert_eq!(c, Config::default());
+            assert_eq!(c, unreachable_defaults());
             assert_eq!(c.xds_cluster, "dnslb_xds");
-            assert_eq!(c.failover, 2);
+            assert_eq!(c.retries, 2);
+            assert_eq!(c.affinity, Affinity::None);
+            assert_eq!(c.status_path, "/dnslb/status");
         }
     }
 
     #[test]
     fn settings_are_read() {
-        let c = Config::from_bytes(Some(
-            br#"{"xds_cluster":"shim","failover":0,"node_id":"edge-1"}"#,
-        ))
+        let c = parse(
+            r#"{"xds_cluster":"shim","retries":0,"node_id":"edge-1",
+                "aliases":{"VMInsert:8480":"dns+vminsert.svc:8480"},
+                "headers":{"cluster":"x-c","endpoint":"x-e"},
+                "status":{"path":"/lb","allowed_sources":["10.0.0.0/8","::1"]}}"#,
+        )
         .unwrap();
         assert_eq!(c.xds_cluster, "shim");
-        assert_eq!(c.failover, 0);
+        assert_eq!(c.retries, 0);
         assert_eq!(c.node_id, "edge-1");
+        assert_eq!(c.aliases["vminsert:8480"], "dns+vminsert.svc:8480");
+        assert_eq!(
+            (c.cluster_header.as_str(), c.endpoint_header.as_str()),
+            ("x-c", "x-e")
+        );
+        assert_eq!(c.status_path, "/lb");
+        assert!(c.status_sources[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.status_sources[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(c.status_sources[1].contains("::1".parse().unwrap()));
     }
 
     #[test]
-    fn bad_config_names_the_problem() {
-        let e = Config::from_bytes(Some(br#"{"retries": 3}"#))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown field `retries`"), "{e}");
-        let e = Config::from_bytes(Some(br#"{"failover": 99}"#))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("failover") && e.contains("99"), "{e}");
-        let e = Config::from_bytes(Some(br#"{"xds_cluster": ""}"#))
-            .unwrap_err()
-            .to_string();
+    fn affinity_modes() {
+        let c = parse(r#"{"affinity":{"mode":"cookie"}}"#).unwrap();
+        let Affinity::Cookie(cookie) = c.affinity else {
+            panic!()
+        };
+        assert_eq!(cookie.name, "dnslb");
+        assert_eq!(cookie.max_age, 86_400);
+        assert!(!cookie.secure && !cookie.strict && cookie.secret.is_none());
+        let c = parse(
+            r#"{"affinity":{"mode":"cookie","cookie_name":"lb","max_age":60,"secure":true,
+                "secret":"0123456789abcdef","strict":true}}"#,
+        )
+        .unwrap();
+        let Affinity::Cookie(cookie) = c.affinity else {
+            panic!()
+        };
+        assert_eq!((cookie.name.as_str(), cookie.max_age), ("lb", 60));
+        assert!(cookie.secure && cookie.strict);
+        assert_eq!(cookie.secret.as_deref(), Some(&b"0123456789abcdef"[..]));
+
+        let c = parse(r#"{"affinity":{"mode":"hash"}}"#).unwrap();
+        assert_eq!(c.affinity, Affinity::Hash(HashKey::SourceIp));
+        let c = parse(r#"{"affinity":{"mode":"hash","key":"header:X-User"}}"#).unwrap();
+        assert_eq!(c.affinity, Affinity::Hash(HashKey::Header("x-user".into())));
+    }
+
+    #[test]
+    fn bad_config_names_the_field_and_value() {
+        let e = err(r#"{"bogus": 3}"#);
+        assert!(e.contains("unknown field `bogus`"), "{e}");
+        let e = err(r#"{"retries": 99}"#);
+        assert!(e.contains("retries") && e.contains("99"), "{e}");
+        let e = err(r#"{"xds_cluster": ""}"#);
         assert!(e.contains("xds_cluster"), "{e}");
+        let e = err(r#"{"aliases": {"a:1": "b:1"}}"#);
+        assert!(e.contains("aliases") && e.contains("b:1"), "{e}");
+        let e = err(r#"{"aliases": {"a:1": "dns+b:0"}}"#);
+        assert!(e.contains("dns+b:0"), "{e}");
+        let e = err(r#"{"affinity": {"mode": "sticky"}}"#);
+        assert!(e.contains("affinity.mode") && e.contains("sticky"), "{e}");
+        let e = err(r#"{"affinity": {"mode": "hash", "key": "cookie"}}"#);
+        assert!(e.contains("affinity.key") && e.contains("cookie"), "{e}");
+        let e = err(r#"{"affinity": {"mode": "hash", "cookie_name": "x"}}"#);
+        assert!(e.contains("affinity.cookie_name does not apply"), "{e}");
+        let e = err(r#"{"affinity": {"mode": "cookie", "secret": "short"}}"#);
+        assert!(e.contains("affinity.secret") && !e.contains("short"), "{e}");
+        let e = err(r#"{"affinity": {"mode": "cookie", "cookie_name": "a;b"}}"#);
+        assert!(e.contains("a;b"), "{e}");
+        let e = err(r#"{"headers": {"cluster": "X Cluster"}}"#);
+        assert!(
+            e.contains("headers.cluster") && e.contains("X Cluster"),
+            "{e}"
+        );
+        let e = err(r#"{"status": {"allowed_sources": ["10.0.0.0/33"]}}"#);
+        assert!(e.contains("10.0.0.0/33"), "{e}");
+        let e = err(r#"{"status": {"path": "dnslb"}}"#);
+        assert!(e.contains("status.path"), "{e}");
         assert_eq!(Config::from_bytes(Some(&[0xff])), Err(ConfigError::NotUtf8));
         assert!(Config::from_bytes(Some(b"{")).is_err());
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let c = parse_cidr("192.168.1.0/25").unwrap();
+        assert!(c.contains("192.168.1.127".parse().unwrap()));
+        assert!(!c.contains("192.168.1.128".parse().unwrap()));
+        let any = parse_cidr("0.0.0.0/0").unwrap();
+        assert!(any.contains("8.8.8.8".parse().unwrap()));
+        assert!(any.contains("::ffff:8.8.8.8".parse().unwrap()));
+        let v6 = parse_cidr("::1").unwrap();
+        assert!(!v6.contains("::2".parse().unwrap()));
     }
 }

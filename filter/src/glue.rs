@@ -3,21 +3,26 @@
 //! is logged instead of trapping the VM.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::absolute_form::{AbsoluteFormRewriter, Fed, ABSOLUTE_FORM_ROOT_ID};
-use crate::config::Config;
+use crate::config::{Affinity, Config};
 use crate::members::Membership;
-use crate::request::{self, RequestHeaders, Verdict};
+use crate::request::{self, Pending, RequestHost, ResponseHost, Verdict, Worker};
+use crate::stats::Counter;
 use crate::xds::{self, EdsSubscription};
 
 /// How often the root context checks its xDS stream and reopens it.
 const TICK: Duration = Duration::from_secs(1);
+/// Shared by all workers (VMs) of one Envoy: the random cookie key.
+const SHARED_COOKIE_KEY: &str = "dnslb.cookie_key.v1";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -32,6 +37,77 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+fn now_unix() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Envoy metric ids for the counters, defined once per VM.
+#[derive(Default)]
+struct Metrics {
+    counters: Vec<Option<u32>>,
+    /// `dnslb.upstream_members.<cluster>` gauges, by cluster name.
+    members: HashMap<String, u32>,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let counters = Counter::ALL
+            .iter()
+            .map(|c| {
+                hostcalls::define_metric(MetricType::Counter, &format!("dnslb.{}", c.name())).ok()
+            })
+            .collect();
+        Self {
+            counters,
+            members: HashMap::new(),
+        }
+    }
+
+    fn count(&self, counter: Counter) {
+        if let Some(Some(id)) = self.counters.get(counter.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+
+    /// Members per upstream; upstreams that left are set to 0.
+    fn record_members(&mut self, membership: &Membership) {
+        let mut seen = Vec::new();
+        for (cluster, members) in membership.clusters() {
+            let id = match self.members.get(cluster) {
+                Some(id) => Some(*id),
+                None => {
+                    // Stat names take dots as separators: keep the name flat.
+                    let flat: String = cluster
+                        .chars()
+                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                        .collect();
+                    let id = hostcalls::define_metric(
+                        MetricType::Gauge,
+                        &format!("dnslb.upstream_members.{flat}"),
+                    )
+                    .ok();
+                    if let Some(id) = id {
+                        self.members.insert(cluster.to_string(), id);
+                    }
+                    id
+                }
+            };
+            if let Some(id) = id {
+                let _ = hostcalls::record_metric(id, members.members().len() as u64);
+            }
+            seen.push(cluster.to_string());
+        }
+        for (cluster, id) in &self.members {
+            if !seen.contains(cluster) {
+                let _ = hostcalls::record_metric(*id, 0);
+            }
+        }
+    }
+}
+
 /// Which plugin a root context serves; Envoy tells it by the `root_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -41,11 +117,18 @@ enum Role {
     AbsoluteForm,
 }
 
+/// What the root context shares with its HTTP contexts (same worker VM).
+struct Shared {
+    config: Config,
+    cookie_key: Vec<u8>,
+    membership: RefCell<Membership>,
+    metrics: RefCell<Metrics>,
+}
+
 /// One per plugin and VM, so one per Envoy worker (plus one on the main thread).
 struct Root {
     role: Role,
-    config: Rc<Config>,
-    membership: Rc<RefCell<Membership>>,
+    shared: Rc<Shared>,
     subscription: EdsSubscription,
     stream: Option<u32>,
     /// Log stream failures once per outage, not on every tick.
@@ -58,12 +141,36 @@ impl Default for Root {
         Self {
             role: Role::Http,
             subscription: EdsSubscription::new(config.node_id.clone()),
-            config: Rc::new(config),
-            membership: Rc::default(),
+            shared: Rc::new(Shared {
+                config,
+                cookie_key: Vec::new(),
+                membership: RefCell::default(),
+                metrics: RefCell::default(),
+            }),
             stream: None,
             reported_failure: false,
         }
     }
+}
+
+/// This Envoy's cookie key: the first worker draws it, the others read it.
+fn shared_cookie_key() -> Result<Vec<u8>, String> {
+    for _ in 0..4 {
+        let (current, cas) = hostcalls::get_shared_data(SHARED_COOKIE_KEY)
+            .map_err(|s| format!("reading shared data failed: {s:?}"))?;
+        if let Some(key) = current.filter(|k| k.len() == 32) {
+            return Ok(key);
+        }
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| format!("no randomness for the cookie key: {e}"))?;
+        match hostcalls::set_shared_data(SHARED_COOKIE_KEY, Some(&key), cas) {
+            Ok(()) => return Ok(key.to_vec()),
+            // Another worker won the race: read its key.
+            Err(Status::CasMismatch) => continue,
+            Err(s) => return Err(format!("storing the cookie key failed: {s:?}")),
+        }
+    }
+    Err("the shared cookie key kept changing".into())
 }
 
 impl Root {
@@ -73,12 +180,8 @@ impl Root {
         if self.stream.is_some() {
             return;
         }
-        match hostcalls::open_grpc_stream(
-            &self.config.xds_cluster,
-            xds::ADS_SERVICE,
-            xds::ADS_METHOD,
-            vec![],
-        ) {
+        let cluster = &self.shared.config.xds_cluster;
+        match hostcalls::open_grpc_stream(cluster, xds::ADS_SERVICE, xds::ADS_METHOD, vec![]) {
             Ok(token) => {
                 let request = self.subscription.initial_request();
                 match hostcalls::send_grpc_stream_message(token, Some(&request), false) {
@@ -92,8 +195,7 @@ impl Root {
                 }
             }
             Err(status) => self.report_failure(&format!(
-                "cannot open xDS stream to cluster {:?}: {status:?}",
-                self.config.xds_cluster
+                "cannot open xDS stream to cluster {cluster:?}: {status:?}"
             )),
         }
     }
@@ -115,8 +217,7 @@ impl Context for Root {
             return;
         }
         let bytes = match hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
-            Ok(Some(b)) => b,
-            Ok(None) => Vec::new(),
+            Ok(b) => b.unwrap_or_default(),
             Err(status) => {
                 log(
                     LogLevel::Warn,
@@ -128,9 +229,9 @@ impl Context for Root {
         let outcome = self.subscription.on_response(&bytes);
         if let Some(update) = outcome.update {
             let clusters = update.clusters.len();
-            self.membership
-                .borrow_mut()
-                .replace(update.version.clone(), update.clusters);
+            let mut membership = self.shared.membership.borrow_mut();
+            membership.replace(update.version.clone(), update.clusters);
+            self.shared.metrics.borrow_mut().record_members(&membership);
             log(
                 LogLevel::Debug,
                 &format!("EDS version {} with {clusters} clusters", update.version),
@@ -174,16 +275,33 @@ impl RootContext for Root {
                 .ok()
                 .flatten()
         };
-        match Config::from_bytes(raw.as_deref()) {
-            Ok(config) => {
-                self.subscription = EdsSubscription::new(config.node_id.clone());
-                self.config = Rc::new(config);
-            }
+        let config = match Config::from_bytes(raw.as_deref()) {
+            Ok(config) => config,
             Err(e) => {
-                log(LogLevel::Error, &format!("{e}"));
+                log(LogLevel::Error, &e.to_string());
                 return false;
             }
-        }
+        };
+        let cookie_key = match &config.affinity {
+            Affinity::Cookie(c) => match &c.secret {
+                Some(secret) => secret.clone(),
+                None => match shared_cookie_key() {
+                    Ok(key) => key,
+                    Err(e) => {
+                        log(LogLevel::Error, &e);
+                        return false;
+                    }
+                },
+            },
+            _ => Vec::new(),
+        };
+        self.subscription = EdsSubscription::new(config.node_id.clone());
+        self.shared = Rc::new(Shared {
+            config,
+            cookie_key,
+            membership: RefCell::default(),
+            metrics: RefCell::new(Metrics::define()),
+        });
         if let Err(status) = hostcalls::set_tick_period(TICK) {
             log(
                 LogLevel::Error,
@@ -206,8 +324,8 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
-            config: Rc::clone(&self.config),
-            membership: Rc::clone(&self.membership),
+            shared: Rc::clone(&self.shared),
+            pending: Pending::default(),
         }))
     }
 
@@ -224,41 +342,68 @@ impl RootContext for Root {
 }
 
 struct Request {
-    config: Rc<Config>,
-    membership: Rc<RefCell<Membership>>,
+    shared: Rc<Shared>,
+    pending: Pending,
 }
 
 impl Context for Request {}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let mut host = HostHeaders;
-        let verdict =
-            request::on_request_headers(&mut host, &mut self.membership.borrow_mut(), &self.config);
+        let shared = &self.shared;
+        let mut host = HostRequest {
+            metrics: &shared.metrics,
+        };
+        let verdict = Worker {
+            config: &shared.config,
+            membership: &mut shared.membership.borrow_mut(),
+            cookie_key: &shared.cookie_key,
+        }
+        .on_request_headers(&mut host);
         match verdict {
-            Verdict::Continue => Action::Continue,
+            Verdict::Continue(pending) => {
+                self.pending = pending;
+                Action::Continue
+            }
             Verdict::Stop => Action::Pause,
         }
     }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        request::on_response_headers(
+            &mut HostResponse,
+            &self.pending,
+            &self.shared.config,
+            &self.shared.cookie_key,
+        );
+        Action::Continue
+    }
 }
 
-/// The request headers of the current HTTP context, through the host.
-struct HostHeaders;
+fn property_text(path: Vec<&str>) -> Option<String> {
+    hostcalls::get_property(path)
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+}
 
-impl RequestHeaders for HostHeaders {
-    fn names(&self) -> Vec<String> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .map(|pairs| pairs.into_iter().map(|(k, _)| k).collect())
-            .unwrap_or_default()
+/// The current request, through the host.
+struct HostRequest<'a> {
+    metrics: &'a RefCell<Metrics>,
+}
+
+impl RequestHost for HostRequest<'_> {
+    fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
-    fn get(&self, name: &str) -> Option<Vec<u8>> {
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
         hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
             .ok()
             .flatten()
     }
 
-    fn set(&mut self, name: &str, value: &str) {
+    fn set_header(&mut self, name: &str, value: &str) {
         if let Err(status) =
             hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
         {
@@ -269,15 +414,53 @@ impl RequestHeaders for HostHeaders {
         }
     }
 
-    fn remove(&mut self, name: &str) {
+    fn remove_header(&mut self, name: &str) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
     }
 
-    fn respond(&mut self, status: u32, body: &str) {
-        let headers = vec![("content-type", "text/plain; charset=utf-8")];
+    fn respond(&mut self, status: u32, content_type: &str, body: &str) {
+        let headers = vec![("content-type", content_type)];
         if let Err(e) = hostcalls::send_http_response(status, headers, Some(body.as_bytes())) {
             log(LogLevel::Warn, &format!("local reply failed: {e:?}"));
         }
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        let text = property_text(vec!["source", "address"])?;
+        text.parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| text.parse::<IpAddr>())
+            .ok()
+    }
+
+    fn now(&self) -> u64 {
+        now_unix()
+    }
+
+    fn count(&mut self, counter: Counter) {
+        self.metrics.borrow().count(counter);
+    }
+}
+
+/// The current response, through the host.
+struct HostResponse;
+
+impl ResponseHost for HostResponse {
+    fn upstream_address(&self) -> Option<String> {
+        property_text(vec!["upstream", "address"])
+    }
+
+    fn add_header(&mut self, name: &str, value: &str) {
+        if let Err(status) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value) {
+            log(
+                LogLevel::Warn,
+                &format!("adding header {name} failed: {status:?}"),
+            );
+        }
+    }
+
+    fn now(&self) -> u64 {
+        now_unix()
     }
 }
 

@@ -6,8 +6,10 @@
 pub mod absolute_form;
 pub mod authority;
 pub mod config;
+pub mod cookie;
 pub mod members;
 pub mod request;
+pub mod stats;
 pub mod xds;
 
 #[cfg(target_arch = "wasm32")]

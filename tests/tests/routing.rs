@@ -229,6 +229,7 @@ fn malformed_upstreams_get_400_and_reach_no_backend() {
         sent_before,
         "a bad request reached a backend"
     );
+    assert!(sent_before > 0, "the warm-up requests were counted");
     // Envoy keeps serving.
     assert_eq!(
         stack.get_backend(&cluster, "/ok").unwrap().backend,
@@ -236,12 +237,16 @@ fn malformed_upstreams_get_400_and_reach_no_backend() {
     );
 }
 
+/// Envoy's count of requests sent to the cluster (stat names turn ':' into '_').
 fn upstream_requests(stack: &Stack, cluster: &str) -> u64 {
+    let name = format!("cluster.{}.upstream_rq_total", cluster.replace(':', "_"));
     stack
         .envoy
-        .stat(&format!("cluster.{cluster}.upstream_rq_total"))
+        .stat(&name)
         .unwrap()
-        .map_or(0, |v| v.parse().unwrap())
+        .unwrap_or_else(|| panic!("no stat {name}"))
+        .parse()
+        .unwrap()
 }
 
 #[test]
