@@ -161,6 +161,16 @@ impl Stack {
     /// started first and handed to `seed` so the records exist before the shim
     /// first resolves.
     pub fn start(opts: StackOptions, seed: impl FnOnce(&DnsServer)) -> Result<Stack> {
+        Self::start_with(opts, seed, demo_bootstrap)
+    }
+
+    /// [`Stack::start`] with another Envoy bootstrap: `bootstrap(ports, wasm,
+    /// filter_config)` returns the YAML, as [`demo_bootstrap`] does.
+    pub fn start_with(
+        opts: StackOptions,
+        seed: impl FnOnce(&DnsServer),
+        bootstrap: impl FnOnce(EnvoyPorts, &Path, &str) -> Result<String>,
+    ) -> Result<Stack> {
         let dir = TempDir::new("stack")?;
         let dns = DnsServer::start()?;
         seed(&dns);
@@ -203,7 +213,7 @@ impl Stack {
             listener: free_port(LOOPBACK)?,
             xds,
         };
-        let yaml = demo_bootstrap(ports, &built(filter_wasm())?, &opts.filter_config)?;
+        let yaml = bootstrap(ports, &built(filter_wasm())?, &opts.filter_config)?;
         let envoy = Envoy::start(
             &yaml,
             EnvoyOptions {
