@@ -55,6 +55,10 @@ dnslb demo is running (logs: $logs)
   Round robin over the three A records of backend.test:
     for i in 1 2 3 4 5 6; do curl -s -H 'Host: dns+backend.test:8080' http://127.0.0.1:10000/; echo; done
 
+  Sticky sessions: the first answer sets the cookie "dnslb", later requests
+  that send it stay on that backend (a backend that stops is failed over):
+    for i in 1 2 3; do curl -s -b /tmp/dnslb.jar -c /tmp/dnslb.jar -H 'Host: dns+backend.test:8080' http://127.0.0.1:10000/; echo; done
+
   Envoy as your HTTP proxy (absolute-form, as HTTP_PROXY clients send it;
   curl's own URL parser refuses a '+' in a host, hence --request-target):
     curl -s --request-target http://dns+api.test:8080/hello -H 'Host: dns+api.test:8080' http://127.0.0.1:10000; echo
@@ -63,7 +67,10 @@ dnslb demo is running (logs: $logs)
     curl -s -H 'Host: dns+backend.test:0' http://127.0.0.1:10000/
 
   What Envoy has:   curl -s http://127.0.0.1:9901/clusters | grep '^dns+'
-  What xds-shim has: curl -s http://127.0.0.1:18001/status.json
+  What xds-shim has: http://127.0.0.1:18001/status.json
+
+  The same demo in containers, with a zone you can edit while it runs:
+    docker compose -f envoy/compose/docker-compose.yml up --build
 
 Press Ctrl-C to stop everything.
 MSG

@@ -87,7 +87,7 @@ pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path, filter_config: &str) -> Re
             format!("filename: {}", wasm.display()),
         ),
         (
-            r#"value: "{}""#.to_string(),
+            r#"value: '{"affinity": {"mode": "cookie"}}'"#.to_string(),
             format!("value: {}", yaml_string(filter_config)),
         ),
     ];
