@@ -41,7 +41,8 @@ for ip in 127.0.0.2 127.0.0.3 127.0.0.4; do
   start "backend-$ip" target/debug/fake-backend --listen "$ip:8080"
 done
 start xds-shim target/release/xds-shim --nameserver "$dns_addr" \
-  --upstream dns+backend.test:8080 --upstream dns+api.test:8080 --upstream dns+static.test:8080
+  --upstream dns+backend.test:8080 --upstream dns+api.test:8080 --upstream dns+static.test:8080 \
+  --upstream srv+_http._tcp.backend.test
 wait_for "xds-shim" curl -sf http://127.0.0.1:18001/healthz
 start envoy envoy/envoy.sh -c envoy/demo.yaml --concurrency 1 --disable-hot-restart --drain-time-s 1
 wait_for "Envoy" curl -sf http://127.0.0.1:9901/ready
@@ -54,6 +55,9 @@ dnslb demo is running (logs: $logs)
 
   Round robin over the three A records of backend.test:
     for i in 1 2 3 4 5 6; do curl -s -H 'Host: dns+backend.test:8080' http://127.0.0.1:10000/; echo; done
+
+  The same replicas through their SRV record (each target's own port):
+    for i in 1 2 3; do curl -s -H 'Host: srv+_http._tcp.backend.test' http://127.0.0.1:10000/; echo; done
 
   Sticky sessions: the first answer sets the cookie "dnslb", later requests
   that send it stay on that backend (a backend that stops is failed over):
