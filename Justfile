@@ -40,12 +40,38 @@ unit:
     cargo test --workspace --exclude dnslb-tests
     cargo test -p dnslb-tests --lib --bins
 
+# The runner (wasm-bindgen-cli matching Cargo.lock) is installed into .tools/.
+# Run the filter core's unit tests compiled to wasm32 under Node (wasm-bindgen-test).
+test-wasm:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+    root=".tools/wasm-bindgen-$version"
+    if [[ ! -x "$root/bin/wasm-bindgen-test-runner" ]]; then
+        echo "installing wasm-bindgen-cli $version into $root"
+        cargo install --quiet wasm-bindgen-cli --version "=$version" --root "$root"
+    fi
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$PWD/$root/bin/wasm-bindgen-test-runner" \
+        cargo test -p dnslb-filter --lib --target wasm32-unknown-unknown
+
+# Installs cargo-fuzz and a nightly toolchain if missing.
+# Fuzz the authority parser, cookie codec and absolute-form rewriter, `seconds` each.
+fuzz seconds="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    command -v cargo-fuzz >/dev/null || cargo install --quiet cargo-fuzz --locked
+    cd filter
+    for target in authority cookie absolute_form; do
+        cargo +nightly fuzz run "$target" -- -max_total_time={{seconds}}
+    done
+
 # End-to-end tests: real Envoy, real xds-shim, loopback DNS server, fake backends.
 e2e: build envoy
     cargo test -p dnslb-tests --test '*' -- --test-threads 2
 
-# Everything CI runs: lint, unit tests, end-to-end tests.
-test: lint unit e2e
+# Everything CI runs: lint, unit tests (native and wasm32), end-to-end tests.
+test: lint unit test-wasm e2e
 
 # Run the demo locally (no Docker): DNS server, 3 fake backends, xds-shim, Envoy.
 demo: build envoy

@@ -253,6 +253,9 @@ fn framing(method: &str, headers: &[&str]) -> Option<State> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, under Node, compiled to wasm32.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// Feeds `input` in pieces of `step` bytes and returns what is forwarded.
     fn run(input: &[u8], step: usize) -> Vec<u8> {

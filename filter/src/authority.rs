@@ -153,6 +153,9 @@ pub fn split_absolute_form(target: &str) -> Option<(&str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, under Node, compiled to wasm32.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn ok(a: &str) -> Upstream {
         parse(a).unwrap().unwrap()

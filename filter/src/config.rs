@@ -416,6 +416,9 @@ impl TryFrom<ConfigDto> for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, under Node, compiled to wasm32.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn parse(json: &str) -> Result<Config, ConfigError> {
         Config::from_bytes(Some(json.as_bytes()))

@@ -165,6 +165,9 @@ pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, under Node, compiled to wasm32.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
     const CLUSTER: &str = "dns+backend.test:8080";

@@ -12,5 +12,5 @@ pub mod request;
 pub mod stats;
 pub mod xds;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod glue;

@@ -220,6 +220,9 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, under Node, compiled to wasm32.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn m(address: &str) -> Member {
         Member {

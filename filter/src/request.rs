@@ -379,6 +379,9 @@ pub fn on_response_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, under Node, compiled to wasm32.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use crate::members::Member;
     use std::collections::BTreeMap;
 

@@ -75,6 +75,9 @@ impl Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, under Node, compiled to wasm32.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn names_are_distinct_and_indexed() {

@@ -299,6 +299,9 @@ fn members_of(cla: &ClusterLoadAssignment) -> Vec<Member> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tests run natively and, under Node, compiled to wasm32.
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn endpoint(ip: &str, port: u32, health: i32) -> LbEndpoint {
         LbEndpoint {

@@ -132,10 +132,24 @@ fn added_record_takes_traffic_and_removed_one_stops() {
             first
         );
     }
-    stack
-        .envoy
-        .wait_cluster_hosts(&cluster, &addrs[1..], Duration::from_secs(5))
-        .unwrap();
+    // It is not gone yet: the shim keeps it DRAINING (--drain, 30 s by
+    // default) so sticky sessions may finish, and new picks avoid it.
+    let status = http_get(stack.listener, "/dnslb/status", &[]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let members = json["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["cluster"] == cluster.as_str())
+        .unwrap()["members"]
+        .clone();
+    let removed = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["address"] == first.as_str())
+        .unwrap_or_else(|| panic!("{first} missing from {members}"));
+    assert_eq!(removed["draining"], true, "{members}");
 }
 
 #[test]
