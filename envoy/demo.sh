@@ -73,7 +73,11 @@ dnslb demo is running (logs: $logs)
   What Envoy has:   curl -s http://127.0.0.1:9901/clusters | grep '^dns+'
   What xds-shim has: http://127.0.0.1:18001/status.json
 
-  The same demo in containers, with a zone you can edit while it runs:
+  Edit envoy/demo.zone while it runs (say, delete 'backend IN A 127.0.0.4'):
+  the DNS server reloads it within a second and the change reaches Envoy
+  within one shim interval (5 s). 'git checkout envoy/demo.zone' undoes it.
+
+  The same demo in containers:
     docker compose -f envoy/compose/docker-compose.yml up --build
 
 Press Ctrl-C to stop everything.

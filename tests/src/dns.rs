@@ -22,7 +22,7 @@ use hickory_server::Server;
 use self::{
     handler::Handler,
     store::Store,
-    zone::{parse_zone, ZoneData},
+    zone::{parse_zone, ZoneData, ZoneRecord},
 };
 use crate::{
     background::Background,
@@ -143,38 +143,52 @@ impl DnsServer {
     /// store; other names and types are left alone.
     pub fn load_zone(&self, text: &str) -> Result<()> {
         let records = parse_zone(text)?;
+        apply_zone(&mut self.store(), records);
+        Ok(())
+    }
+
+    /// Replaces every record with those of a zone file: names the file no
+    /// longer has answer NXDOMAIN. A file that does not parse changes nothing.
+    pub fn replace_zone(&self, text: &str) -> Result<()> {
+        let records = parse_zone(text)?;
         let mut store = self.store();
-        let mut replaced = std::collections::HashSet::new();
-        for record in records {
-            let first = replaced.insert((record.name.clone(), kind(&record.data)));
-            store.update(&record.name, |node| match record.data {
-                ZoneData::A(ip) => {
-                    if first {
-                        node.a = Default::default();
-                    }
-                    node.a.push(ip, record.ttl);
-                }
-                ZoneData::Aaaa(ip) => {
-                    if first {
-                        node.aaaa = Default::default();
-                    }
-                    node.aaaa.push(ip, record.ttl);
-                }
-                ZoneData::Srv(srv) => {
-                    if first {
-                        node.srv = Default::default();
-                    }
-                    node.srv.push(srv, record.ttl);
-                }
-                ZoneData::Anchor => node.anchored = true,
-            });
-        }
+        store.clear();
+        apply_zone(&mut store, records);
         Ok(())
     }
 
     fn store(&self) -> RwLockWriteGuard<'_, Store> {
         // A panicking test thread must not take the server down with it.
         self.store.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Each (name, type) in `records` replaces that RRset in the store.
+fn apply_zone(store: &mut Store, records: Vec<ZoneRecord>) {
+    let mut replaced = std::collections::HashSet::new();
+    for record in records {
+        let first = replaced.insert((record.name.clone(), kind(&record.data)));
+        store.update(&record.name, |node| match record.data {
+            ZoneData::A(ip) => {
+                if first {
+                    node.a = Default::default();
+                }
+                node.a.push(ip, record.ttl);
+            }
+            ZoneData::Aaaa(ip) => {
+                if first {
+                    node.aaaa = Default::default();
+                }
+                node.aaaa.push(ip, record.ttl);
+            }
+            ZoneData::Srv(srv) => {
+                if first {
+                    node.srv = Default::default();
+                }
+                node.srv.push(srv, record.ttl);
+            }
+            ZoneData::Anchor => node.anchored = true,
+        });
     }
 }
 

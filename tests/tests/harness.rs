@@ -144,6 +144,43 @@ fn dns_server_binary_serves_a_zone_and_rejects_a_bad_one() {
         a_records(&a),
         [Ipv4Addr::new(10, 1, 2, 3)].into_iter().collect()
     );
+
+    // An edited zone file is served within a poll or two; names it no longer
+    // has answer NXDOMAIN; a broken edit keeps the last good zone.
+    std::fs::write(
+        &zone,
+        "$ORIGIN test.
+y 1 IN A 10.9.9.9
+",
+    )
+    .unwrap();
+    dnslb_tests::wait_until(
+        "the edited zone to be served",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let x = query(listen, "x.test", RecordType::A)?;
+            let y = query(listen, "y.test", RecordType::A)?;
+            Ok(x.metadata.response_code == ResponseCode::NXDomain
+                && a_records(&y) == [Ipv4Addr::new(10, 9, 9, 9)].into_iter().collect())
+        },
+    )
+    .unwrap();
+    std::fs::write(
+        &zone,
+        "$ORIGIN test.
+y 1 IN A nonsense
+",
+    )
+    .unwrap();
+    server
+        .wait_for_log("keeping the last good zone", Duration::from_secs(10))
+        .unwrap();
+    let y = query(listen, "y.test", RecordType::A).unwrap();
+    assert_eq!(
+        a_records(&y),
+        [Ipv4Addr::new(10, 9, 9, 9)].into_iter().collect()
+    );
     server.stop(Duration::from_secs(5)).unwrap();
 
     let bad = tmp.path().join("bad.zone");

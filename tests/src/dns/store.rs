@@ -102,6 +102,11 @@ impl Store {
         }
     }
 
+    /// Drops every name (settings stay).
+    pub(crate) fn clear(&mut self) {
+        self.names.clear();
+    }
+
     pub(crate) fn lookup(&self, name: &str) -> Lookup<'_> {
         let key = normalize(name);
         if let Some(node) = self.names.get(&key) {
