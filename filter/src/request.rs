@@ -380,10 +380,10 @@ pub fn on_response_headers(
 mod tests {
     use super::*;
     // The same tests run natively and, under Node, compiled to wasm32.
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
     use crate::members::Member;
     use std::collections::BTreeMap;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
     const CLUSTER: &str = "dns+backend.test:8080";
