@@ -1,4 +1,5 @@
-//! Admin HTTP: `GET /healthz` and `GET /status.json`. (HTML status and metrics come later.)
+//! Admin HTTP: `GET /healthz` (the process serves), `GET /readyz` (every upstream has been
+//! answered once), `GET /metrics` (Prometheus text) and `GET /status.json`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tracing::{debug, warn};
 
 use crate::ads::service::StreamCounter;
 use crate::discovery::DiscoveryState;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
 use crate::status::StatusReport;
@@ -26,6 +28,7 @@ pub struct AdminState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub discovery: watch::Receiver<Arc<DiscoveryState>>,
     pub streams: StreamCounter,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Accepts connections until shutdown. Open connections are not waited for: admin requests
@@ -63,6 +66,25 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: Shutd
 fn route(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") => {
+            if state.discovery.borrow().all_resolved_once() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: some upstreams have not been resolved yet\n",
+                )
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let discovery = Arc::clone(&state.discovery.borrow());
+            let body = state.metrics.render(&discovery, state.streams.get());
+            with_type(
+                StatusCode::OK,
+                body.into_bytes(),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        }
         (&Method::GET, "/status.json") => {
             let snapshot = Arc::clone(&state.snapshots.borrow());
             let discovery = Arc::clone(&state.discovery.borrow());

@@ -3,6 +3,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -56,8 +57,14 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
         snapshots: publisher.snapshots.subscribe(),
         discovery: publisher.discovery.subscribe(),
         streams: streams.clone(),
+        metrics: Arc::clone(&publisher.metrics),
     };
-    let ads = XdsService::new(publisher.snapshots.subscribe(), streams, shutdown.clone());
+    let ads = XdsService::new(
+        publisher.snapshots.subscribe(),
+        streams,
+        shutdown.clone(),
+        Arc::clone(&publisher.metrics),
+    );
 
     let refresher = tokio::spawn(refresh::run(
         resolver,

@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod duration;
 pub mod logging;
 pub mod member;
+pub mod metrics;
 pub mod refresh;
 pub mod resolv_conf;
 pub mod resolve;

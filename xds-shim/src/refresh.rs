@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::discovery::{DiscoveryState, Event, HostResult, RoundResults, SrvResult};
+use crate::metrics::Metrics;
 use crate::resolve::AddressResolver;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
@@ -25,6 +26,7 @@ const RETRY_FIRST: Duration = Duration::from_millis(250);
 pub struct Publisher {
     pub snapshots: watch::Sender<Arc<Snapshot>>,
     pub discovery: watch::Sender<Arc<DiscoveryState>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Publisher {
@@ -34,6 +36,7 @@ impl Publisher {
         Publisher {
             snapshots: watch::channel(Arc::new(snapshot)).0,
             discovery: watch::channel(Arc::new(state.clone())).0,
+            metrics: Arc::default(),
         }
     }
 
@@ -50,6 +53,7 @@ impl Publisher {
             }
         });
         if published {
+            self.metrics.snapshot_published();
             let current = self.snapshots.borrow();
             info!(
                 cds_version = current.version(ResourceType::Cluster),
@@ -158,6 +162,13 @@ pub async fn round_of<R: AddressResolver>(
     publisher: &Publisher,
 ) -> Names {
     let results = resolve_all(resolver, names).await;
+    let kinds = results.a.values().map(|r| r.as_ref().map(|_| ()));
+    let kinds = kinds.chain(results.srv.values().map(|r| r.as_ref().map(|_| ())));
+    for kind in kinds {
+        publisher
+            .metrics
+            .resolution(kind.map_or_else(|e| e.kind(), |()| "ok"));
+    }
     for event in state.apply(&results, SystemTime::now()) {
         log_event(&event);
     }

@@ -208,6 +208,21 @@ async fn envoy_flow_against_fake_dns() {
         serde_json::json!(["127.0.0.4:8080"])
     );
 
+    let (status, _) = http_get(shim.admin, "/readyz").await.unwrap();
+    assert_eq!(status, 200);
+    let (status, metrics) = http_get(shim.admin, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    for needle in [
+        "dnslb_xds_connected_streams 2",
+        "dnslb_xds_pushes_total{type=\"EDS\"} 4",
+        "dnslb_xds_pushes_total{type=\"CDS\"} 1",
+        "dnslb_endpoints{cluster=\"dns+backend.test:8080\",state=\"live\"} 1",
+        "dnslb_resolutions_total{result=\"ok\"}",
+        "dnslb_xds_push_latency_seconds_count 2",
+    ] {
+        assert!(metrics.contains(needle), "{needle} not in\n{metrics}");
+    }
+
     // Clean shutdown: streams end, the process exits 0.
     let status = shim.terminate();
     assert!(status.success(), "{status:?}");
@@ -352,4 +367,32 @@ async fn plain_cds_and_eds_services() {
         endpoints(&push),
         [(names[0].to_string(), vec!["127.0.0.3:8080".to_string()])]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_every_upstream_answered() {
+    let dns = FakeDns::start().await;
+    dns.set("here.test", &["127.0.0.2"]);
+    let nameserver = dns.addr.to_string();
+    let shim = Shim::spawn(&[
+        "--upstream",
+        "dns+here.test:80",
+        "--upstream",
+        "dns+later.test:80",
+        "--nameserver",
+        &nameserver,
+        "--interval",
+        "100ms",
+        "--empty-after",
+        "1000",
+    ]);
+    shim.wait_ready().await;
+    let (status, body) = http_get(shim.admin, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    dns.set("later.test", &["127.0.0.3"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while http_get(shim.admin, "/readyz").await.unwrap().0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -26,6 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::stream_state::{Reply, RequestKind, StreamState};
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
 
@@ -69,6 +70,7 @@ pub struct XdsService {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     streams: StreamCounter,
     shutdown: Shutdown,
+    metrics: Arc<Metrics>,
 }
 
 impl XdsService {
@@ -76,11 +78,13 @@ impl XdsService {
         snapshots: watch::Receiver<Arc<Snapshot>>,
         streams: StreamCounter,
         shutdown: Shutdown,
+        metrics: Arc<Metrics>,
     ) -> Self {
         XdsService {
             snapshots,
             streams,
             shutdown,
+            metrics,
         }
     }
 
@@ -97,6 +101,7 @@ impl XdsService {
             outbound: tx,
             snapshots: self.snapshots.clone(),
             shutdown: self.shutdown.clone(),
+            metrics: Arc::clone(&self.metrics),
             state,
             peer,
         };
@@ -222,6 +227,7 @@ struct XdsStream {
     outbound: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     shutdown: Shutdown,
+    metrics: Arc<Metrics>,
     state: StreamState,
     peer: Option<SocketAddr>,
 }
@@ -242,7 +248,7 @@ impl XdsStream {
                         let reply = self.state.on_request(request, &snapshot);
                         self.log_request(&reply);
                         if let Some(response) = reply.response {
-                            if !self.send(response).await {
+                            if !self.send(response, false).await {
                                 break "client gone";
                             }
                         }
@@ -260,7 +266,7 @@ impl XdsStream {
                     let snapshot = Arc::clone(&self.snapshots.borrow_and_update());
                     let mut gone = false;
                     for response in self.state.on_snapshot(&snapshot) {
-                        if !self.send(response).await {
+                        if !self.send(response, true).await {
                             gone = true;
                             break;
                         }
@@ -274,10 +280,12 @@ impl XdsStream {
         info!(node = self.state.node_id(), peer = ?self.peer, reason = end, "xDS stream closed");
     }
 
-    async fn send(&self, response: DiscoveryResponse) -> bool {
+    /// `after_publish`: pushed because a snapshot was published (for the latency metric).
+    async fn send(&self, response: DiscoveryResponse, after_publish: bool) -> bool {
         let kind = ResourceType::from_type_url(&response.type_url)
             .map(ResourceType::short_name)
             .unwrap_or("?");
+        self.metrics.push(kind, after_publish);
         info!(
             node = self.state.node_id(),
             r#type = kind,
@@ -303,14 +311,17 @@ impl XdsStream {
                 rejected_version,
                 kept_version,
                 message,
-            } => warn!(
+            } => {
+                self.metrics.nack();
+                warn!(
                 node,
                 r#type = kind.short_name(),
                 rejected_version = %rejected_version,
                 kept_version = %kept_version,
                 error = %message,
                 "client rejected config (NACK)"
-            ),
+                )
+            }
             RequestKind::Stale { kind, nonce } => {
                 debug!(node, r#type = kind.short_name(), %nonce, "stale nonce ignored");
             }

@@ -1,0 +1,249 @@
+//! Counters for `/metrics` (Prometheus text format 0.0.4). Atomics only: every stream and
+//! the refresh loop bump them without locks; rendering reads them with the discovery state.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::discovery::DiscoveryState;
+
+/// Upper bounds (seconds) of the push-latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+#[derive(Debug)]
+pub struct Metrics {
+    started: Instant,
+    /// Resolutions by result kind (`ok`, `nxdomain`, `servfail`, ...).
+    resolutions: Mutex<BTreeMap<&'static str, u64>>,
+    /// Pushes by type (`CDS`, `EDS`).
+    pushes: Mutex<BTreeMap<&'static str, u64>>,
+    nacks: AtomicU64,
+    snapshots: AtomicU64,
+    /// Nanoseconds since `started` at which the current snapshot was published.
+    published_at: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_nanos: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            started: Instant::now(),
+            resolutions: Mutex::default(),
+            pushes: Mutex::default(),
+            nacks: AtomicU64::new(0),
+            snapshots: AtomicU64::new(0),
+            published_at: AtomicU64::new(0),
+            latency_buckets: Default::default(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
+    // A poisoned lock only means a panic elsewhere mid-increment; the counts stay usable.
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    *map.entry(key).or_default() += 1;
+}
+
+impl Metrics {
+    pub fn resolution(&self, result: &'static str) {
+        bump(&self.resolutions, result);
+    }
+
+    pub fn snapshot_published(&self) {
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
+        self.published_at
+            .store(self.nanos_since_start(), Ordering::Relaxed);
+    }
+
+    /// A push went out; its latency is counted from the latest snapshot publication when
+    /// `after_publish` (the push was caused by it, not by a request).
+    pub fn push(&self, kind: &'static str, after_publish: bool) {
+        bump(&self.pushes, kind);
+        if !after_publish {
+            return;
+        }
+        let nanos = self
+            .nanos_since_start()
+            .saturating_sub(self.published_at.load(Ordering::Relaxed));
+        let seconds = Duration::from_nanos(nanos).as_secs_f64();
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    pub fn nack(&self) {
+        self.nacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn nanos_since_start(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The exposition text.
+    pub fn render(&self, discovery: &DiscoveryState, connected: usize) -> String {
+        let mut out = String::new();
+        let lock = |m: &Mutex<BTreeMap<&'static str, u64>>| {
+            m.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        };
+        header(
+            &mut out,
+            "dnslb_resolutions_total",
+            "counter",
+            "DNS resolutions of upstream names by result.",
+        );
+        for (result, n) in lock(&self.resolutions) {
+            let _ = writeln!(out, "dnslb_resolutions_total{{result=\"{result}\"}} {n}");
+        }
+        header(
+            &mut out,
+            "dnslb_endpoints",
+            "gauge",
+            "Endpoints served per upstream, live or draining.",
+        );
+        header(
+            &mut out,
+            "dnslb_upstream_stale",
+            "gauge",
+            "1 while an upstream keeps stale members.",
+        );
+        for state in discovery.upstreams() {
+            let cluster = escape(&state.upstream.cluster_name());
+            let _ = writeln!(
+                out,
+                "dnslb_endpoints{{cluster=\"{cluster}\",state=\"live\"}} {}",
+                state.members.len()
+            );
+            let _ = writeln!(
+                out,
+                "dnslb_endpoints{{cluster=\"{cluster}\",state=\"draining\"}} {}",
+                state.draining.len()
+            );
+            let _ = writeln!(
+                out,
+                "dnslb_upstream_stale{{cluster=\"{cluster}\"}} {}",
+                u8::from(state.stale_since.is_some())
+            );
+        }
+        header(
+            &mut out,
+            "dnslb_xds_pushes_total",
+            "counter",
+            "xDS responses sent, by type.",
+        );
+        for (kind, n) in lock(&self.pushes) {
+            let _ = writeln!(out, "dnslb_xds_pushes_total{{type=\"{kind}\"}} {n}");
+        }
+        header(
+            &mut out,
+            "dnslb_xds_push_latency_seconds",
+            "histogram",
+            "From snapshot publication to the push leaving the shim.",
+        );
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(
+                out,
+                "dnslb_xds_push_latency_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let sum =
+            Duration::from_nanos(self.latency_sum_nanos.load(Ordering::Relaxed)).as_secs_f64();
+        let _ = writeln!(
+            out,
+            "dnslb_xds_push_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(out, "dnslb_xds_push_latency_seconds_sum {sum}");
+        let _ = writeln!(out, "dnslb_xds_push_latency_seconds_count {count}");
+        header(
+            &mut out,
+            "dnslb_xds_connected_streams",
+            "gauge",
+            "Open xDS streams (Envoys and filter root contexts).",
+        );
+        let _ = writeln!(out, "dnslb_xds_connected_streams {connected}");
+        header(
+            &mut out,
+            "dnslb_xds_nacks_total",
+            "counter",
+            "Responses rejected by clients.",
+        );
+        let _ = writeln!(
+            out,
+            "dnslb_xds_nacks_total {}",
+            self.nacks.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "dnslb_snapshots_total",
+            "counter",
+            "Snapshots published (a version moved).",
+        );
+        let _ = writeln!(
+            out,
+            "dnslb_snapshots_total {}",
+            self.snapshots.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Label values: backslash, quote and newline escaped (cluster names have none today).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_histogram() {
+        let metrics = Metrics::default();
+        metrics.resolution("ok");
+        metrics.resolution("ok");
+        metrics.resolution("servfail");
+        metrics.snapshot_published();
+        metrics.push("EDS", true);
+        metrics.push("CDS", false);
+        metrics.nack();
+        let state = DiscoveryState::new(["dns+a.test:80".parse().unwrap()]);
+        let text = metrics.render(&state, 3);
+        for line in [
+            "dnslb_resolutions_total{result=\"ok\"} 2",
+            "dnslb_resolutions_total{result=\"servfail\"} 1",
+            "dnslb_endpoints{cluster=\"dns+a.test:80\",state=\"live\"} 0",
+            "dnslb_upstream_stale{cluster=\"dns+a.test:80\"} 0",
+            "dnslb_xds_pushes_total{type=\"EDS\"} 1",
+            "dnslb_xds_pushes_total{type=\"CDS\"} 1",
+            "dnslb_xds_push_latency_seconds_count 1",
+            "dnslb_xds_push_latency_seconds_bucket{le=\"+Inf\"} 1",
+            "dnslb_xds_connected_streams 3",
+            "dnslb_xds_nacks_total 1",
+            "dnslb_snapshots_total 1",
+            "# TYPE dnslb_xds_push_latency_seconds histogram",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}
