@@ -1,5 +1,6 @@
 //! Admin HTTP: `GET /healthz` (the process serves), `GET /readyz` (every upstream has been
-//! answered once), `GET /metrics` (Prometheus text) and `GET /status.json`.
+//! answered once), `GET /metrics` (Prometheus text), `GET /status` (HTML) and
+//! `GET /status.json`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,19 +16,20 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::ads::service::StreamCounter;
+use crate::clients::Clients;
 use crate::discovery::DiscoveryState;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
 use crate::status::StatusReport;
+use crate::status_html;
 
 /// Everything the admin pages read; cheap to clone per connection.
 #[derive(Clone)]
 pub struct AdminState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub discovery: watch::Receiver<Arc<DiscoveryState>>,
-    pub streams: StreamCounter,
+    pub clients: Clients,
     pub metrics: Arc<Metrics>,
 }
 
@@ -78,27 +80,36 @@ fn route(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes
         }
         (&Method::GET, "/metrics") => {
             let discovery = Arc::clone(&state.discovery.borrow());
-            let body = state.metrics.render(&discovery, state.streams.get());
+            let body = state.metrics.render(&discovery, state.clients.count());
             with_type(
                 StatusCode::OK,
                 body.into_bytes(),
                 "text/plain; version=0.0.4; charset=utf-8",
             )
         }
-        (&Method::GET, "/status.json") => {
-            let snapshot = Arc::clone(&state.snapshots.borrow());
-            let discovery = Arc::clone(&state.discovery.borrow());
-            let report = StatusReport::new(&discovery, &snapshot, state.streams.get());
-            match serde_json::to_vec_pretty(&report) {
-                Ok(body) => with_type(StatusCode::OK, body, "application/json"),
-                Err(error) => text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("cannot encode status: {error}\n"),
-                ),
-            }
+        (&Method::GET, "/status") => {
+            let html = status_html::render(&report(state));
+            with_type(
+                StatusCode::OK,
+                html.into_bytes(),
+                "text/html; charset=utf-8",
+            )
         }
+        (&Method::GET, "/status.json") => match serde_json::to_vec_pretty(&report(state)) {
+            Ok(body) => with_type(StatusCode::OK, body, "application/json"),
+            Err(error) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot encode status: {error}\n"),
+            ),
+        },
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+fn report(state: &AdminState) -> StatusReport {
+    let snapshot = Arc::clone(&state.snapshots.borrow());
+    let discovery = Arc::clone(&state.discovery.borrow());
+    StatusReport::new(&discovery, &snapshot, &state.clients.list())
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
-use crate::ads::service::{self, StreamCounter, XdsService};
+use crate::ads::service::{self, XdsService};
+use crate::clients::Clients;
 use crate::config::Config;
 use crate::discovery::DiscoveryState;
 use crate::refresh::{self, Publisher};
@@ -52,16 +53,16 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
         unanswered = refresh::round(&resolver, &mut state, &publisher) => unanswered,
     };
 
-    let streams = StreamCounter::default();
+    let clients = Clients::default();
     let admin_state = AdminState {
         snapshots: publisher.snapshots.subscribe(),
         discovery: publisher.discovery.subscribe(),
-        streams: streams.clone(),
+        clients: clients.clone(),
         metrics: Arc::clone(&publisher.metrics),
     };
     let ads = XdsService::new(
         publisher.snapshots.subscribe(),
-        streams,
+        clients,
         shutdown.clone(),
         Arc::clone(&publisher.metrics),
     );
@@ -116,7 +117,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, AppEr
 fn build_resolver(config: &Config) -> Result<DnsResolver, BuildError> {
     if !config.nameservers.is_empty() {
         info!(nameservers = ?config.nameservers, "resolving with the given nameservers");
-        return DnsResolver::with_nameservers(&config.nameservers);
+        return DnsResolver::with_nameservers(&config.nameservers, config.resolver);
     }
     let conf = match std::fs::read_to_string(resolv_conf::PATH) {
         Ok(text) => resolv_conf::parse(&text),
@@ -126,5 +127,5 @@ fn build_resolver(config: &Config) -> Result<DnsResolver, BuildError> {
         }
     };
     info!(nameservers = ?conf.nameservers, search = ?conf.search, "resolving with the system configuration");
-    DnsResolver::with_system_config(&conf)
+    DnsResolver::with_system_config(&conf, config.resolver)
 }

@@ -10,6 +10,7 @@ use crate::config::{Config, ConfigError};
 use crate::discovery::Policy;
 use crate::duration::{parse_duration, DurationError};
 use crate::logging::LogFormat;
+use crate::resolve::Settings;
 use crate::upstream::Upstream;
 
 #[derive(Debug, Parser)]
@@ -94,6 +95,25 @@ pub struct Cli {
     #[arg(long, value_name = "DUR", env = "DNSLB_MAX_STALE", value_parser = parse_interval)]
     pub max_stale: Option<Duration>,
 
+    /// Most endpoints one DNS answer may yield; beyond, the cut is logged and shown.
+    #[arg(long, value_name = "N", env = "DNSLB_MAX_RECORDS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_records: u32,
+
+    /// Resolve AAAA records as well as A (off by default, as in VictoriaMetrics).
+    #[arg(long, env = "DNSLB_IPV6")]
+    pub ipv6: bool,
+
+    /// Timeout of one DNS query attempt (two attempts per question).
+    #[arg(long, value_name = "DUR", env = "DNSLB_DNS_TIMEOUT", default_value = "2s",
+          value_parser = parse_interval)]
+    pub dns_timeout: Duration,
+
+    /// DNS queries in flight at once.
+    #[arg(long, value_name = "N", env = "DNSLB_MAX_IN_FLIGHT", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, env = "DNSLB_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -117,6 +137,12 @@ impl Cli {
                 drain: self.drain,
                 empty_after: self.empty_after,
                 max_stale: self.max_stale,
+                max_records: self.max_records as usize,
+            },
+            resolver: Settings {
+                timeout: self.dns_timeout,
+                ipv6: self.ipv6,
+                max_in_flight: self.max_in_flight as usize,
             },
         }
         .validate()
@@ -169,6 +195,7 @@ mod tests {
         assert_eq!(config.admin_listen, "127.0.0.1:18001".parse().unwrap());
         assert_eq!(cli.log_format, LogFormat::Text);
         assert_eq!(config.policy, Policy::default());
+        assert_eq!(config.resolver, Settings::default());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::discovery::Policy;
+use crate::resolve::Settings;
 use crate::upstream::Upstream;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// Draining, confirmation of empty answers, maximum staleness.
     pub policy: Policy,
+    /// Query timeout, IPv6, concurrency.
+    pub resolver: Settings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,7 +11,7 @@
 //!   such answers in a row, so one bad answer from a flapping server changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
 use crate::member::{self, Member};
@@ -20,7 +20,7 @@ use crate::snapshot::Membership;
 use crate::upstream::Upstream;
 
 /// Result of resolving one name in one round.
-pub type HostResult = Result<Vec<Ipv4Addr>, ResolveError>;
+pub type HostResult = Result<Vec<IpAddr>, ResolveError>;
 pub type SrvResult = Result<Vec<SrvRecord>, ResolveError>;
 
 /// Everything resolved in one round: A answers by host (SRV targets included), SRV answers
@@ -39,6 +39,9 @@ pub struct Policy {
     pub empty_after: u32,
     /// How long unanswered questions may keep stale members. `None`: for ever.
     pub max_stale: Option<Duration>,
+    /// Most members one answer may yield; beyond, the first ones (in address order) are
+    /// kept and the cut is logged and shown in the status.
+    pub max_records: usize,
 }
 
 impl Default for Policy {
@@ -47,6 +50,7 @@ impl Default for Policy {
             drain: Duration::from_secs(30),
             empty_after: 3,
             max_stale: None,
+            max_records: 1_000,
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct UpstreamState {
     pub stale_since: Option<SystemTime>,
     /// NXDOMAIN / empty answers in a row.
     pub empty_answers: u32,
+    /// How many members the last answer had when it was over the cap.
+    pub capped_from: Option<usize>,
 }
 
 /// Something worth logging that `apply` noticed.
@@ -100,6 +106,12 @@ pub enum Event {
     },
     /// NXDOMAIN / empty confirmed: every member went to draining.
     Emptied { cluster: String, answers: u32 },
+    /// The answer had more members than allowed; only `kept` are served.
+    Capped {
+        cluster: String,
+        answered: usize,
+        kept: usize,
+    },
     /// Stale longer than allowed: every member went to draining.
     StaleExpired { cluster: String, since: SystemTime },
     DrainEnded {
@@ -132,6 +144,7 @@ impl DiscoveryState {
                     last_success: None,
                     stale_since: None,
                     empty_answers: 0,
+                    capped_from: None,
                 };
                 (upstream.cluster_name(), state)
             })
@@ -173,7 +186,18 @@ impl DiscoveryState {
         let policy = self.policy;
         let mut events = Vec::new();
         for (cluster, state) in &mut self.upstreams {
-            if let Some(answer) = answer(&state.upstream, results) {
+            if let Some(mut answer) = answer(&state.upstream, results) {
+                if let Ok(members) = &mut answer {
+                    state.capped_from = (members.len() > policy.max_records).then(|| {
+                        events.push(Event::Capped {
+                            cluster: cluster.clone(),
+                            answered: members.len(),
+                            kept: policy.max_records,
+                        });
+                        members.len()
+                    });
+                    members.truncate(policy.max_records);
+                }
                 let outcome = fold(cluster, state, answer, at, &policy, &mut events);
                 state.last_attempt = Some(Attempt { at, outcome });
             }
@@ -361,7 +385,7 @@ mod tests {
         spec.parse().unwrap()
     }
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -596,6 +620,27 @@ mod tests {
             .insert("_h._tcp.api.test".into(), Ok(vec![srv(2, 90, "b.test")]));
         let events = state.apply(&results, t(5));
         assert!(matches!(&events[..], [Event::KeptLastGood { kept: 2, .. }]));
+    }
+
+    #[test]
+    fn oversized_answers_are_capped_and_reported() {
+        let policy = Policy {
+            max_records: 2,
+            ..no_drain()
+        };
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+        let flood = (1..=5).map(|i| ip(&format!("10.0.0.{i}"))).collect();
+        let events = state.apply(&a(&[("a.test", Ok(flood))]), t(0));
+        assert!(events.contains(&Event::Capped {
+            cluster: "dns+a.test:80".into(),
+            answered: 5,
+            kept: 2
+        }));
+        assert_eq!(
+            served(&state, "dns+a.test:80"),
+            ["10.0.0.1:80", "10.0.0.2:80"]
+        );
+        assert_eq!(state.upstreams().next().unwrap().capped_from, Some(5));
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Members: the endpoints one DNS answer yields, before they become Envoy resources. Pure.
 //!
-//! `dns+HOST:PORT`: each A record on PORT, priority 0, no weight.
+//! `dns+HOST:PORT`: each A (and with `--ipv6` AAAA) record on PORT, priority 0, no weight.
 //! `srv+NAME`: each SRV record's target resolved to its addresses, each on the record's
 //! port, carrying the record's priority and weight. An address reached through several
 //! records keeps the one with the lowest priority (then the highest weight), so Envoy sees
 //! each address once.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr};
 
 use crate::resolve::SrvRecord;
 
@@ -26,10 +26,10 @@ pub struct Member {
 }
 
 /// Members of a `dns+` upstream from its A records.
-pub fn from_a(host: &str, port: u16, ips: &[Ipv4Addr]) -> Vec<Member> {
+pub fn from_a(host: &str, port: u16, ips: &[IpAddr]) -> Vec<Member> {
     canonical(ips.iter().map(|ip| Member {
         priority: 0,
-        addr: SocketAddr::V4(SocketAddrV4::new(*ip, port)),
+        addr: SocketAddr::new(*ip, port),
         hostname: host.to_string(),
         weight: None,
         draining: false,
@@ -38,12 +38,12 @@ pub fn from_a(host: &str, port: u16, ips: &[Ipv4Addr]) -> Vec<Member> {
 
 /// Members of a `srv+` upstream: `targets` holds the addresses of each target that
 /// resolved (targets without addresses contribute nothing).
-pub fn from_srv(records: &[SrvRecord], targets: &BTreeMap<String, Vec<Ipv4Addr>>) -> Vec<Member> {
+pub fn from_srv(records: &[SrvRecord], targets: &BTreeMap<String, Vec<IpAddr>>) -> Vec<Member> {
     canonical(records.iter().flat_map(|record| {
         let ips = targets.get(&record.target).map_or(&[][..], Vec::as_slice);
         ips.iter().map(move |ip| Member {
             priority: record.priority,
-            addr: SocketAddr::V4(SocketAddrV4::new(*ip, record.port)),
+            addr: SocketAddr::new(*ip, record.port),
             hostname: record.target.clone(),
             weight: Some(record.weight),
             draining: false,
@@ -83,7 +83,7 @@ mod tests {
         }
     }
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 

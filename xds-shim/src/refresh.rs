@@ -16,8 +16,9 @@ use crate::resolve::AddressResolver;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
 
-/// Queries in flight at once; enough for large configs without flooding the resolver.
-const MAX_IN_FLIGHT: usize = 64;
+/// Lookups polled at once. The resolver's own limit (`--max-in-flight`) bounds the queries
+/// on the wire; this only bounds the futures a round keeps around.
+const MAX_IN_FLIGHT: usize = 1_024;
 /// First retry of an unanswered name; doubles up to the interval.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 
@@ -96,7 +97,7 @@ enum Answer {
     Srv(String, SrvResult),
 }
 
-/// Resolves each name once, at most [`MAX_IN_FLIGHT`] at a time: first the A hosts and SRV
+/// Resolves each name once: first the A hosts and SRV
 /// names, then the SRV targets not already resolved as hosts.
 pub async fn resolve_all<R: AddressResolver>(resolver: &R, names: &Names) -> RoundResults {
     let queries = names
@@ -139,7 +140,7 @@ async fn run_queries<R: AddressResolver>(
         .map(|query| async move {
             match query {
                 Query::A(host) => {
-                    let result = resolver.resolve_a(&host).await;
+                    let result = resolver.resolve_host(&host).await;
                     Answer::A(host, result)
                 }
                 Query::Srv(name) => {
@@ -315,6 +316,16 @@ fn log_event(event: &Event) {
             "stale longer than allowed; members now draining"
         ),
         Event::DrainEnded { cluster, addrs } => info!(%cluster, ?addrs, "drain ended"),
+        Event::Capped {
+            cluster,
+            answered,
+            kept,
+        } => warn!(
+            %cluster,
+            answered,
+            kept,
+            "answer over --max-records; serving only the first (by address)"
+        ),
     }
 }
 
@@ -323,7 +334,7 @@ mod tests {
     use super::*;
     use crate::resolve::{ResolveError, SrvRecord};
     use std::collections::HashMap;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
     use std::sync::Mutex;
 
     /// Answers from a table that the test can change between rounds.
@@ -336,7 +347,7 @@ mod tests {
     }
 
     impl AddressResolver for FakeResolver {
-        async fn resolve_a(&self, host: &str) -> Result<Vec<Ipv4Addr>, ResolveError> {
+        async fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
             let answer = self.0.lock().unwrap().get(host).cloned();
             answer.unwrap_or(Err(ResolveError::NxDomain))
         }
@@ -358,7 +369,7 @@ mod tests {
     #[tokio::test]
     async fn publishes_only_when_versions_move() {
         let resolver = FakeResolver(Mutex::default());
-        resolver.set("a.test", Ok(vec![Ipv4Addr::new(10, 0, 0, 1)]));
+        resolver.set("a.test", Ok(vec![Ipv4Addr::new(10, 0, 0, 1).into()]));
         let mut state = DiscoveryState::new(["dns+a.test:80".parse().unwrap()]);
         let publisher = Publisher::new(&state);
         let mut snapshots = publisher.snapshots.subscribe();
@@ -388,7 +399,7 @@ mod tests {
         assert!(!snapshots.has_changed().unwrap());
         assert_eq!(unanswered.hosts.iter().collect::<Vec<_>>(), ["a.test"]);
 
-        resolver.set("a.test", Ok(vec![Ipv4Addr::new(10, 0, 0, 2)]));
+        resolver.set("a.test", Ok(vec![Ipv4Addr::new(10, 0, 0, 2).into()]));
         round(&resolver, &mut state, &publisher).await;
         assert!(snapshots.has_changed().unwrap());
     }
@@ -396,7 +407,7 @@ mod tests {
     #[tokio::test]
     async fn srv_targets_are_resolved_once_each() {
         let resolver = FakeResolver(Mutex::default());
-        resolver.set("a.test", Ok(vec![Ipv4Addr::new(10, 0, 0, 1)]));
+        resolver.set("a.test", Ok(vec![Ipv4Addr::new(10, 0, 0, 1).into()]));
         let names = Names {
             hosts: BTreeSet::from(["a.test".to_string()]),
             srv: BTreeSet::from(["_h._tcp.api.test".to_string()]),

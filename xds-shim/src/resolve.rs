@@ -5,7 +5,7 @@
 //! answer would hide membership changes for up to a TTL.
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_resolver::config::{
@@ -19,9 +19,28 @@ use hickory_resolver::TokioResolver;
 
 use crate::resolv_conf::ResolvConf;
 
-/// Per-query timeout; with two attempts a dead server costs ~4 s, inside the 5 s interval.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 const ATTEMPTS: usize = 2;
+
+/// How the resolver queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Per query and attempt; with two attempts a dead server costs twice this.
+    pub timeout: Duration,
+    /// Ask for AAAA as well as A.
+    pub ipv6: bool,
+    /// Queries in flight at once, over all names.
+    pub max_in_flight: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timeout: Duration::from_secs(2),
+            ipv6: false,
+            max_in_flight: 64,
+        }
+    }
+}
 
 /// Why a name produced no addresses. `NxDomain` and `NoRecords` are answers ("nothing
 /// there"); the rest mean the question went unanswered. Later staleness rules treat the two
@@ -80,10 +99,11 @@ pub struct SrvRecord {
 /// Anything that can answer "which IPv4 addresses / SRV records does this name have right
 /// now". The refresh loop depends on this, not on hickory, so it can be tested with a fake.
 pub trait AddressResolver: Send + Sync + 'static {
-    fn resolve_a(
+    /// A records, plus AAAA when IPv6 is on.
+    fn resolve_host(
         &self,
         host: &str,
-    ) -> impl Future<Output = Result<Vec<Ipv4Addr>, ResolveError>> + Send;
+    ) -> impl Future<Output = Result<Vec<IpAddr>, ResolveError>> + Send;
 
     fn resolve_srv(
         &self,
@@ -93,22 +113,28 @@ pub trait AddressResolver: Send + Sync + 'static {
 
 pub struct DnsResolver {
     inner: TokioResolver,
+    ipv6: bool,
+    /// Bounds the queries in flight, so a large config does not flood the servers.
+    permits: tokio::sync::Semaphore,
 }
 
 impl DnsResolver {
     /// Queries exactly these servers (UDP, falling back to TCP on truncation), with no
     /// search list and no /etc/hosts: what you ask is what the servers answer.
-    pub fn with_nameservers(servers: &[SocketAddr]) -> Result<Self, BuildError> {
+    pub fn with_nameservers(
+        servers: &[SocketAddr],
+        settings: Settings,
+    ) -> Result<Self, BuildError> {
         let name_servers = servers.iter().map(|s| name_server(*s)).collect();
         let config = ResolverConfig::from_name_servers(name_servers);
-        let mut opts = base_options();
+        let mut opts = base_options(settings);
         opts.use_hosts_file = ResolveHosts::Never;
-        Self::build(config, opts)
+        Self::build(config, opts, settings)
     }
 
     /// Behaves like the system resolver: resolv.conf servers, search list and ndots, and
     /// /etc/hosts (read once, at start).
-    pub fn with_system_config(conf: &ResolvConf) -> Result<Self, BuildError> {
+    pub fn with_system_config(conf: &ResolvConf, settings: Settings) -> Result<Self, BuildError> {
         let name_servers = conf
             .nameservers
             .iter()
@@ -120,27 +146,87 @@ impl DnsResolver {
             .filter_map(|domain| Name::from_str_relaxed(domain).ok())
             .collect();
         let config = ResolverConfig::from_parts(None, search, name_servers);
-        let mut opts = base_options();
+        let mut opts = base_options(settings);
         if let Some(ndots) = conf.ndots {
             opts.ndots = ndots;
         }
         opts.use_hosts_file = ResolveHosts::Always;
-        Self::build(config, opts)
+        Self::build(config, opts, settings)
     }
 
-    fn build(config: ResolverConfig, opts: ResolverOpts) -> Result<Self, BuildError> {
+    fn build(
+        config: ResolverConfig,
+        opts: ResolverOpts,
+        settings: Settings,
+    ) -> Result<Self, BuildError> {
         let inner = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(opts)
             .build()?;
-        Ok(DnsResolver { inner })
+        Ok(DnsResolver {
+            inner,
+            ipv6: settings.ipv6,
+            permits: tokio::sync::Semaphore::new(settings.max_in_flight.max(1)),
+        })
+    }
+
+    /// A permit for one query; the semaphore is never closed.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ResolveError> {
+        self.permits
+            .acquire()
+            .await
+            .map_err(|_| ResolveError::Other("resolver shut down".into()))
+    }
+
+    async fn a(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        let _permit = self.permit().await?;
+        let lookup = self.inner.ipv4_lookup(host).await.map_err(classify)?;
+        // CNAME chains arrive as extra answers; only the address records are members.
+        let addresses = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                _ => None,
+            });
+        sorted_unique(addresses)
+    }
+
+    async fn aaaa(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        let _permit = self.permit().await?;
+        let lookup = self.inner.ipv6_lookup(host).await.map_err(classify)?;
+        let addresses = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                _ => None,
+            });
+        sorted_unique(addresses)
     }
 }
 
-fn base_options() -> ResolverOpts {
+/// Joins the A and AAAA answers of one name. An unanswered question fails the whole (a
+/// v6 timeout must not drain the v6 members); "nothing there" for one family is fine.
+fn join_families(
+    a: Result<Vec<IpAddr>, ResolveError>,
+    aaaa: Result<Vec<IpAddr>, ResolveError>,
+) -> Result<Vec<IpAddr>, ResolveError> {
+    match (a, aaaa) {
+        (Err(e), _) | (_, Err(e)) if !e.is_answer() => Err(e),
+        (Ok(a), Ok(aaaa)) => sorted_unique(a.into_iter().chain(aaaa)),
+        (Ok(found), Err(_)) | (Err(_), Ok(found)) => Ok(found),
+        (Err(ResolveError::NxDomain), _) | (_, Err(ResolveError::NxDomain)) => {
+            Err(ResolveError::NxDomain)
+        }
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+fn base_options(settings: Settings) -> ResolverOpts {
     let mut opts = ResolverOpts::default();
     // Capacity 0 disables hickory's response cache entirely (moka stores nothing).
     opts.cache_size = 0;
-    opts.timeout = QUERY_TIMEOUT;
+    opts.timeout = settings.timeout;
     opts.attempts = ATTEMPTS;
     opts
 }
@@ -154,20 +240,16 @@ fn name_server(addr: SocketAddr) -> NameServerConfig {
 }
 
 impl AddressResolver for DnsResolver {
-    async fn resolve_a(&self, host: &str) -> Result<Vec<Ipv4Addr>, ResolveError> {
-        let lookup = self.inner.ipv4_lookup(host).await.map_err(classify)?;
-        // CNAME chains arrive as extra answers; only the A records are members.
-        let addresses = lookup
-            .answers()
-            .iter()
-            .filter_map(|record| match &record.data {
-                RData::A(a) => Some(a.0),
-                _ => None,
-            });
-        sorted_unique(addresses)
+    async fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        if !self.ipv6 {
+            return self.a(host).await;
+        }
+        let (a, aaaa) = futures::join!(self.a(host), self.aaaa(host));
+        join_families(a, aaaa)
     }
 
     async fn resolve_srv(&self, name: &str) -> Result<Vec<SrvRecord>, ResolveError> {
+        let _permit = self.permit().await?;
         let lookup = self.inner.srv_lookup(name).await.map_err(classify)?;
         let records = lookup
             .answers()
@@ -204,8 +286,8 @@ fn usable_srv(records: impl Iterator<Item = SrvRecord>) -> Result<Vec<SrvRecord>
 }
 
 /// Sorted and deduplicated so that equal answers in any order give equal snapshots.
-fn sorted_unique(addresses: impl Iterator<Item = Ipv4Addr>) -> Result<Vec<Ipv4Addr>, ResolveError> {
-    let mut addresses: Vec<Ipv4Addr> = addresses.collect();
+fn sorted_unique(addresses: impl Iterator<Item = IpAddr>) -> Result<Vec<IpAddr>, ResolveError> {
+    let mut addresses: Vec<IpAddr> = addresses.collect();
     addresses.sort_unstable();
     addresses.dedup();
     if addresses.is_empty() {
@@ -237,23 +319,34 @@ mod tests {
     use hickory_resolver::net::NoRecords;
     use hickory_resolver::proto::op::Query;
 
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
     #[test]
     fn sorts_and_dedups() {
-        let got = sorted_unique(
-            [
-                Ipv4Addr::new(10, 0, 0, 3),
-                Ipv4Addr::new(10, 0, 0, 1),
-                Ipv4Addr::new(10, 0, 0, 3),
-            ]
-            .into_iter(),
-        );
-        assert_eq!(
-            got,
-            Ok(vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3)])
-        );
+        let got = sorted_unique(ips(&["10.0.0.3", "10.0.0.1", "10.0.0.3"]).into_iter());
+        assert_eq!(got, Ok(ips(&["10.0.0.1", "10.0.0.3"])));
         assert_eq!(
             sorted_unique(std::iter::empty()),
             Err(ResolveError::NoRecords)
+        );
+    }
+
+    #[test]
+    fn joins_address_families() {
+        use ResolveError::*;
+        let v4 = || Ok(ips(&["10.0.0.1"]));
+        let v6 = || Ok(ips(&["::1"]));
+        assert_eq!(join_families(v4(), v6()), Ok(ips(&["10.0.0.1", "::1"])));
+        assert_eq!(join_families(v4(), Err(NoRecords)), v4());
+        assert_eq!(join_families(Err(NxDomain), v6()), v6());
+        assert_eq!(join_families(v4(), Err(Timeout)), Err(Timeout));
+        assert_eq!(join_families(Err(ServFail), v6()), Err(ServFail));
+        assert_eq!(join_families(Err(NoRecords), Err(NxDomain)), Err(NxDomain));
+        assert_eq!(
+            join_families(Err(NoRecords), Err(NoRecords)),
+            Err(NoRecords)
         );
     }
 

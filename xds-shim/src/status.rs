@@ -1,17 +1,41 @@
-//! The `/status.json` document: what the shim serves and how discovery is going. Pure.
+//! The `/status.json` document: what the shim serves, how discovery is going, and who is
+//! connected. Pure; `/status` renders the same report as HTML (`status_html`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::clients::ClientInfo;
 use crate::discovery::{DiscoveryState, Outcome};
 use crate::snapshot::{ResourceType, Snapshot};
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
+    pub generated_at_unix_ms: u64,
     pub versions: Versions,
     pub connected_streams: usize,
     pub upstreams: Vec<UpstreamReport>,
+    pub clients: Vec<ClientReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClientReport {
+    /// `ADS`, `CDS` or `EDS`.
+    pub service: &'static str,
+    pub node: String,
+    pub peer: Option<String>,
+    pub connected_at_unix_ms: u64,
+    /// ACKed version by type (`CDS`, `EDS`).
+    pub acked: std::collections::BTreeMap<&'static str, String>,
+    pub last_nack: Option<NackReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NackReport {
+    pub r#type: &'static str,
+    pub rejected_version: String,
+    pub message: String,
+    pub at_unix_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,6 +58,8 @@ pub struct UpstreamReport {
     pub stale_since_unix_ms: Option<u64>,
     /// NXDOMAIN / empty answers in a row (members go once this reaches the threshold).
     pub empty_answers: u32,
+    /// Members in the last answer when it was over `--max-records` (then cut to it).
+    pub capped_from: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,7 +86,7 @@ pub struct ResolutionReport {
 }
 
 impl StatusReport {
-    pub fn new(discovery: &DiscoveryState, snapshot: &Snapshot, connected_streams: usize) -> Self {
+    pub fn new(discovery: &DiscoveryState, snapshot: &Snapshot, clients: &[ClientInfo]) -> Self {
         let upstreams = discovery
             .upstreams()
             .map(|state| UpstreamReport {
@@ -83,6 +109,7 @@ impl StatusReport {
                     .collect(),
                 stale_since_unix_ms: state.stale_since.map(unix_ms),
                 empty_answers: state.empty_answers,
+                capped_from: state.capped_from,
                 last_resolution: state.last_attempt.as_ref().map(|attempt| {
                     let (result, error) = match &attempt.outcome {
                         Outcome::Resolved => ("ok", None),
@@ -98,13 +125,31 @@ impl StatusReport {
             })
             .collect();
         StatusReport {
+            generated_at_unix_ms: unix_ms(SystemTime::now()),
+            connected_streams: clients.len(),
+            clients: clients.iter().map(client_report).collect(),
             versions: Versions {
                 clusters: snapshot.version(ResourceType::Cluster).to_string(),
                 endpoints: snapshot.version(ResourceType::Endpoint).to_string(),
             },
-            connected_streams,
             upstreams,
         }
+    }
+}
+
+fn client_report(info: &ClientInfo) -> ClientReport {
+    ClientReport {
+        service: info.service,
+        node: info.node.clone(),
+        peer: info.peer.map(|p| p.to_string()),
+        connected_at_unix_ms: unix_ms(info.connected_at),
+        acked: info.acked.clone(),
+        last_nack: info.last_nack.as_ref().map(|n| NackReport {
+            r#type: n.r#type,
+            rejected_version: n.rejected_version.clone(),
+            message: n.message.clone(),
+            at_unix_ms: unix_ms(n.at),
+        }),
     }
 }
 
@@ -138,9 +183,19 @@ mod tests {
         };
         state.apply(&results, at);
         let snapshot = Snapshot::build(state.members());
-        let json = serde_json::to_value(StatusReport::new(&state, &snapshot, 2)).unwrap();
+        let client = ClientInfo {
+            service: "ADS",
+            node: "envoy-1".into(),
+            peer: None,
+            connected_at: at,
+            acked: [("CDS", "v1".to_string())].into_iter().collect(),
+            last_nack: None,
+        };
+        let json = serde_json::to_value(StatusReport::new(&state, &snapshot, &[client])).unwrap();
 
-        assert_eq!(json["connected_streams"], 2);
+        assert_eq!(json["connected_streams"], 1);
+        assert_eq!(json["clients"][0]["node"], "envoy-1");
+        assert_eq!(json["clients"][0]["acked"]["CDS"], "v1");
         assert_eq!(
             json["versions"]["clusters"],
             snapshot.version(ResourceType::Cluster)

@@ -3,9 +3,8 @@
 //! [`StreamState`] and sends what it returns; the services differ only in the state's mode.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_server::{
     ClusterDiscoveryService, ClusterDiscoveryServiceServer,
@@ -26,6 +25,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::stream_state::{Reply, RequestKind, StreamState};
+use crate::clients::{ClientHandle, Clients, Nack};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
@@ -41,34 +41,10 @@ type DeltaStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 const DELTA_UNSUPPORTED: &str =
     "delta xDS is not supported yet; use state-of-the-world (api_type: GRPC)";
 
-/// Counts open xDS streams for the status page.
-#[derive(Debug, Clone, Default)]
-pub struct StreamCounter(Arc<AtomicUsize>);
-
-impl StreamCounter {
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn open(&self) -> StreamGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        StreamGuard(self.clone())
-    }
-}
-
-/// Decrements the counter however the stream task ends.
-struct StreamGuard(StreamCounter);
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.0 .0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 #[derive(Clone)]
 pub struct XdsService {
     snapshots: watch::Receiver<Arc<Snapshot>>,
-    streams: StreamCounter,
+    clients: Clients,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
 }
@@ -76,13 +52,13 @@ pub struct XdsService {
 impl XdsService {
     pub fn new(
         snapshots: watch::Receiver<Arc<Snapshot>>,
-        streams: StreamCounter,
+        clients: Clients,
         shutdown: Shutdown,
         metrics: Arc<Metrics>,
     ) -> Self {
         XdsService {
             snapshots,
-            streams,
+            clients,
             shutdown,
             metrics,
         }
@@ -93,8 +69,10 @@ impl XdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
         state: StreamState,
+        service: &'static str,
     ) -> Response<SotwStream> {
         let peer = request.remote_addr();
+        let client = self.clients.register(service, peer);
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
         let stream = XdsStream {
             inbound: request.into_inner(),
@@ -102,14 +80,11 @@ impl XdsService {
             snapshots: self.snapshots.clone(),
             shutdown: self.shutdown.clone(),
             metrics: Arc::clone(&self.metrics),
+            client,
             state,
             peer,
         };
-        let guard = self.streams.open();
-        tokio::spawn(async move {
-            let _guard = guard;
-            stream.run().await;
-        });
+        tokio::spawn(stream.run());
         Response::new(ReceiverStream::new(rx))
     }
 
@@ -155,7 +130,7 @@ impl AggregatedDiscoveryService for XdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<SotwStream>, Status> {
-        Ok(self.open_stream(request, StreamState::new()))
+        Ok(self.open_stream(request, StreamState::new(), "ADS"))
     }
 
     async fn delta_aggregated_resources(
@@ -176,7 +151,7 @@ impl ClusterDiscoveryService for XdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<SotwStream>, Status> {
         let state = StreamState::single_type(ResourceType::Cluster);
-        Ok(self.open_stream(request, state))
+        Ok(self.open_stream(request, state, "CDS"))
     }
 
     async fn delta_clusters(
@@ -204,7 +179,7 @@ impl EndpointDiscoveryService for XdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<SotwStream>, Status> {
         let state = StreamState::single_type(ResourceType::Endpoint);
-        Ok(self.open_stream(request, state))
+        Ok(self.open_stream(request, state, "EDS"))
     }
 
     async fn delta_endpoints(
@@ -228,6 +203,8 @@ struct XdsStream {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
+    /// This stream's entry in the status page's client list.
+    client: ClientHandle,
     state: StreamState,
     peer: Option<SocketAddr>,
 }
@@ -299,6 +276,28 @@ impl XdsStream {
 
     fn log_request(&self, reply: &Reply) {
         let node = self.state.node_id();
+        self.client.update(|info| {
+            info.node = node.to_string();
+            match &reply.request {
+                RequestKind::Ack { kind, version } => {
+                    info.acked.insert(kind.short_name(), version.clone());
+                }
+                RequestKind::Nack {
+                    kind,
+                    rejected_version,
+                    message,
+                    ..
+                } => {
+                    info.last_nack = Some(Nack {
+                        r#type: kind.short_name(),
+                        rejected_version: rejected_version.clone(),
+                        message: message.clone(),
+                        at: SystemTime::now(),
+                    });
+                }
+                _ => {}
+            }
+        });
         match &reply.request {
             RequestKind::Subscribe { kind } => {
                 debug!(node, r#type = kind.short_name(), "subscribe");

@@ -284,13 +284,9 @@ mod tests {
             entries
                 .iter()
                 .map(|(name, addrs)| {
-                    let ips: Vec<std::net::Ipv4Addr> = addrs
+                    let ips: Vec<std::net::IpAddr> = addrs
                         .iter()
-                        .map(|a| a.parse::<std::net::SocketAddr>().unwrap())
-                        .map(|a| match a.ip() {
-                            std::net::IpAddr::V4(ip) => ip,
-                            std::net::IpAddr::V6(_) => panic!("v4 only"),
-                        })
+                        .map(|a| a.parse::<std::net::SocketAddr>().unwrap().ip())
                         .collect();
                     let port = addrs
                         .first()
