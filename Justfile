@@ -67,8 +67,12 @@ fuzz seconds="60":
     done
 
 # End-to-end tests: real Envoy, real xds-shim, loopback DNS server, fake backends.
-e2e: build envoy
+e2e: build envoy chromium
     cargo test -p dnslb-tests --test '*' -- --test-threads 2
+
+# Install headless Chromium (Debian's `chromium`) for the /status page test, if missing.
+chromium:
+    @command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 # Everything CI runs: lint, unit tests (native and wasm32), end-to-end tests.
 test: lint unit test-wasm e2e

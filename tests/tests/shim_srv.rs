@@ -221,3 +221,23 @@ fn servfail_keeps_serving_the_last_good_members() {
     })
     .unwrap();
 }
+
+#[test]
+fn ipv6_adds_aaaa_members() {
+    let port = free_port(ip(2).into()).unwrap();
+    let v4 = SocketAddr::new(ip(2).into(), port);
+    let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let cluster = format!("dns+dual.test:{port}");
+    let stack = Stack::start(options(&cluster, vec![v4, v6], &["--ipv6"]), |dns| {
+        dns.set_a("dual.test", &[ip(2)]);
+        dns.set_aaaa("dual.test", &["::1".parse().unwrap()]);
+    })
+    .unwrap();
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &[v4, v6], WAIT)
+        .unwrap();
+    stack.wait_filter_members(&cluster).unwrap();
+    let counts = tally(&stack, &cluster, 10);
+    assert_eq!(counts.len(), 2, "both families serve: {counts:?}");
+}

@@ -14,7 +14,7 @@ use hickory_resolver::config::{
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
 
 use crate::resolv_conf::ResolvConf;
@@ -177,27 +177,16 @@ impl DnsResolver {
             .map_err(|_| ResolveError::Other("resolver shut down".into()))
     }
 
-    async fn a(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+    /// The addresses of one family (`rtype` A or AAAA).
+    async fn addresses(&self, host: &str, rtype: RecordType) -> Result<Vec<IpAddr>, ResolveError> {
         let _permit = self.permit().await?;
-        let lookup = self.inner.ipv4_lookup(host).await.map_err(classify)?;
+        let lookup = self.inner.lookup(host, rtype).await.map_err(classify)?;
         // CNAME chains arrive as extra answers; only the address records are members.
         let addresses = lookup
             .answers()
             .iter()
             .filter_map(|record| match &record.data {
                 RData::A(a) => Some(IpAddr::V4(a.0)),
-                _ => None,
-            });
-        sorted_unique(addresses)
-    }
-
-    async fn aaaa(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
-        let _permit = self.permit().await?;
-        let lookup = self.inner.ipv6_lookup(host).await.map_err(classify)?;
-        let addresses = lookup
-            .answers()
-            .iter()
-            .filter_map(|record| match &record.data {
                 RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
                 _ => None,
             });
@@ -242,9 +231,12 @@ fn name_server(addr: SocketAddr) -> NameServerConfig {
 impl AddressResolver for DnsResolver {
     async fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
         if !self.ipv6 {
-            return self.a(host).await;
+            return self.addresses(host, RecordType::A).await;
         }
-        let (a, aaaa) = futures::join!(self.a(host), self.aaaa(host));
+        let (a, aaaa) = futures::join!(
+            self.addresses(host, RecordType::A),
+            self.addresses(host, RecordType::AAAA)
+        );
         join_families(a, aaaa)
     }
 
