@@ -6,6 +6,7 @@
 
 pub mod backend;
 mod background;
+pub mod bench;
 pub mod dns;
 pub mod envoy;
 mod error;

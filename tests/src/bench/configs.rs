@@ -1,0 +1,239 @@
+//! Envoy bootstraps of the benchmark variants: the native twins written here,
+//! the dnslb ones derived from `envoy/demo.yaml` (what users run).
+
+use std::{net::SocketAddr, path::Path};
+
+use crate::{
+    error::{HarnessError, Result},
+    stack::{demo_bootstrap, EnvoyPorts},
+};
+
+/// Native Envoy load balancing of a STRICT_DNS cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativePolicy {
+    RoundRobin,
+    /// Round robin plus `envoy.filters.http.stateful_session` (cookie).
+    Cookie,
+    /// MAGLEV with a `hash_policy` on header `x-user`.
+    Hash,
+}
+
+/// Cookie of the native stateful_session variant.
+pub const NATIVE_COOKIE: &str = "global-session-cookie";
+
+/// Retries the dnslb filter sets on GET requests (`x-envoy-retry-on`, 2
+/// retries); the native twins get the same route retry policy so both do the
+/// same work per request.
+const RETRY_POLICY: &str = "retry_policy: { retry_on: \"connect-failure,refused-stream,reset-before-request,reset,5xx\", num_retries: 2 }";
+
+/// One STRICT_DNS cluster: name, DNS name, port.
+#[derive(Debug, Clone)]
+pub struct DnsCluster {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A static listener routing everything to the first of `clusters`, each a
+/// STRICT_DNS cluster resolved through the c-ares resolver at `dns` every 5 s
+/// (TTL ignored, as the shim does).
+pub fn native_bootstrap(
+    ports: EnvoyPorts,
+    dns: SocketAddr,
+    clusters: &[DnsCluster],
+    policy: NativePolicy,
+) -> String {
+    let (admin, listener) = (ports.admin, ports.listener);
+    let first = clusters.first().map_or("none", |c| c.name.as_str());
+    let (lb, hash_policy, session) = match policy {
+        NativePolicy::RoundRobin => ("ROUND_ROBIN", String::new(), String::new()),
+        NativePolicy::Cookie => (
+            "ROUND_ROBIN",
+            String::new(),
+            format!(
+                r#"                  - name: envoy.filters.http.stateful_session
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.stateful_session.v3.StatefulSession
+                      session_state:
+                        name: envoy.http.stateful_session.cookie
+                        typed_config:
+                          "@type": type.googleapis.com/envoy.extensions.http.stateful_session.cookie.v3.CookieBasedSessionState
+                          cookie: {{ name: {NATIVE_COOKIE}, path: /, ttl: 86400s }}
+"#
+            ),
+        ),
+        NativePolicy::Hash => (
+            "MAGLEV",
+            "                            hash_policy: [ { header: { header_name: x-user } } ]\n"
+                .to_string(),
+            String::new(),
+        ),
+    };
+    let mut cluster_yaml = String::new();
+    for c in clusters {
+        cluster_yaml.push_str(&format!(
+            r#"    - name: {name}
+      type: STRICT_DNS
+      connect_timeout: 1s
+      lb_policy: {lb}
+      dns_lookup_family: V4_ONLY
+      respect_dns_ttl: false
+      dns_refresh_rate: 5s
+      typed_dns_resolver_config:
+        name: envoy.network.dns_resolver.cares
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+          resolvers: [ {{ socket_address: {{ address: {dns_ip}, port_value: {dns_port} }} }} ]
+          dns_resolver_options: {{ no_default_search_domain: true }}
+      load_assignment:
+        cluster_name: {name}
+        endpoints:
+          - lb_endpoints:
+              - endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {port} }} }} }}
+"#,
+            name = c.name,
+            host = c.host,
+            port = c.port,
+            dns_ip = dns.ip(),
+            dns_port = dns.port(),
+        ));
+    }
+    format!(
+        r#"{head}                          route:
+                            cluster: {first}
+                            {RETRY_POLICY}
+{hash_policy}                http_filters:
+{session}{ROUTER}  clusters:
+{cluster_yaml}"#,
+        head = listener_head("native", admin, listener),
+    )
+}
+
+/// Bootstrap up to the route's action: node, admin, one listener with an
+/// HTTP connection manager whose single route matches everything.
+fn listener_head(name: &str, admin: u16, listener: u16) -> String {
+    format!(
+        r#"node: {{ id: bench-{name}, cluster: bench }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+    - name: {name}
+      address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: {name}
+                route_config:
+                  name: {name}
+                  virtual_hosts:
+                    - name: {name}
+                      domains: ["*"]
+                      routes:
+                        - match: {{ prefix: / }}
+"#
+    )
+}
+
+const ROUTER: &str = r#"                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#;
+
+/// The ceiling: Envoy answers 200 itself, no upstream.
+pub fn direct_response_bootstrap(admin: u16, listener: u16) -> String {
+    format!(
+        r#"{head}                          direct_response: {{ status: 200, body: {{ inline_string: "ok\n" }} }}
+                http_filters:
+{ROUTER}"#,
+        head = listener_head("direct", admin, listener),
+    )
+}
+
+/// `envoy/demo.yaml` with these ports, wasm and filter configuration; with
+/// `absolute_form: false` the optional absolute-form network filter is left
+/// out (the HTTP filter then gets the VM configuration inline).
+pub fn dnslb_bootstrap(
+    ports: EnvoyPorts,
+    wasm: &Path,
+    filter_config: &str,
+    absolute_form: bool,
+) -> Result<String> {
+    let text = demo_bootstrap(ports, wasm, filter_config)?;
+    if absolute_form {
+        return Ok(text);
+    }
+    let start_marker = "            - name: dnslb_absolute_form\n";
+    let end_marker = "            - name: envoy.filters.network.http_connection_manager\n";
+    let alias = "vm_config: *dnslb_vm";
+    let (Some(start), Some(end)) = (text.find(start_marker), text.find(end_marker)) else {
+        return Err(demo_changed("the absolute-form filter block"));
+    };
+    if end < start || text.matches(alias).count() != 1 {
+        return Err(demo_changed(
+            "`vm_config: *dnslb_vm` once after the network filter",
+        ));
+    }
+    let inline = format!(
+        "vm_config: {{ vm_id: dnslb, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: {} }} }} }}",
+        wasm.display()
+    );
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    out.push_str(&text[end..]);
+    Ok(out.replace(alias, &inline))
+}
+
+fn demo_changed(what: &str) -> HarnessError {
+    HarnessError::Process {
+        name: "envoy/demo.yaml".into(),
+        reason: format!("the benchmark expects {what}; the demo bootstrap changed"),
+        log_tail: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_bootstrap_names_resolver_and_policy() {
+        let dns: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+        let clusters = [DnsCluster {
+            name: "backend".into(),
+            host: "backend.test".into(),
+            port: 8080,
+        }];
+        let ports = EnvoyPorts {
+            admin: 1,
+            listener: 2,
+            xds: 0,
+        };
+        let rr = native_bootstrap(ports, dns, &clusters, NativePolicy::RoundRobin);
+        assert!(rr.contains("port_value: 5353"));
+        assert!(rr.contains("cluster: backend"));
+        assert!(!rr.contains("stateful_session"));
+        let cookie = native_bootstrap(ports, dns, &clusters, NativePolicy::Cookie);
+        assert!(cookie.contains("stateful_session"));
+        let hash = native_bootstrap(ports, dns, &clusters, NativePolicy::Hash);
+        assert!(hash.contains("MAGLEV") && hash.contains("header_name: x-user"));
+    }
+
+    #[test]
+    fn dnslb_without_absolute_form_drops_the_network_filter() {
+        let ports = EnvoyPorts {
+            admin: 1,
+            listener: 2,
+            xds: 3,
+        };
+        let wasm = Path::new("/x/dnslb_filter.wasm");
+        let with = dnslb_bootstrap(ports, wasm, "{}", true).unwrap();
+        assert!(with.contains("root_id: dnslb_absolute_form"));
+        let without = dnslb_bootstrap(ports, wasm, "{}", false).unwrap();
+        assert!(!without.contains("dnslb_absolute_form"));
+        assert!(!without.contains("*dnslb_vm"));
+        assert!(without.contains("filename: /x/dnslb_filter.wasm"));
+    }
+}
