@@ -60,13 +60,23 @@ pub struct Membership {
 pub struct Resources {
     pub version: String,
     pub by_name: BTreeMap<String, Any>,
+    /// Each resource's own content version, for Delta xDS.
+    pub resource_versions: BTreeMap<String, String>,
 }
 
 impl Resources {
     fn new(by_name: BTreeMap<String, Any>) -> Self {
+        let resource_versions = by_name
+            .iter()
+            .map(|(name, any)| {
+                let digest = Sha256::digest(any.encode_to_vec());
+                (name.clone(), hex16(&digest))
+            })
+            .collect();
         Resources {
             version: content_version(&by_name),
             by_name,
+            resource_versions,
         }
     }
 }
@@ -166,8 +176,11 @@ fn content_version(by_name: &BTreeMap<String, Any>) -> String {
         hasher.update((bytes.len() as u64).to_be_bytes());
         hasher.update(&bytes);
     }
-    let digest = hasher.finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hex16(&hasher.finalize())
+}
+
+fn hex16(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use super::delta_state::DeltaState;
 use super::stream_state::{Reply, RequestKind, StreamState};
 use crate::clients::{ClientHandle, Clients, Nack};
 use crate::metrics::Metrics;
@@ -39,7 +40,7 @@ type SotwStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
 type DeltaStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 
 const DELTA_UNSUPPORTED: &str =
-    "delta xDS is not supported yet; use state-of-the-world (api_type: GRPC)";
+    "delta xDS is served on ADS only (api_type: DELTA_GRPC with ads); plain CDS/EDS are SotW";
 
 #[derive(Clone)]
 pub struct XdsService {
@@ -65,12 +66,12 @@ impl XdsService {
     }
 
     /// Starts the task that drives one state-of-the-world stream.
-    fn open_stream(
+    fn open_stream<P: Protocol>(
         &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-        state: StreamState,
+        request: Request<Streaming<P::Request>>,
+        state: P,
         service: &'static str,
-    ) -> Response<SotwStream> {
+    ) -> Response<ReceiverStream<Result<P::Response, Status>>> {
         let peer = request.remote_addr();
         let client = self.clients.register(service, peer);
         let (tx, rx) = mpsc::channel(OUTBOUND_BUFFER);
@@ -135,9 +136,9 @@ impl AggregatedDiscoveryService for XdsService {
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<DeltaStream>, Status> {
-        Err(Status::unimplemented(DELTA_UNSUPPORTED))
+        Ok(self.open_stream(request, DeltaState::new(), "ADS delta"))
     }
 }
 
@@ -197,19 +198,79 @@ impl EndpointDiscoveryService for XdsService {
     }
 }
 
-struct XdsStream {
-    inbound: Streaming<DiscoveryRequest>,
-    outbound: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+/// What differs between state-of-the-world and Delta streams: the messages and the
+/// protocol state; the task around them is shared.
+trait Protocol: Send + Sync + 'static {
+    type Request: Send + Sync + 'static;
+    type Response: Send + Sync + 'static;
+    fn on_request(
+        &mut self,
+        request: Self::Request,
+        snapshot: &Snapshot,
+    ) -> (RequestKind, Option<Self::Response>);
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Response>;
+    fn node_id(&self) -> &str;
+    /// (type URL, version, resource count, nonce) for logs and metrics.
+    fn describe(response: &Self::Response) -> (&str, &str, usize, &str);
+}
+
+impl Protocol for StreamState {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    fn on_request(
+        &mut self,
+        request: DiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> (RequestKind, Option<DiscoveryResponse>) {
+        let Reply { request, response } = StreamState::on_request(self, request, snapshot);
+        (request, response)
+    }
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        StreamState::on_snapshot(self, snapshot)
+    }
+    fn node_id(&self) -> &str {
+        StreamState::node_id(self)
+    }
+    fn describe(r: &DiscoveryResponse) -> (&str, &str, usize, &str) {
+        (&r.type_url, &r.version_info, r.resources.len(), &r.nonce)
+    }
+}
+
+impl Protocol for DeltaState {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    fn on_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        snapshot: &Snapshot,
+    ) -> (RequestKind, Option<DeltaDiscoveryResponse>) {
+        DeltaState::on_request(self, request, snapshot)
+    }
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
+        DeltaState::on_snapshot(self, snapshot)
+    }
+    fn node_id(&self) -> &str {
+        DeltaState::node_id(self)
+    }
+    fn describe(r: &DeltaDiscoveryResponse) -> (&str, &str, usize, &str) {
+        let changes = r.resources.len() + r.removed_resources.len();
+        (&r.type_url, &r.system_version_info, changes, &r.nonce)
+    }
+}
+
+struct XdsStream<P: Protocol> {
+    inbound: Streaming<P::Request>,
+    outbound: mpsc::Sender<Result<P::Response, Status>>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
     /// This stream's entry in the status page's client list.
     client: ClientHandle,
-    state: StreamState,
+    state: P,
     peer: Option<SocketAddr>,
 }
 
-impl XdsStream {
+impl<P: Protocol> XdsStream<P> {
     async fn run(mut self) {
         debug!(peer = ?self.peer, "xDS stream opened");
         // Whatever is current now is what the first requests are answered from.
@@ -222,9 +283,9 @@ impl XdsStream {
                         // `borrow`, not `borrow_and_update`: a snapshot that arrived with
                         // this request must still reach the other subscribed types below.
                         let snapshot = Arc::clone(&self.snapshots.borrow());
-                        let reply = self.state.on_request(request, &snapshot);
-                        self.log_request(&reply);
-                        if let Some(response) = reply.response {
+                        let (request, response) = self.state.on_request(request, &snapshot);
+                        self.log_request(&request);
+                        if let Some(response) = response {
                             if !self.send(response, false).await {
                                 break "client gone";
                             }
@@ -258,27 +319,28 @@ impl XdsStream {
     }
 
     /// `after_publish`: pushed because a snapshot was published (for the latency metric).
-    async fn send(&self, response: DiscoveryResponse, after_publish: bool) -> bool {
-        let kind = ResourceType::from_type_url(&response.type_url)
+    async fn send(&self, response: P::Response, after_publish: bool) -> bool {
+        let (type_url, version, resources, nonce) = P::describe(&response);
+        let kind = ResourceType::from_type_url(type_url)
             .map(ResourceType::short_name)
             .unwrap_or("?");
         self.metrics.push(kind, after_publish);
         info!(
             node = self.state.node_id(),
             r#type = kind,
-            version = %response.version_info,
-            resources = response.resources.len(),
-            nonce = %response.nonce,
+            version,
+            resources,
+            nonce,
             "push"
         );
         self.outbound.send(Ok(response)).await.is_ok()
     }
 
-    fn log_request(&self, reply: &Reply) {
+    fn log_request(&self, request: &RequestKind) {
         let node = self.state.node_id();
         self.client.update(|info| {
             info.node = node.to_string();
-            match &reply.request {
+            match request {
                 RequestKind::Ack { kind, version } => {
                     info.acked.insert(kind.short_name(), version.clone());
                 }
@@ -298,7 +360,7 @@ impl XdsStream {
                 _ => {}
             }
         });
-        match &reply.request {
+        match request {
             RequestKind::Subscribe { kind } => {
                 debug!(node, r#type = kind.short_name(), "subscribe");
             }
