@@ -183,23 +183,9 @@ impl DeltaState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::member;
-    use crate::snapshot::{Membership, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
+    use crate::ads::stream_state::tests::snapshot;
+    use crate::snapshot::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
     use envoy_types::pb::google::rpc::Status;
-
-    fn snapshot(entries: &[(&str, &[&str])]) -> Snapshot {
-        Snapshot::build(
-            entries
-                .iter()
-                .map(|(name, ips)| {
-                    let ips: Vec<std::net::IpAddr> =
-                        ips.iter().map(|ip| ip.parse().unwrap()).collect();
-                    let members = member::from_a("h.test", 80, &ips);
-                    (name.to_string(), Membership { members })
-                })
-                .collect(),
-        )
-    }
 
     fn request(type_url: &str, subscribe: &[&str], nonce: &str) -> DeltaDiscoveryRequest {
         DeltaDiscoveryRequest {
@@ -216,7 +202,10 @@ mod tests {
 
     #[test]
     fn sends_only_what_changed_and_names_what_went() {
-        let snap = snapshot(&[("dns+a:80", &["10.0.0.1"]), ("dns+b:80", &["10.0.0.2"])]);
+        let snap = snapshot(&[
+            ("dns+a:80", &["10.0.0.1:80"]),
+            ("dns+b:80", &["10.0.0.2:80"]),
+        ]);
         let mut delta = DeltaState::new();
         let (kind, first) = delta.on_request(request(CLUSTER_TYPE_URL, &[], ""), &snap);
         assert_eq!(
@@ -237,10 +226,13 @@ mod tests {
         assert_eq!(names(&eds.unwrap()), ["dns+a:80"]);
 
         // b's members change: EDS subscribed to a only says nothing; CDS unchanged too.
-        let moved = snapshot(&[("dns+a:80", &["10.0.0.1"]), ("dns+b:80", &["10.0.0.9"])]);
+        let moved = snapshot(&[
+            ("dns+a:80", &["10.0.0.1:80"]),
+            ("dns+b:80", &["10.0.0.9:80"]),
+        ]);
         assert!(delta.on_snapshot(&moved).is_empty());
         // a changes and b goes: EDS sends a, CDS removes b.
-        let next = snapshot(&[("dns+a:80", &["10.0.0.3"])]);
+        let next = snapshot(&[("dns+a:80", &["10.0.0.3:80"])]);
         let pushes = delta.on_snapshot(&next);
         assert_eq!(pushes.len(), 2);
         let cds = pushes
@@ -262,7 +254,10 @@ mod tests {
 
     #[test]
     fn reconnect_with_initial_versions_gets_only_news() {
-        let snap = snapshot(&[("dns+a:80", &["10.0.0.1"]), ("dns+b:80", &["10.0.0.2"])]);
+        let snap = snapshot(&[
+            ("dns+a:80", &["10.0.0.1:80"]),
+            ("dns+b:80", &["10.0.0.2:80"]),
+        ]);
         let versions = &snap.resources(ResourceType::Endpoint).resource_versions;
         let mut req = request(ENDPOINT_TYPE_URL, &["*"], "");
         req.initial_resource_versions = [
@@ -279,7 +274,7 @@ mod tests {
 
     #[test]
     fn nack_and_stale_nonces() {
-        let snap = snapshot(&[("dns+a:80", &["10.0.0.1"])]);
+        let snap = snapshot(&[("dns+a:80", &["10.0.0.1:80"])]);
         let mut delta = DeltaState::new();
         let (_, first) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
         let first = first.unwrap();
@@ -303,7 +298,7 @@ mod tests {
             "a NACK is not answered with the same content"
         );
 
-        let moved = snapshot(&[("dns+a:80", &["10.0.0.2"])]);
+        let moved = snapshot(&[("dns+a:80", &["10.0.0.2:80"])]);
         let push = delta.on_snapshot(&moved).remove(0);
         let (kind, _) = delta.on_request(request(ENDPOINT_TYPE_URL, &[], &first.nonce), &moved);
         assert!(matches!(kind, RequestKind::Stale { .. }));
@@ -313,7 +308,7 @@ mod tests {
 
     #[test]
     fn unsubscribe_then_resubscribe_resends() {
-        let snap = snapshot(&[("dns+a:80", &["10.0.0.1"])]);
+        let snap = snapshot(&[("dns+a:80", &["10.0.0.1:80"])]);
         let mut delta = DeltaState::new();
         let (_, first) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
         let mut unsub = request(ENDPOINT_TYPE_URL, &[], &first.unwrap().nonce);

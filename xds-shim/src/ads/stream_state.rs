@@ -271,7 +271,7 @@ impl StreamState {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::snapshot::{Membership, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
     use envoy_types::pb::envoy::config::core::v3::Node;
@@ -279,18 +279,16 @@ mod tests {
     use envoy_types::pb::google::rpc::Status;
     use prost::Message;
 
-    fn snapshot(entries: &[(&str, &[&str])]) -> Snapshot {
+    /// Cluster name → `ip:port` members (all on the first one's port), hostname `h.test`.
+    pub(crate) fn snapshot(entries: &[(&str, &[&str])]) -> Snapshot {
         Snapshot::build(
             entries
                 .iter()
                 .map(|(name, addrs)| {
-                    let ips: Vec<std::net::IpAddr> = addrs
-                        .iter()
-                        .map(|a| a.parse::<std::net::SocketAddr>().unwrap().ip())
-                        .collect();
-                    let port = addrs
-                        .first()
-                        .map_or(80, |a| a.parse::<std::net::SocketAddr>().unwrap().port());
+                    let addrs: Vec<std::net::SocketAddr> =
+                        addrs.iter().map(|a| a.parse().unwrap()).collect();
+                    let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+                    let port = addrs.first().map_or(80, |a| a.port());
                     let members = crate::member::from_a("h.test", port, &ips);
                     (name.to_string(), Membership { members })
                 })
