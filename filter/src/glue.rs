@@ -3,7 +3,7 @@
 //! is logged instead of trapping the VM.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -17,10 +17,14 @@ use crate::config::{Affinity, Config};
 use crate::members::Membership;
 use crate::request::{self, Pending, RequestHost, ResponseHost, Verdict, Worker};
 use crate::stats::Counter;
-use crate::xds::{self, EdsSubscription};
+use crate::xds::{self, EdsSubscription, RefreshRequest};
+
+use prost::Message;
 
 /// How often the root context checks its xDS stream and reopens it.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a forced refresh may take before Envoy gives up on it.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Shared by all workers (VMs) of one Envoy: the random cookie key.
 const SHARED_COOKIE_KEY: &str = "dnslb.cookie_key.v1";
 
@@ -123,6 +127,9 @@ struct Shared {
     cookie_key: Vec<u8>,
     membership: RefCell<Membership>,
     metrics: RefCell<Metrics>,
+    /// Clusters to re-resolve, sent by the root context on its next tick
+    /// (at most once a second per cluster and worker).
+    refreshes: RefCell<BTreeSet<String>>,
 }
 
 /// One per plugin and VM, so one per Envoy worker (plus one on the main thread).
@@ -133,6 +140,8 @@ struct Root {
     stream: Option<u32>,
     /// Log stream failures once per outage, not on every tick.
     reported_failure: bool,
+    /// Log a failing forced refresh once, not on every retried request.
+    reported_refresh_failure: bool,
 }
 
 impl Default for Root {
@@ -146,9 +155,11 @@ impl Default for Root {
                 cookie_key: Vec::new(),
                 membership: RefCell::default(),
                 metrics: RefCell::default(),
+                refreshes: RefCell::default(),
             }),
             stream: None,
             reported_failure: false,
+            reported_refresh_failure: false,
         }
     }
 }
@@ -200,6 +211,33 @@ impl Root {
         }
     }
 
+    /// Sends the queued forced refreshes. Calls go from the root context so
+    /// that they outlive the request that asked for them.
+    fn send_refreshes(&mut self) {
+        let clusters = std::mem::take(&mut *self.shared.refreshes.borrow_mut());
+        for cluster in clusters {
+            let message = RefreshRequest {
+                cluster: cluster.clone(),
+            }
+            .encode_to_vec();
+            let sent = hostcalls::dispatch_grpc_call(
+                &self.shared.config.xds_cluster,
+                xds::REFRESH_SERVICE,
+                xds::REFRESH_METHOD,
+                vec![],
+                Some(&message),
+                REFRESH_TIMEOUT,
+            );
+            match sent {
+                Ok(_) => self.shared.metrics.borrow().count(Counter::ForcedRefreshes),
+                Err(status) => log(
+                    LogLevel::Warn,
+                    &format!("forced refresh of {cluster} not sent: {status:?}"),
+                ),
+            }
+        }
+    }
+
     fn report_failure(&mut self, message: &str) {
         if !self.reported_failure {
             log(
@@ -246,6 +284,21 @@ impl Context for Root {
                 LogLevel::Warn,
                 &format!("sending xDS ACK failed: {status:?}"),
             );
+        }
+    }
+
+    fn on_grpc_call_response(&mut self, _token: u32, status: u32, _size: usize) {
+        // The refresh's effect arrives over EDS; only a failure is news.
+        if status != 0 && !self.reported_refresh_failure {
+            let (_, message) = hostcalls::get_grpc_status().unwrap_or((status, None));
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "forced refresh failed with gRPC status {status} ({}); is the xDS server xds-shim?",
+                    message.unwrap_or_default()
+                ),
+            );
+            self.reported_refresh_failure = true;
         }
     }
 
@@ -301,6 +354,7 @@ impl RootContext for Root {
             cookie_key,
             membership: RefCell::default(),
             metrics: RefCell::new(Metrics::define()),
+            refreshes: RefCell::default(),
         });
         if let Err(status) = hostcalls::set_tick_period(TICK) {
             log(
@@ -313,6 +367,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        self.send_refreshes();
         if self.stream.is_none() {
             self.ensure_stream();
             if self.stream.is_some() && self.reported_failure {
@@ -371,7 +426,9 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         request::on_response_headers(
-            &mut HostResponse,
+            &mut HostResponse {
+                refreshes: &self.shared.refreshes,
+            },
             &self.pending,
             &self.shared.config,
             &self.shared.cookie_key,
@@ -443,9 +500,11 @@ impl RequestHost for HostRequest<'_> {
 }
 
 /// The current response, through the host.
-struct HostResponse;
+struct HostResponse<'a> {
+    refreshes: &'a RefCell<BTreeSet<String>>,
+}
 
-impl ResponseHost for HostResponse {
+impl ResponseHost for HostResponse<'_> {
     fn upstream_address(&self) -> Option<String> {
         property_text(vec!["upstream", "address"])
     }
@@ -461,6 +520,10 @@ impl ResponseHost for HostResponse {
 
     fn now(&self) -> u64 {
         now_unix()
+    }
+
+    fn request_refresh(&mut self, cluster: &str) {
+        self.refreshes.borrow_mut().insert(cluster.to_string());
     }
 }
 

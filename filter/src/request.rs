@@ -56,12 +56,16 @@ pub trait ResponseHost {
     fn upstream_address(&self) -> Option<String>;
     fn add_header(&mut self, name: &str, value: &str);
     fn now(&self) -> u64;
+    /// Asks the control plane to re-resolve `cluster` soon.
+    fn request_refresh(&mut self, cluster: &str);
 }
 
 /// What the response phase must do.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pending {
     cookie: Option<PendingCookie>,
+    /// The cluster and the member the filter picked first.
+    picked: Option<(String, String)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -201,6 +205,7 @@ impl Worker<'_> {
                 return stop(host, Counter::NoMembers, 503, why);
             }
             host.set_header(&config.endpoint_header, &chain.join(","));
+            pending.picked = Some((upstream.cluster.clone(), chain[0].to_string()));
         }
         if config.retries > 0 {
             let method = host.header(METHOD).unwrap_or_default();
@@ -348,18 +353,26 @@ fn cookie_pick<'m>(
     Ok((members.next_chain(failover), None))
 }
 
-/// Sets the affinity cookie when the answering backend is not the one the
-/// request's cookie named.
+/// After the response headers: when the member picked first did not answer
+/// (Envoy retried elsewhere: it refused, reset or failed), asks the control
+/// plane to re-resolve the cluster, since DNS may already know it is gone;
+/// and sets the affinity cookie when the answering backend is not the one
+/// the request's cookie named.
 pub fn on_response_headers(
     host: &mut impl ResponseHost,
     pending: &Pending,
     config: &Config,
     key: &[u8],
 ) {
-    let (Some(pc), Affinity::Cookie(settings)) = (&pending.cookie, &config.affinity) else {
+    let Some(upstream) = host.upstream_address() else {
         return;
     };
-    let Some(upstream) = host.upstream_address() else {
+    if let Some((cluster, first)) = &pending.picked {
+        if *first != upstream {
+            host.request_refresh(cluster);
+        }
+    }
+    let (Some(pc), Affinity::Cookie(settings)) = (&pending.cookie, &config.affinity) else {
         return;
     };
     if pc.sticky.as_deref() == Some(upstream.as_str()) {
@@ -396,6 +409,7 @@ mod tests {
         counts: BTreeMap<&'static str, u32>,
         upstream: Option<String>,
         added: Vec<(String, String)>,
+        refreshes: Vec<String>,
         now: u64,
     }
 
@@ -460,6 +474,9 @@ mod tests {
         }
         fn now(&self) -> u64 {
             self.now
+        }
+        fn request_refresh(&mut self, cluster: &str) {
+            self.refreshes.push(cluster.into());
         }
     }
 
@@ -533,6 +550,33 @@ mod tests {
             .text("x-dnslb-endpoint")
             .unwrap()
             .starts_with("127.0.0.3:8080,"));
+    }
+
+    #[test]
+    fn a_retried_request_asks_for_a_refresh() {
+        let c = config("{}");
+        let mut m = membership();
+        let mut h = get(CLUSTER.as_bytes());
+        let Verdict::Continue(pending) = run(&c, &mut m, &mut h) else {
+            panic!()
+        };
+        let mut answered = |upstream: &str| {
+            let mut r = FakeHost::with(&[]);
+            r.upstream = Some(upstream.into());
+            on_response_headers(&mut r, &pending, &c, KEY);
+            r.refreshes
+        };
+        assert!(answered("127.0.0.2:8080").is_empty());
+        assert_eq!(answered("127.0.0.3:8080"), [CLUSTER]);
+        // Without a pick (plain authority) there is nothing to refresh.
+        let mut h = get(b"plain.test");
+        let Verdict::Continue(pending) = run(&c, &mut m, &mut h) else {
+            panic!()
+        };
+        let mut r = FakeHost::with(&[]);
+        r.upstream = Some("10.0.0.1:80".into());
+        on_response_headers(&mut r, &pending, &c, KEY);
+        assert!(r.refreshes.is_empty());
     }
 
     #[test]

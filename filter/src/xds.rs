@@ -23,6 +23,26 @@ const HEALTH_DRAINING: i32 = 3;
 const HEALTH_UNHEALTHY: i32 = 2;
 const HEALTH_TIMEOUT: i32 = 4;
 
+/// xds-shim's forced re-resolution: `dnslb.v1.Resolver/Refresh`.
+pub const REFRESH_SERVICE: &str = "dnslb.v1.Resolver";
+pub const REFRESH_METHOD: &str = "Refresh";
+
+/// Asks the shim to re-resolve one cluster now (coalesced, at most once a
+/// second per name on the shim's side).
+#[derive(Clone, PartialEq, Message)]
+pub struct RefreshRequest {
+    #[prost(string, tag = "1")]
+    pub cluster: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RefreshResponse {
+    #[prost(bool, tag = "1")]
+    pub changed: bool,
+    #[prost(string, tag = "2")]
+    pub version: String,
+}
+
 #[derive(Clone, PartialEq, Message)]
 pub struct DiscoveryRequest {
     #[prost(string, tag = "1")]

@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dnslb_tests::{free_port, http_get, http_request, BackendReport, Stack, StackOptions};
+use dnslb_tests::{
+    free_port, http_get, http_request, wait_until, BackendReport, Stack, StackOptions,
+};
 
 const NAME: &str = "backend.test";
 
@@ -26,6 +28,16 @@ fn start(
     filter_config: &str,
     interval: Duration,
 ) -> (Stack, String, Vec<SocketAddr>) {
+    start_with(running, in_dns, filter_config, interval, &[])
+}
+
+fn start_with(
+    running: &[u8],
+    in_dns: &[u8],
+    filter_config: &str,
+    interval: Duration,
+    shim_args: &[&str],
+) -> (Stack, String, Vec<SocketAddr>) {
     let port = free_port(ip(2).into()).unwrap();
     let backends: Vec<SocketAddr> = running
         .iter()
@@ -39,6 +51,7 @@ fn start(
     );
     opts.filter_config = filter_config.to_string();
     opts.interval = interval;
+    opts.shim_args = shim_args.iter().map(|a| a.to_string()).collect();
     let ips: Vec<Ipv4Addr> = in_dns.iter().map(|&l| ip(l)).collect();
     let stack = Stack::start(opts, |dns| dns.set_a(NAME, &ips)).unwrap();
     let hosts: Vec<SocketAddr> = in_dns
@@ -117,11 +130,12 @@ fn cookie_of(response: &dnslb_tests::HttpResponse) -> Option<String> {
 
 #[test]
 fn cookie_affinity_sticks_until_the_endpoint_leaves() {
-    let (stack, cluster, backends) = start(
+    let (stack, cluster, backends) = start_with(
         &[2, 3, 4],
         &[2, 3, 4],
         r#"{"affinity": {"mode": "cookie"}}"#,
         Duration::from_secs(1),
+        &["--drain", "3s"],
     );
     let first = http_get(stack.listener, "/", &[("Host", &cluster)]).unwrap();
     let cookie = cookie_of(&first).expect("a first response sets the cookie");
@@ -159,7 +173,9 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
     assert!(cookie_of(&r).is_some());
     assert!(stat(&stack, "dnslb_cookies_rejected") >= 1);
 
-    // The sticky endpoint leaves DNS: the cookie fails over with a new one.
+    // The sticky endpoint leaves DNS. While it drains, its cookie still
+    // goes there (the session finishes) but new picks avoid it; once it is
+    // gone, the cookie fails over with a new one.
     let sticky_ip: SocketAddr = sticky.parse().unwrap();
     let rest: Vec<Ipv4Addr> = backends
         .iter()
@@ -170,6 +186,30 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
         })
         .collect();
     stack.dns.set_a(NAME, &rest);
+    wait_until(
+        "the sticky member to drain",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Ok(member_draining(&stack, &cluster, &sticky)),
+    )
+    .unwrap();
+    let r = http_get(
+        stack.listener,
+        "/",
+        &[("Host", &cluster), ("Cookie", &cookie)],
+    )
+    .unwrap();
+    let served = r.json::<BackendReport>().unwrap().backend;
+    // (The drain may have just ended; then it is gone, which is also right.)
+    assert!(served == sticky || !member_listed(&stack, &cluster, &sticky));
+    for _ in 0..6 {
+        let r = http_get(stack.listener, "/", &[("Host", &cluster)]).unwrap();
+        assert_ne!(
+            r.json::<BackendReport>().unwrap().backend,
+            sticky,
+            "a new pick went to a draining member"
+        );
+    }
     let start = Instant::now();
     loop {
         let r = http_get(
@@ -191,11 +231,33 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(10),
+            start.elapsed() < Duration::from_secs(15),
             "the cookie never failed over"
         );
     }
     assert!(stat(&stack, "dnslb_affinity_failovers") >= 1);
+}
+
+/// The filter's own view (its status path) of one member of `cluster`.
+fn member_view(stack: &Stack, cluster: &str, address: &str) -> Option<serde_json::Value> {
+    let status = http_get(stack.listener, "/dnslb/status", &[]).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    json["upstreams"]
+        .as_array()?
+        .iter()
+        .find(|u| u["cluster"] == cluster)?["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["address"] == address)
+        .cloned()
+}
+
+fn member_draining(stack: &Stack, cluster: &str, address: &str) -> bool {
+    member_view(stack, cluster, address).is_some_and(|m| m["draining"] == true)
+}
+
+fn member_listed(stack: &Stack, cluster: &str, address: &str) -> bool {
+    member_view(stack, cluster, address).is_some()
 }
 
 #[test]
