@@ -560,7 +560,7 @@ mod tests {
         let Verdict::Continue(pending) = run(&c, &mut m, &mut h) else {
             panic!()
         };
-        let mut answered = |upstream: &str| {
+        let answered = |upstream: &str| {
             let mut r = FakeHost::with(&[]);
             r.upstream = Some(upstream.into());
             on_response_headers(&mut r, &pending, &c, KEY);
