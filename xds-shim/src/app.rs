@@ -46,6 +46,9 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
     let resolver = build_resolver(&config)?;
 
     let mut state = DiscoveryState::with_policy(config.upstreams.iter().cloned(), config.policy);
+    for (cluster, settings) in &config.upstream_settings {
+        state.set_settings(cluster, *settings);
+    }
     let publisher = Publisher::new(&state);
     // One round before serving, so the first CDS/EDS answers already carry members.
     let unanswered = tokio::select! {

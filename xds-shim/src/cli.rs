@@ -1,12 +1,14 @@
 //! Command-line flags. Every flag also reads a `DNSLB_*` environment variable; values are
 //! checked as they are parsed, so clap reports the flag and the value and exits with 2.
+//! A `--config` file fills in what neither a flag nor a variable set.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
+use crate::config_file::{self, FileConfig, FileError};
 use crate::discovery::Policy;
 use crate::duration::{parse_duration, DurationError};
 use crate::logging::LogFormat;
@@ -20,14 +22,21 @@ use crate::upstream::Upstream;
     about = "xDS control plane that turns dns+ upstreams into Envoy EDS clusters"
 )]
 pub struct Cli {
-    /// Upstream to discover, e.g. dns+backend.test:8080. Repeatable; the env var takes a
-    /// comma-separated list.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// YAML file with any of the settings below (same names, `_` for `-`) and per-upstream
+    /// settings. Flags and DNSLB_* variables win over it.
+    #[arg(long, value_name = "FILE", env = "DNSLB_CONFIG", global = true)]
+    pub config: Option<String>,
+
+    /// Upstream to discover, e.g. dns+backend.test:8080 or srv+_http._tcp.api.test.
+    /// Repeatable; the env var takes a comma-separated list. Added to the file's.
     #[arg(
         long = "upstream",
         value_name = "SPEC",
         env = "DNSLB_UPSTREAM",
-        value_delimiter = ',',
-        required = true
+        value_delimiter = ','
     )]
     pub upstreams: Vec<Upstream>,
 
@@ -119,33 +128,139 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration (flags, variables, --config) and print the effective one.
+    Check,
+}
+
 impl Cli {
+    /// The configuration from flags and variables alone.
     pub fn to_config(&self) -> Result<Config, ConfigError> {
+        self.to_config_with(&FileConfig::default(), |_| true)
+    }
+
+    /// Flags and variables, with `file` filling in every setting for which `explicit(id)`
+    /// (the clap argument id) is false, i.e. that came from a default.
+    pub fn to_config_with(
+        &self,
+        file: &FileConfig,
+        explicit: impl Fn(&str) -> bool,
+    ) -> Result<Config, ConfigError> {
+        let pick = |id: &'static str| (id, explicit(id));
+        let duration = |v: &str| parse_duration(v).map_err(|e| e.to_string());
+        let addr = |v: &str| v.parse::<SocketAddr>().map_err(|e| e.to_string());
+        let interval = from_file(pick("interval"), self.interval, &file.interval, duration)?;
+        let drain = from_file(pick("drain"), self.drain, &file.drain, |v| {
+            parse_drain(v).map_err(|e| e.to_string())
+        })?;
+        let dns_timeout = from_file(
+            pick("dns_timeout"),
+            self.dns_timeout,
+            &file.dns_timeout,
+            duration,
+        )?;
+        let max_stale = from_file(pick("max_stale"), self.max_stale, &file.max_stale, |v| {
+            duration(v).map(Some)
+        })?;
+        let xds_listen = from_file(pick("xds_listen"), self.xds_listen, &file.xds_listen, addr)?;
+        let admin_listen = from_file(
+            pick("admin_listen"),
+            self.admin_listen,
+            &file.admin_listen,
+            addr,
+        )?;
+        let log_format =
+            from_file(
+                pick("log_format"),
+                self.log_format,
+                &file.log_format,
+                |v| match v {
+                    "text" => Ok(LogFormat::Text),
+                    "json" => Ok(LogFormat::Json),
+                    _ => Err("expected text or json".to_string()),
+                },
+            )?;
+        let number =
+            |id: &str, from_cli: u32, from_file: Option<u32>| -> Result<u32, ConfigError> {
+                match from_file {
+                    Some(0) if !explicit(id) => {
+                        Err(FileError::invalid(id, "0", "must be at least 1").into())
+                    }
+                    Some(n) if !explicit(id) => Ok(n),
+                    _ => Ok(from_cli),
+                }
+            };
+        let empty_after = number("empty_after", self.empty_after, file.empty_after)?;
+        let max_records = number("max_records", self.max_records, file.max_records)?;
+        let max_in_flight = number("max_in_flight", self.max_in_flight, file.max_in_flight)?;
+        let ipv6 = match file.ipv6 {
+            Some(on) if !explicit("ipv6") => on,
+            _ => self.ipv6,
+        };
+        let nameservers = match &file.nameservers {
+            Some(list) if !explicit("nameservers") => list
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    parse_nameserver(v)
+                        .map_err(|e| FileError::invalid(format!("nameservers[{i}]"), v, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => self.nameservers.clone(),
+        };
+
         let mut upstreams: Vec<Upstream> = Vec::new();
-        for upstream in &self.upstreams {
-            if !upstreams.contains(upstream) {
-                upstreams.push(upstream.clone());
+        let mut upstream_settings = std::collections::BTreeMap::new();
+        let from_file = config_file::upstreams(file)?;
+        let from_flags = self
+            .upstreams
+            .iter()
+            .map(|u| (u.clone(), Default::default()));
+        for (upstream, settings) in from_file.into_iter().chain(from_flags) {
+            if upstreams.contains(&upstream) {
+                continue;
             }
+            if settings != config_file::UpstreamSettings::default() {
+                upstream_settings.insert(upstream.cluster_name(), settings);
+            }
+            upstreams.push(upstream);
         }
         Config {
             upstreams,
-            nameservers: self.nameservers.clone(),
-            interval: self.interval,
-            xds_listen: self.xds_listen,
-            admin_listen: self.admin_listen,
+            upstream_settings,
+            nameservers,
+            interval,
+            xds_listen,
+            admin_listen,
             policy: Policy {
-                drain: self.drain,
-                empty_after: self.empty_after,
-                max_stale: self.max_stale,
-                max_records: self.max_records as usize,
+                drain,
+                empty_after,
+                max_stale,
+                max_records: max_records as usize,
             },
             resolver: Settings {
-                timeout: self.dns_timeout,
-                ipv6: self.ipv6,
-                max_in_flight: self.max_in_flight as usize,
+                timeout: dns_timeout,
+                ipv6,
+                max_in_flight: max_in_flight as usize,
             },
+            log_format,
         }
         .validate()
+    }
+}
+
+/// The file's value for a setting no flag or variable set (`explicit` false), else the
+/// command line's (or the default).
+fn from_file<T>(
+    (key, explicit): (&str, bool),
+    from_cli: T,
+    value: &Option<String>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, FileError> {
+    match value {
+        Some(value) if !explicit => parse(value).map_err(|why| FileError::invalid(key, value, why)),
+        _ => Ok(from_cli),
     }
 }
 
@@ -289,9 +404,41 @@ mod tests {
     }
 
     #[test]
+    fn file_fills_in_what_flags_did_not_set() {
+        let file = config_file::parse(
+            "upstreams: [dns+f.test:80]\ninterval: 2s\ndrain: 0s\nipv6: true\n\
+             nameservers: [127.0.0.1:5353]\nmax_records: 10\n",
+        )
+        .unwrap();
+        let cli = parse(&["--upstream", "dns+x:1", "--interval", "7s"]).unwrap();
+        let explicit = |id: &str| id == "interval" || id == "upstreams";
+        let config = cli.to_config_with(&file, explicit).unwrap();
+        let names: Vec<String> = config
+            .upstreams
+            .iter()
+            .map(Upstream::cluster_name)
+            .collect();
+        assert_eq!(names, ["dns+f.test:80", "dns+x:1"]);
+        assert_eq!(config.interval, Duration::from_secs(7), "the flag wins");
+        assert_eq!(config.policy.drain, Duration::ZERO);
+        assert!(config.resolver.ipv6);
+        assert_eq!(config.policy.max_records, 10);
+        assert_eq!(config.nameservers, ["127.0.0.1:5353".parse().unwrap()]);
+
+        let bad = config_file::parse("drain: soon\n").unwrap();
+        let err = cli.to_config_with(&bad, explicit).unwrap_err().to_string();
+        assert!(err.contains("drain") && err.contains("\"soon\""), "{err}");
+        let bad = config_file::parse("max_in_flight: 0\n").unwrap();
+        let err = cli.to_config_with(&bad, explicit).unwrap_err().to_string();
+        assert!(err.contains("max_in_flight"), "{err}");
+    }
+
+    #[test]
     fn upstream_is_required() {
-        let err = parse(&[]).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
+        // From a flag, a variable or the file: checked once all are merged.
+        let err = parse(&[]).unwrap().to_config().unwrap_err();
+        assert_eq!(err, ConfigError::NoUpstreams);
+        assert!(err.to_string().contains("--upstream"));
     }
 
     #[test]

@@ -1,10 +1,15 @@
-//! The validated runtime configuration. Flags (and later a YAML file) compile into this;
-//! nothing downstream parses strings.
+//! The validated runtime configuration. Flags, `DNSLB_*` variables and the YAML file
+//! compile into this; nothing downstream parses strings.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde::Serialize;
+
+use crate::config_file::{CircuitBreakers, FileError, UpstreamSettings};
 use crate::discovery::Policy;
+use crate::logging::LogFormat;
 use crate::resolve::Settings;
 use crate::upstream::Upstream;
 
@@ -12,6 +17,8 @@ use crate::upstream::Upstream;
 pub struct Config {
     /// Distinct upstreams, in the order first given.
     pub upstreams: Vec<Upstream>,
+    /// Per-upstream overrides, by cluster name (only upstreams that have some).
+    pub upstream_settings: BTreeMap<String, UpstreamSettings>,
     /// Empty: use the system resolver configuration.
     pub nameservers: Vec<SocketAddr>,
     pub interval: Duration,
@@ -21,12 +28,17 @@ pub struct Config {
     pub policy: Policy,
     /// Query timeout, IPv6, concurrency.
     pub resolver: Settings,
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("--xds-listen and --admin-listen must differ (both are {0})")]
     SameListenAddress(SocketAddr),
+    #[error("no upstreams: give --upstream or `upstreams:` in --config")]
+    NoUpstreams,
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 impl Config {
@@ -34,6 +46,93 @@ impl Config {
         if self.xds_listen == self.admin_listen {
             return Err(ConfigError::SameListenAddress(self.xds_listen));
         }
+        if self.upstreams.is_empty() {
+            return Err(ConfigError::NoUpstreams);
+        }
         Ok(self)
+    }
+
+    /// The settings of one upstream (defaults where it has no overrides).
+    pub fn settings_of(&self, upstream: &Upstream) -> UpstreamSettings {
+        self.upstream_settings
+            .get(&upstream.cluster_name())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The effective configuration as YAML in the `--config` file's own syntax, for
+    /// `xds-shim check`.
+    pub fn to_yaml(&self) -> String {
+        let upstreams = self
+            .upstreams
+            .iter()
+            .map(|u| {
+                let s = self.settings_of(u);
+                EffectiveUpstream {
+                    spec: u.cluster_name(),
+                    interval: human(s.interval.unwrap_or(self.interval)),
+                    connect_timeout: human(
+                        s.connect_timeout
+                            .unwrap_or(crate::resources::DEFAULT_CONNECT_TIMEOUT),
+                    ),
+                    circuit_breakers: s.circuit_breakers,
+                }
+            })
+            .collect();
+        let effective = Effective {
+            upstreams,
+            nameservers: self.nameservers.iter().map(ToString::to_string).collect(),
+            interval: human(self.interval),
+            drain: human(self.policy.drain),
+            empty_after: self.policy.empty_after,
+            max_stale: self.policy.max_stale.map(human),
+            max_records: self.policy.max_records,
+            ipv6: self.resolver.ipv6,
+            dns_timeout: human(self.resolver.timeout),
+            max_in_flight: self.resolver.max_in_flight,
+            xds_listen: self.xds_listen.to_string(),
+            admin_listen: self.admin_listen.to_string(),
+            log_format: match self.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            },
+        };
+        serde_yaml::to_string(&effective).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[derive(Serialize)]
+struct Effective {
+    upstreams: Vec<EffectiveUpstream>,
+    nameservers: Vec<String>,
+    interval: String,
+    drain: String,
+    empty_after: u32,
+    max_stale: Option<String>,
+    max_records: usize,
+    ipv6: bool,
+    dns_timeout: String,
+    max_in_flight: usize,
+    xds_listen: String,
+    admin_listen: String,
+    log_format: &'static str,
+}
+
+#[derive(Serialize)]
+struct EffectiveUpstream {
+    spec: String,
+    interval: String,
+    connect_timeout: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    circuit_breakers: Option<CircuitBreakers>,
+}
+
+/// `5s`, `250ms`, `0s`: the syntax the flags and the file accept.
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }

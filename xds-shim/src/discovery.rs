@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
+use crate::config_file::UpstreamSettings;
 use crate::member::{self, Member};
 use crate::resolve::{ResolveError, SrvRecord};
 use crate::snapshot::Membership;
@@ -88,6 +89,7 @@ pub struct UpstreamState {
     pub empty_answers: u32,
     /// How many members the last answer had when it was over the cap.
     pub capped_from: Option<usize>,
+    pub settings: UpstreamSettings,
 }
 
 /// Something worth logging that `apply` noticed.
@@ -145,6 +147,7 @@ impl DiscoveryState {
                     stale_since: None,
                     empty_answers: 0,
                     capped_from: None,
+                    settings: UpstreamSettings::default(),
                 };
                 (upstream.cluster_name(), state)
             })
@@ -169,6 +172,28 @@ impl DiscoveryState {
             .filter(|s| keep(&s.upstream))
             .map(|s| s.upstream.host().to_string())
             .collect()
+    }
+
+    /// Applies per-upstream settings (by cluster name; unknown names are ignored).
+    pub fn set_settings(&mut self, cluster: &str, settings: UpstreamSettings) {
+        if let Some(state) = self.upstreams.get_mut(cluster) {
+            state.settings = settings;
+        }
+    }
+
+    /// Each distinct name, keyed (is SRV, name), with how often to resolve it: the
+    /// smallest interval of the upstreams using it (`global` unless they set their own).
+    pub fn name_intervals(&self, global: Duration) -> BTreeMap<(bool, String), Duration> {
+        let mut intervals: BTreeMap<(bool, String), Duration> = BTreeMap::new();
+        for state in self.upstreams.values() {
+            let srv = matches!(state.upstream, Upstream::Srv { .. });
+            let every = state.settings.interval.unwrap_or(global);
+            intervals
+                .entry((srv, state.upstream.host().to_string()))
+                .and_modify(|d| *d = (*d).min(every))
+                .or_insert(every);
+        }
+        intervals
     }
 
     pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamState> {
@@ -224,7 +249,8 @@ impl DiscoveryState {
                     ..d.member.clone()
                 });
                 let members = member::canonical(state.members.iter().cloned().chain(draining));
-                (cluster.clone(), Membership { members })
+                let settings = state.settings;
+                (cluster.clone(), Membership { members, settings })
             })
             .collect()
     }

@@ -10,6 +10,7 @@ pub mod app;
 pub mod cli;
 pub mod clients;
 pub mod config;
+pub mod config_file;
 pub mod discovery;
 pub mod duration;
 pub mod logging;

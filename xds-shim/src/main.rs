@@ -3,22 +3,27 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use tracing::{error, info};
-use xds_shim::cli::Cli;
+use xds_shim::cli::{Cli, Command};
+use xds_shim::config::Config;
+use xds_shim::config_file::{self, FileConfig};
 use xds_shim::{app, logging, shutdown};
 
 fn main() -> ExitCode {
-    // clap prints its own errors (naming the flag and value) and exits with 2.
-    let cli = Cli::parse();
-    let config = match cli.to_config() {
-        Ok(config) => config,
+    let config = match configure() {
+        Ok((Some(Command::Check), config)) => {
+            print!("{}", config.to_yaml());
+            return ExitCode::SUCCESS;
+        }
+        Ok((None, config)) => config,
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::from(2);
         }
     };
-    logging::init(cli.log_format);
+    logging::init(config.log_format);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -55,4 +60,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Flags, variables and the `--config` file, merged and validated. clap prints its own
+/// errors (naming the flag and value) and exits with 2.
+fn configure() -> Result<(Option<Command>, Config), Box<dyn std::error::Error>> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let file = match &cli.config {
+        Some(path) => config_file::load(path)?,
+        None => FileConfig::default(),
+    };
+    let explicit = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    let config = cli.to_config_with(&file, explicit)?;
+    Ok((cli.command, config))
 }

@@ -1,7 +1,7 @@
 //! The refresh loop: every interval, resolve each distinct host, fold the answers into the
 //! discovery state, and publish a new snapshot when (and only when) its versions moved.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -232,9 +232,48 @@ impl Retry {
     }
 }
 
-/// Runs rounds every `interval` plus a little jitter (the first one from now: the caller
-/// has done the initial round) until shutdown, with retries of failed names in between.
-/// A slow round delays the next instead of bunching up.
+/// When each name is next due: every name on its own interval (the smallest of the
+/// upstreams that use it), plus a little jitter each time.
+#[derive(Debug)]
+struct Schedule {
+    /// (is SRV, name) → (next due, interval).
+    due: BTreeMap<(bool, String), (Instant, Duration)>,
+}
+
+impl Schedule {
+    fn new(intervals: BTreeMap<(bool, String), Duration>, now: Instant) -> Self {
+        let due = intervals
+            .into_iter()
+            .map(|(name, every)| (name, (now + jittered(every), every)))
+            .collect();
+        Schedule { due }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.due.values().map(|(at, _)| *at).min()
+    }
+
+    /// The names due at `now`, each rescheduled one interval later. A slow round delays
+    /// the next instead of bunching up, since this counts from when it is called.
+    fn take_due(&mut self, now: Instant) -> Names {
+        let mut names = Names::default();
+        for ((srv, name), (at, every)) in &mut self.due {
+            if *at <= now {
+                *at = now + jittered(*every);
+                let set = if *srv {
+                    &mut names.srv
+                } else {
+                    &mut names.hosts
+                };
+                set.insert(name.clone());
+            }
+        }
+        names
+    }
+}
+
+/// Runs rounds until shutdown (the caller has done the initial one): each name when its
+/// interval is up, and names whose question went unanswered again after a backoff.
 pub async fn run<R: AddressResolver>(
     resolver: R,
     mut state: DiscoveryState,
@@ -245,32 +284,46 @@ pub async fn run<R: AddressResolver>(
 ) {
     let mut retry = Retry::default();
     retry.update(initial_unanswered, interval);
-    let mut next_full = Instant::now() + jittered(interval);
+    let mut schedule = Schedule::new(state.name_intervals(interval), Instant::now());
+    let mut retry_at = Instant::now() + retry.delay;
     loop {
-        let retry_at = (!retry.names.is_empty()).then(|| Instant::now() + retry.delay);
-        let full = retry_at.is_none_or(|at| at >= next_full);
-        let wake = if full {
-            next_full
+        let regular = schedule.next().unwrap_or_else(|| Instant::now() + interval);
+        let wake = if retry.names.is_empty() {
+            regular
         } else {
-            retry_at.unwrap_or(next_full)
+            regular.min(retry_at)
         };
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep_until(wake) => {}
         }
-        let names = if full {
-            next_full = Instant::now() + jittered(interval);
-            Names::all(&state)
-        } else {
-            retry.names.clone()
-        };
+        let now = Instant::now();
+        let mut names = schedule.take_due(now);
+        let retrying = !retry.names.is_empty() && retry_at <= now;
+        if retrying {
+            names.hosts.extend(retry.names.hosts.iter().cloned());
+            names.srv.extend(retry.names.srv.iter().cloned());
+        }
+        if names.is_empty() {
+            continue;
+        }
         let unanswered = tokio::select! {
             _ = shutdown.wait() => return,
             unanswered = round_of(&resolver, &names, &mut state, &publisher) => unanswered,
         };
-        retry.update(unanswered, interval);
-        if Instant::now() > next_full {
-            next_full = Instant::now();
+        if retrying || retry.names.is_empty() {
+            retry.update(unanswered, interval);
+            retry_at = Instant::now() + retry.delay;
+        } else {
+            // A regular round while retries wait: it settled the names it covered; the
+            // others keep their retry time.
+            retry.names.hosts.retain(|h| !names.hosts.contains(h));
+            retry.names.srv.retain(|n| !names.srv.contains(n));
+            retry.names.hosts.extend(unanswered.hosts);
+            retry.names.srv.extend(unanswered.srv);
+            if retry.names.is_empty() {
+                retry.update(Names::default(), interval);
+            }
         }
     }
 }
@@ -447,5 +500,30 @@ mod tests {
             let d = jittered(interval);
             assert!(d >= interval && d <= interval + interval / 10, "{d:?}");
         }
+    }
+
+    #[test]
+    fn schedule_takes_each_name_on_its_own_interval() {
+        let start = Instant::now();
+        let intervals = BTreeMap::from([
+            ((false, "fast.test".to_string()), Duration::from_secs(1)),
+            (
+                (true, "_s._tcp.slow.test".to_string()),
+                Duration::from_secs(10),
+            ),
+        ]);
+        let mut schedule = Schedule::new(intervals, start);
+        assert!(schedule.take_due(start).is_empty());
+        let first = schedule.next().unwrap();
+        assert!(
+            first >= start + Duration::from_secs(1)
+                && first <= start + Duration::from_millis(1_100)
+        );
+        let due = schedule.take_due(start + Duration::from_millis(1_100));
+        assert_eq!(due.hosts.iter().collect::<Vec<_>>(), ["fast.test"]);
+        assert!(due.srv.is_empty());
+        let due = schedule.take_due(start + Duration::from_secs(11));
+        assert_eq!(due.srv.iter().collect::<Vec<_>>(), ["_s._tcp.slow.test"]);
+        assert_eq!(due.hosts.len(), 1);
     }
 }

@@ -4,11 +4,13 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::CommonLbConfig;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
 };
 use envoy_types::pb::envoy::config::cluster::v3::load_balancing_policy::Policy;
+use envoy_types::pb::envoy::config::cluster::v3::CircuitBreakers;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType;
@@ -29,6 +31,7 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3
 use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 use envoy_types::util::pack_any;
 
+use crate::config_file::{CircuitBreakers as CircuitBreakerLimits, UpstreamSettings};
 use crate::member::Member;
 use crate::snapshot::EdsSource;
 
@@ -36,13 +39,15 @@ use crate::snapshot::EdsSource;
 pub const ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
 const OVERRIDE_HOST_POLICY: &str = "envoy.load_balancing_policies.override_host";
 const ROUND_ROBIN_POLICY: &str = "envoy.load_balancing_policies.round_robin";
-const CONNECT_TIMEOUT_SECS: i64 = 1;
+/// Envoy's connect timeout for an upstream without its own `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The Envoy cluster that reaches the shim (the bootstrap snippets name it so).
 pub const XDS_CLUSTER: &str = "dnslb_xds";
 
 /// An EDS cluster whose LB honours the filter's endpoint choice and falls back to round
 /// robin when there is none (or it is exhausted). Its endpoints come from `source`.
-pub fn cluster(name: &str, source: EdsSource) -> Cluster {
+pub fn cluster(name: &str, source: EdsSource, settings: &UpstreamSettings) -> Cluster {
+    let connect_timeout = settings.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     Cluster {
         name: name.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
@@ -64,9 +69,10 @@ pub fn cluster(name: &str, source: EdsSource) -> Cluster {
             ..Default::default()
         }),
         connect_timeout: Some(ProtoDuration {
-            seconds: CONNECT_TIMEOUT_SECS,
-            nanos: 0,
+            seconds: i64::try_from(connect_timeout.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(connect_timeout.subsec_nanos()).unwrap_or(0),
         }),
+        circuit_breakers: settings.circuit_breakers.map(circuit_breakers),
         load_balancing_policy: Some(single_policy(
             OVERRIDE_HOST_POLICY,
             pack_any(OverrideHost {
@@ -81,6 +87,21 @@ pub fn cluster(name: &str, source: EdsSource) -> Cluster {
                 )),
             }),
         )),
+        ..Default::default()
+    }
+}
+
+/// Default-priority thresholds; unset limits keep Envoy's defaults.
+fn circuit_breakers(limits: CircuitBreakerLimits) -> CircuitBreakers {
+    let value = |limit: Option<u32>| limit.map(|value| UInt32Value { value });
+    CircuitBreakers {
+        thresholds: vec![Thresholds {
+            max_connections: value(limits.max_connections),
+            max_pending_requests: value(limits.max_pending_requests),
+            max_requests: value(limits.max_requests),
+            max_retries: value(limits.max_retries),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }
@@ -193,7 +214,7 @@ mod tests {
 
     #[test]
     fn cluster_uses_ads_eds_and_override_host() {
-        let c = cluster("dns+backend.test:8080", EdsSource::Ads);
+        let c = cluster("dns+backend.test:8080", EdsSource::Ads, &Default::default());
         assert_eq!(c.name, "dns+backend.test:8080");
         assert_eq!(
             c.cluster_discovery_type,
@@ -231,7 +252,11 @@ mod tests {
 
     #[test]
     fn grpc_source_points_at_the_shim_cluster() {
-        let c = cluster("dns+backend.test:8080", EdsSource::Grpc);
+        let c = cluster(
+            "dns+backend.test:8080",
+            EdsSource::Grpc,
+            &Default::default(),
+        );
         let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
         let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = eds.config_source_specifier else {
             panic!("not an api_config_source");
@@ -339,7 +364,7 @@ mod tests {
 
     #[test]
     fn clusters_allow_overriding_to_draining_hosts() {
-        let c = cluster("dns+backend.test:8080", EdsSource::Ads);
+        let c = cluster("dns+backend.test:8080", EdsSource::Ads, &Default::default());
         let statuses = c
             .common_lb_config
             .unwrap()
@@ -348,6 +373,26 @@ mod tests {
             .statuses;
         assert!(statuses.contains(&(HealthStatus::Draining as i32)));
         assert!(statuses.contains(&(HealthStatus::Healthy as i32)));
+    }
+
+    #[test]
+    fn per_upstream_connect_timeout_and_circuit_breakers() {
+        let settings = UpstreamSettings {
+            connect_timeout: Some(std::time::Duration::from_millis(2_500)),
+            circuit_breakers: Some(CircuitBreakerLimits {
+                max_connections: Some(5),
+                max_retries: Some(2),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = cluster("dns+b.test:80", EdsSource::Ads, &settings);
+        let timeout = c.connect_timeout.unwrap();
+        assert_eq!((timeout.seconds, timeout.nanos), (2, 500_000_000));
+        let t = &c.circuit_breakers.unwrap().thresholds[0];
+        assert_eq!(t.max_connections.as_ref().unwrap().value, 5);
+        assert_eq!(t.max_retries.as_ref().unwrap().value, 2);
+        assert!(t.max_requests.is_none());
     }
 
     #[test]

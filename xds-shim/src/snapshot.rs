@@ -11,6 +11,7 @@ use envoy_types::util::pack_any;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::config_file::UpstreamSettings;
 use crate::member::{self, Member};
 use crate::resources;
 
@@ -53,6 +54,8 @@ impl ResourceType {
 pub struct Membership {
     /// Live and draining members.
     pub members: Vec<Member>,
+    /// The upstream's own cluster settings (connect timeout, circuit breakers).
+    pub settings: UpstreamSettings,
 }
 
 /// All resources of one type, keyed by name, with their content version.
@@ -111,8 +114,11 @@ impl Snapshot {
         }
         let clusters_for = |source| {
             members
-                .keys()
-                .map(|name| (name.clone(), pack_any(resources::cluster(name, source))))
+                .iter()
+                .map(|(name, m)| {
+                    let cluster = resources::cluster(name, source, &m.settings);
+                    (name.clone(), pack_any(cluster))
+                })
                 .collect()
         };
         let endpoints = members
@@ -199,7 +205,10 @@ mod tests {
                 draining: false,
             })
             .collect();
-        Membership { members }
+        Membership {
+            members,
+            settings: UpstreamSettings::default(),
+        }
     }
 
     fn members(entries: &[(&str, &str, &[&str])]) -> BTreeMap<String, Membership> {

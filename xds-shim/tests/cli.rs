@@ -68,3 +68,84 @@ fn same_listen_addresses_exit_2() {
     );
     assert_rejected(&output, &["127.0.0.1:9", "must differ"]);
 }
+
+fn config_file(text: &[u8]) -> (tempfile_path::Guard, String) {
+    let guard = tempfile_path::Guard::new(text);
+    let path = guard.0.display().to_string();
+    (guard, path)
+}
+
+/// A file in the temp dir, removed on drop.
+mod tempfile_path {
+    pub struct Guard(pub std::path::PathBuf);
+
+    impl Guard {
+        pub fn new(text: &[u8]) -> Guard {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let name = format!(
+                "xds-shim-cli-{}-{}.yaml",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            );
+            let path = std::env::temp_dir().join(name);
+            std::fs::write(&path, text).unwrap();
+            Guard(path)
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn check_prints_the_effective_config() {
+    let (_guard, path) = config_file(
+        b"upstreams:\n  - dns+a.test:80\n  - spec: srv+_h._tcp.b.test\n    interval: 10s\n    \
+          connect_timeout: 250ms\n    circuit_breakers: {max_connections: 7}\n\
+          interval: 2s\ndrain: 0s\nlog_format: json\n",
+    );
+    // The variable beats the file; the file beats the default.
+    let output = run(&["check", "--config", &path], &[("DNSLB_INTERVAL", "3s")]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "- spec: dns+a.test:80\n  interval: 3s\n  connect_timeout: 1s\n",
+        "- spec: srv+_h._tcp.b.test\n  interval: 10s\n  connect_timeout: 250ms\n",
+        "max_connections: 7",
+        "\ninterval: 3s\n",
+        "\ndrain: 0s\n",
+        "\nempty_after: 3\n",
+        "\nlog_format: json\n",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");
+    }
+}
+
+#[test]
+fn invalid_config_exits_2_naming_key_and_value() {
+    for (text, needles) in [
+        (&b"interval: 5\n"[..], &["interval", "5"][..]),
+        (b"drain: soon\n", &["drain", "soon"]),
+        (b"upstreams: [dns+a:80]\nfrobnicate: 1\n", &["frobnicate"]),
+        (
+            b"upstreams:\n  - spec: dns+a:80\n    connect_timeout: 3\n",
+            &["upstreams[0].connect_timeout", "\"3\""],
+        ),
+        (b"upstreams: ['srv+a b']\n", &["upstreams[0]", "srv+a b"]),
+        (b"upstreams: [dns+a:80]\nxds_listen: \xff\n", &["not UTF-8"]),
+        (
+            b"nameservers: [dns.google]\nupstreams: [dns+a:80]\n",
+            &["nameservers[0]", "dns.google"],
+        ),
+    ] {
+        let (_guard, path) = config_file(text);
+        let output = run(&["check", "--config", &path], &[]);
+        assert_rejected(&output, needles);
+    }
+    let output = run(&["--config", "/nonexistent/dnslb.yaml"], &[]);
+    assert_rejected(&output, &["/nonexistent/dnslb.yaml"]);
+}

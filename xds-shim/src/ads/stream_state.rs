@@ -290,7 +290,8 @@ pub(crate) mod tests {
                     let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
                     let port = addrs.first().map_or(80, |a| a.port());
                     let members = crate::member::from_a("h.test", port, &ips);
-                    (name.to_string(), Membership { members })
+                    let settings = Default::default();
+                    (name.to_string(), Membership { members, settings })
                 })
                 .collect(),
         )
