@@ -14,6 +14,7 @@ use crate::ads::service::{self, XdsService};
 use crate::clients::Clients;
 use crate::config::Config;
 use crate::discovery::DiscoveryState;
+use crate::forced;
 use crate::refresh::{self, Publisher};
 use crate::resolv_conf;
 use crate::resolve::{BuildError, DnsResolver};
@@ -46,6 +47,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
     let resolver = build_resolver(&config)?;
 
     let mut state = DiscoveryState::with_policy(config.upstreams.iter().cloned(), config.policy);
+    state.set_ca_file(&config.ca_file);
     for (cluster, settings) in &config.upstream_settings {
         state.set_settings(cluster, *settings);
     }
@@ -70,6 +72,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
         Arc::clone(&publisher.metrics),
     );
 
+    let (forced, asks) = forced::channel();
     let refresher = tokio::spawn(refresh::run(
         resolver,
         state,
@@ -77,6 +80,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
         publisher,
         shutdown.clone(),
         unanswered,
+        asks,
     ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
     info!(
@@ -86,7 +90,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
         interval = ?config.interval,
         "serving"
     );
-    let mut ads_server = tokio::spawn(service::serve(xds_listener, ads, shutdown.clone()));
+    let mut ads_server = tokio::spawn(service::serve(xds_listener, ads, forced, shutdown.clone()));
 
     let early_exit = tokio::select! {
         _ = shutdown.wait() => None,

@@ -123,6 +123,10 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
+    /// CA bundle (PEM) that https:// upstreams' certificates are verified against.
+    #[arg(long, value_name = "FILE", env = "DNSLB_CA_FILE", default_value = crate::resources::SYSTEM_CA_FILE)]
+    pub ca_file: String,
+
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, env = "DNSLB_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -151,6 +155,9 @@ impl Cli {
         let duration = |v: &str| parse_duration(v).map_err(|e| e.to_string());
         let addr = |v: &str| v.parse::<SocketAddr>().map_err(|e| e.to_string());
         let interval = from_file(pick("interval"), self.interval, &file.interval, duration)?;
+        let ca_file = from_file(pick("ca_file"), self.ca_file.clone(), &file.ca_file, |v| {
+            Ok(v.to_string())
+        })?;
         let drain = from_file(pick("drain"), self.drain, &file.drain, |v| {
             parse_drain(v).map_err(|e| e.to_string())
         })?;
@@ -245,6 +252,7 @@ impl Cli {
                 max_in_flight: max_in_flight as usize,
             },
             log_format,
+            ca_file,
         }
         .validate()
     }

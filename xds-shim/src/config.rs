@@ -29,6 +29,8 @@ pub struct Config {
     /// Query timeout, IPv6, concurrency.
     pub resolver: Settings,
     pub log_format: LogFormat,
+    /// Trusted roots for `https://` upstreams.
+    pub ca_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +39,8 @@ pub enum ConfigError {
     SameListenAddress(SocketAddr),
     #[error("no upstreams: give --upstream or `upstreams:` in --config")]
     NoUpstreams,
+    #[error("upstream {0} is given both with and without https://")]
+    MixedTls(String),
     #[error(transparent)]
     File(#[from] FileError),
 }
@@ -48,6 +52,13 @@ impl Config {
         }
         if self.upstreams.is_empty() {
             return Err(ConfigError::NoUpstreams);
+        }
+        // Both spellings would be one Envoy cluster (the name has no scheme).
+        let mut seen = std::collections::BTreeSet::new();
+        for upstream in &self.upstreams {
+            if !seen.insert(upstream.cluster_name()) {
+                return Err(ConfigError::MixedTls(upstream.cluster_name()));
+            }
         }
         Ok(self)
     }
@@ -69,7 +80,7 @@ impl Config {
             .map(|u| {
                 let s = self.settings_of(u);
                 EffectiveUpstream {
-                    spec: u.cluster_name(),
+                    spec: u.spec(),
                     interval: human(s.interval.unwrap_or(self.interval)),
                     connect_timeout: human(
                         s.connect_timeout
@@ -92,6 +103,7 @@ impl Config {
             max_in_flight: self.resolver.max_in_flight,
             xds_listen: self.xds_listen.to_string(),
             admin_listen: self.admin_listen.to_string(),
+            ca_file: self.ca_file.clone(),
             log_format: match self.log_format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
@@ -115,6 +127,7 @@ struct Effective {
     max_in_flight: usize,
     xds_listen: String,
     admin_listen: String,
+    ca_file: String,
     log_format: &'static str,
 }
 

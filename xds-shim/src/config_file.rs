@@ -41,6 +41,7 @@ pub struct FileConfig {
     pub xds_listen: Option<String>,
     pub admin_listen: Option<String>,
     pub log_format: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use crate::config_file::UpstreamSettings;
 use crate::member::{self, Member};
 use crate::resolve::{ResolveError, SrvRecord};
+use crate::resources::{TlsTarget, SYSTEM_CA_FILE};
 use crate::snapshot::Membership;
 use crate::upstream::Upstream;
 
@@ -125,6 +126,8 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveryState {
     policy: Policy,
+    /// Trusted roots for `https://` upstreams.
+    ca_file: String,
     /// Keyed by cluster name; duplicates of one spec collapse into one entry.
     upstreams: BTreeMap<String, UpstreamState>,
 }
@@ -152,7 +155,11 @@ impl DiscoveryState {
                 (upstream.cluster_name(), state)
             })
             .collect();
-        DiscoveryState { policy, upstreams }
+        DiscoveryState {
+            policy,
+            ca_file: SYSTEM_CA_FILE.to_string(),
+            upstreams,
+        }
     }
 
     /// Every distinct A name to resolve this round: upstreams sharing a host (different
@@ -172,6 +179,11 @@ impl DiscoveryState {
             .filter(|s| keep(&s.upstream))
             .map(|s| s.upstream.host().to_string())
             .collect()
+    }
+
+    /// The CA bundle `https://` upstreams are verified against.
+    pub fn set_ca_file(&mut self, path: &str) {
+        self.ca_file = path.to_string();
     }
 
     /// Applies per-upstream settings (by cluster name; unknown names are ignored).
@@ -249,8 +261,19 @@ impl DiscoveryState {
                     ..d.member.clone()
                 });
                 let members = member::canonical(state.members.iter().cloned().chain(draining));
+                let tls = state.upstream.tls().then(|| TlsTarget {
+                    name: state.upstream.host().to_string(),
+                    ca_file: self.ca_file.clone(),
+                });
                 let settings = state.settings;
-                (cluster.clone(), Membership { members, settings })
+                (
+                    cluster.clone(),
+                    Membership {
+                        members,
+                        settings,
+                        tls,
+                    },
+                )
             })
             .collect()
     }
@@ -264,7 +287,7 @@ fn answer(
     results: &RoundResults,
 ) -> Option<Result<Vec<Member>, ResolveError>> {
     match upstream {
-        Upstream::Dns { host, port } => {
+        Upstream::Dns { host, port, .. } => {
             let result = results.a.get(host)?;
             Some(
                 result
@@ -273,7 +296,7 @@ fn answer(
                     .map_err(Clone::clone),
             )
         }
-        Upstream::Srv { name } => {
+        Upstream::Srv { name, .. } => {
             let records = match results.srv.get(name)? {
                 Ok(records) => records,
                 Err(error) => return Some(Err(error.clone())),

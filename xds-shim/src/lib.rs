@@ -13,6 +13,7 @@ pub mod config;
 pub mod config_file;
 pub mod discovery;
 pub mod duration;
+pub mod forced;
 pub mod logging;
 pub mod member;
 pub mod metrics;

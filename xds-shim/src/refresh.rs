@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::discovery::{DiscoveryState, Event, HostResult, RoundResults, SrvResult};
+use crate::forced::{Ask, RateLimit, RefreshResponse};
 use crate::metrics::Metrics;
 use crate::resolve::AddressResolver;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
+use crate::upstream::Upstream;
 
 /// Lookups polled at once. The resolver's own limit (`--max-in-flight`) bounds the queries
 /// on the wire; this only bounds the futures a round keeps around.
@@ -281,7 +283,9 @@ pub async fn run<R: AddressResolver>(
     publisher: Publisher,
     mut shutdown: Shutdown,
     initial_unanswered: Names,
+    mut asks: mpsc::Receiver<Ask>,
 ) {
+    let mut limit = RateLimit::default();
     let mut retry = Retry::default();
     retry.update(initial_unanswered, interval);
     let mut schedule = Schedule::new(state.name_intervals(interval), Instant::now());
@@ -293,9 +297,22 @@ pub async fn run<R: AddressResolver>(
         } else {
             regular.min(retry_at)
         };
-        tokio::select! {
+        let forced = tokio::select! {
             _ = shutdown.wait() => return,
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = tokio::time::sleep_until(wake) => None,
+            Some(ask) = asks.recv() => Some(ask),
+        };
+        if let Some(first) = forced {
+            let mut batch = vec![first];
+            // Coalesce: everything already waiting shares this round.
+            while let Ok(ask) = asks.try_recv() {
+                batch.push(ask);
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                () = forced_round(&resolver, batch, &mut state, &publisher, &mut limit) => {}
+            }
+            continue;
         }
         let now = Instant::now();
         let mut names = schedule.take_due(now);
@@ -325,6 +342,76 @@ pub async fn run<R: AddressResolver>(
                 retry.update(Names::default(), interval);
             }
         }
+    }
+}
+
+/// The names behind one cluster, if the shim serves it.
+fn names_of(state: &DiscoveryState, cluster: &str) -> Option<Names> {
+    let upstream = state
+        .upstreams()
+        .map(|s| &s.upstream)
+        .find(|u| u.cluster_name() == cluster)?;
+    let mut names = Names::default();
+    let host = upstream.host().to_string();
+    if matches!(upstream, Upstream::Srv { .. }) {
+        names.srv.insert(host);
+    } else {
+        names.hosts.insert(host);
+    }
+    Some(names)
+}
+
+/// Re-resolves the names behind the asked clusters now (those not forced
+/// in the last second), publishes, and answers each ask with whether the
+/// served endpoints changed.
+async fn forced_round<R: AddressResolver>(
+    resolver: &R,
+    asks: Vec<Ask>,
+    state: &mut DiscoveryState,
+    publisher: &Publisher,
+    limit: &mut RateLimit,
+) {
+    let before = publisher
+        .snapshots
+        .borrow()
+        .version(ResourceType::Endpoint)
+        .to_string();
+    let now = Instant::now();
+    let mut names = Names::default();
+    let mut waiting = Vec::with_capacity(asks.len());
+    for ask in asks {
+        let Some(wanted) = names_of(state, &ask.cluster) else {
+            let status =
+                tonic::Status::not_found(format!("xds-shim does not serve {}", ask.cluster));
+            let _ = ask.reply.send(Err(status));
+            continue;
+        };
+        for host in wanted.hosts {
+            if names.hosts.contains(&host) || limit.allow(&host, now) {
+                names.hosts.insert(host);
+            }
+        }
+        for srv in wanted.srv {
+            if names.srv.contains(&srv) || limit.allow(&srv, now) {
+                names.srv.insert(srv);
+            }
+        }
+        waiting.push(ask);
+    }
+    if !names.is_empty() {
+        info!(hosts = ?names.hosts, srv = ?names.srv, "forced refresh");
+        round_of(resolver, &names, state, publisher).await;
+    }
+    let after = publisher
+        .snapshots
+        .borrow()
+        .version(ResourceType::Endpoint)
+        .to_string();
+    for ask in waiting {
+        let _ = ask.reply.send(Ok(RefreshResponse {
+            changed: before != after,
+            version: after.clone(),
+        }));
     }
 }
 

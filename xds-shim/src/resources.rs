@@ -31,6 +31,17 @@ use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3
 use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 use envoy_types::util::pack_any;
 
+use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+use envoy_types::pb::envoy::config::core::v3::{DataSource, TransportSocket};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::subject_alt_name_matcher::SanType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
+
 use crate::config_file::{CircuitBreakers as CircuitBreakerLimits, UpstreamSettings};
 use crate::member::Member;
 use crate::snapshot::EdsSource;
@@ -41,14 +52,31 @@ const OVERRIDE_HOST_POLICY: &str = "envoy.load_balancing_policies.override_host"
 const ROUND_ROBIN_POLICY: &str = "envoy.load_balancing_policies.round_robin";
 /// Envoy's connect timeout for an upstream without its own `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
+/// Trusted roots when none is configured: Debian's system bundle.
+pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// What a TLS upstream's cluster verifies: the DNS name (SNI and SAN) and the roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsTarget {
+    pub name: String,
+    pub ca_file: String,
+}
+
 /// The Envoy cluster that reaches the shim (the bootstrap snippets name it so).
 pub const XDS_CLUSTER: &str = "dnslb_xds";
 
 /// An EDS cluster whose LB honours the filter's endpoint choice and falls back to round
 /// robin when there is none (or it is exhausted). Its endpoints come from `source`.
-pub fn cluster(name: &str, source: EdsSource, settings: &UpstreamSettings) -> Cluster {
+pub fn cluster(
+    name: &str,
+    source: EdsSource,
+    settings: &UpstreamSettings,
+    tls: Option<&TlsTarget>,
+) -> Cluster {
     let connect_timeout = settings.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     Cluster {
+        transport_socket: tls.map(transport_socket),
         name: name.to_string(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
@@ -88,6 +116,39 @@ pub fn cluster(name: &str, source: EdsSource, settings: &UpstreamSettings) -> Cl
             }),
         )),
         ..Default::default()
+    }
+}
+
+/// TLS to every endpoint: SNI = the DNS name, and the certificate must name it (a DNS SAN),
+/// whatever IP the endpoint has; trusted roots from `ca_file`.
+fn transport_socket(tls: &TlsTarget) -> TransportSocket {
+    let context = UpstreamTlsContext {
+        sni: tls.name.clone(),
+        common_tls_context: Some(CommonTlsContext {
+            validation_context_type: Some(ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    trusted_ca: Some(DataSource {
+                        specifier: Some(Specifier::Filename(tls.ca_file.clone())),
+                        ..Default::default()
+                    }),
+                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                        san_type: SanType::Dns as i32,
+                        matcher: Some(StringMatcher {
+                            match_pattern: Some(MatchPattern::Exact(tls.name.clone())),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: TLS_TRANSPORT_SOCKET.to_string(),
+        config_type: Some(ConfigType::TypedConfig(pack_any(context))),
     }
 }
 
@@ -214,7 +275,12 @@ mod tests {
 
     #[test]
     fn cluster_uses_ads_eds_and_override_host() {
-        let c = cluster("dns+backend.test:8080", EdsSource::Ads, &Default::default());
+        let c = cluster(
+            "dns+backend.test:8080",
+            EdsSource::Ads,
+            &Default::default(),
+            None,
+        );
         assert_eq!(c.name, "dns+backend.test:8080");
         assert_eq!(
             c.cluster_discovery_type,
@@ -256,6 +322,7 @@ mod tests {
             "dns+backend.test:8080",
             EdsSource::Grpc,
             &Default::default(),
+            None,
         );
         let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
         let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = eds.config_source_specifier else {
@@ -364,7 +431,12 @@ mod tests {
 
     #[test]
     fn clusters_allow_overriding_to_draining_hosts() {
-        let c = cluster("dns+backend.test:8080", EdsSource::Ads, &Default::default());
+        let c = cluster(
+            "dns+backend.test:8080",
+            EdsSource::Ads,
+            &Default::default(),
+            None,
+        );
         let statuses = c
             .common_lb_config
             .unwrap()
@@ -386,13 +458,56 @@ mod tests {
             }),
             ..Default::default()
         };
-        let c = cluster("dns+b.test:80", EdsSource::Ads, &settings);
+        let c = cluster("dns+b.test:80", EdsSource::Ads, &settings, None);
         let timeout = c.connect_timeout.unwrap();
         assert_eq!((timeout.seconds, timeout.nanos), (2, 500_000_000));
         let t = &c.circuit_breakers.unwrap().thresholds[0];
         assert_eq!(t.max_connections.as_ref().unwrap().value, 5);
         assert_eq!(t.max_retries.as_ref().unwrap().value, 2);
         assert!(t.max_requests.is_none());
+    }
+
+    #[test]
+    fn tls_upstreams_verify_the_dns_name() {
+        let target = TlsTarget {
+            name: "tls.test".into(),
+            ca_file: "/ca.pem".into(),
+        };
+        let c = cluster(
+            "dns+tls.test:443",
+            EdsSource::Ads,
+            &Default::default(),
+            Some(&target),
+        );
+        let socket = c.transport_socket.unwrap();
+        assert_eq!(socket.name, "envoy.transport_sockets.tls");
+        let Some(ConfigType::TypedConfig(any)) = socket.config_type else {
+            panic!("no typed config");
+        };
+        let ctx = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+        assert_eq!(ctx.sni, "tls.test");
+        let Some(ValidationContextType::ValidationContext(v)) =
+            ctx.common_tls_context.unwrap().validation_context_type
+        else {
+            panic!("no validation context");
+        };
+        assert_eq!(
+            v.trusted_ca.unwrap().specifier,
+            Some(Specifier::Filename("/ca.pem".into()))
+        );
+        let san = &v.match_typed_subject_alt_names[0];
+        assert_eq!(san.san_type, SanType::Dns as i32);
+        assert_eq!(
+            san.matcher.as_ref().unwrap().match_pattern,
+            Some(MatchPattern::Exact("tls.test".into()))
+        );
+        let plain = cluster(
+            "dns+tls.test:443",
+            EdsSource::Ads,
+            &Default::default(),
+            None,
+        );
+        assert!(plain.transport_socket.is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config_file::UpstreamSettings;
 use crate::member::{self, Member};
-use crate::resources;
+use crate::resources::{self, TlsTarget};
 
 pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT_TYPE_URL: &str =
@@ -56,6 +56,8 @@ pub struct Membership {
     pub members: Vec<Member>,
     /// The upstream's own cluster settings (connect timeout, circuit breakers).
     pub settings: UpstreamSettings,
+    /// Set for `https://` upstreams.
+    pub tls: Option<TlsTarget>,
 }
 
 /// All resources of one type, keyed by name, with their content version.
@@ -116,7 +118,7 @@ impl Snapshot {
             members
                 .iter()
                 .map(|(name, m)| {
-                    let cluster = resources::cluster(name, source, &m.settings);
+                    let cluster = resources::cluster(name, source, &m.settings, m.tls.as_ref());
                     (name.clone(), pack_any(cluster))
                 })
                 .collect()
@@ -208,6 +210,7 @@ mod tests {
         Membership {
             members,
             settings: UpstreamSettings::default(),
+            tls: None,
         }
     }
 

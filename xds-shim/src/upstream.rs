@@ -6,13 +6,14 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// A validated upstream. `https://` (TLS) comes later as a field here.
+/// A validated upstream. `tls` marks an `https://` prefix: Envoy connects with TLS, SNI =
+/// the DNS name, the certificate verified against it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Upstream {
     /// `dns+HOST:PORT`: every A record of HOST, each on PORT.
-    Dns { host: String, port: u16 },
+    Dns { host: String, port: u16, tls: bool },
     /// `srv+NAME`: every SRV record of NAME, each target's addresses on the record's port.
-    Srv { name: String },
+    Srv { name: String, tls: bool },
 }
 
 impl Upstream {
@@ -25,7 +26,23 @@ impl Upstream {
     pub fn host(&self) -> &str {
         match self {
             Upstream::Dns { host, .. } => host,
-            Upstream::Srv { name } => name,
+            Upstream::Srv { name, .. } => name,
+        }
+    }
+
+    /// Given as `https://...`.
+    pub fn tls(&self) -> bool {
+        match self {
+            Upstream::Dns { tls, .. } | Upstream::Srv { tls, .. } => *tls,
+        }
+    }
+
+    /// The spec as written back: `https://` prefix for TLS upstreams.
+    pub fn spec(&self) -> String {
+        if self.tls() {
+            format!("https://{self}")
+        } else {
+            self.to_string()
         }
     }
 }
@@ -33,16 +50,16 @@ impl Upstream {
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Upstream::Dns { host, port } => write!(f, "dns+{host}:{port}"),
-            Upstream::Srv { name } => write!(f, "srv+{name}"),
+            Upstream::Dns { host, port, .. } => write!(f, "dns+{host}:{port}"),
+            Upstream::Srv { name, .. } => write!(f, "srv+{name}"),
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("upstream {spec:?}: {what} is not supported yet (only dns+HOST:PORT and srv+NAME)")]
-    NotSupportedYet { spec: String, what: &'static str },
+    #[error("upstream {spec:?}: {what} is not supported (only dns+HOST:PORT and srv+NAME, optionally after https://)")]
+    Unsupported { spec: String, what: &'static str },
     #[error("upstream {spec:?}: expected dns+HOST:PORT or srv+NAME")]
     UnknownScheme { spec: String },
     #[error("upstream {spec:?}: missing :PORT (expected dns+HOST:PORT)")]
@@ -79,18 +96,22 @@ impl FromStr for Upstream {
     fn from_str(spec: &str) -> Result<Self, Self::Err> {
         let owned = || spec.to_string();
         let lower = spec.to_ascii_lowercase();
+        let (tls, lower) = match lower.strip_prefix("https://") {
+            Some(rest) => (true, rest.to_string()),
+            None => (false, lower),
+        };
         if let Some(name) = lower.strip_prefix("srv+") {
             let name = normalize_name(name, true).map_err(|why| SpecError::BadHost {
                 spec: owned(),
                 host: name.to_string(),
                 why,
             })?;
-            return Ok(Upstream::Srv { name });
+            return Ok(Upstream::Srv { name, tls });
         }
-        if lower.starts_with("https://") || lower.starts_with("http://") {
-            return Err(SpecError::NotSupportedYet {
+        if lower.contains("://") {
+            return Err(SpecError::Unsupported {
                 spec: owned(),
-                what: "a URL scheme (TLS upstreams)",
+                what: "a URL scheme other than https://",
             });
         }
         let Some(rest) = lower.strip_prefix("dns+") else {
@@ -105,7 +126,7 @@ impl FromStr for Upstream {
             host: host.to_string(),
             why,
         })?;
-        Ok(Upstream::Dns { host, port })
+        Ok(Upstream::Dns { host, port, tls })
     }
 }
 
@@ -161,6 +182,7 @@ mod tests {
         Upstream::Dns {
             host: host.to_string(),
             port,
+            tls: false,
         }
     }
 
@@ -195,7 +217,8 @@ mod tests {
         assert_eq!(
             upstream,
             Upstream::Srv {
-                name: "_http._tcp.api.test".into()
+                name: "_http._tcp.api.test".into(),
+                tls: false,
             }
         );
         assert_eq!(upstream.cluster_name(), "srv+_http._tcp.api.test");
@@ -209,10 +232,16 @@ mod tests {
 
     #[test]
     fn rejects_later_features_clearly() {
-        let err = "https://dns+backend.test:443"
+        let err = "http://dns+backend.test:443"
             .parse::<Upstream>()
             .unwrap_err();
-        assert!(matches!(err, SpecError::NotSupportedYet { .. }));
+        assert!(matches!(err, SpecError::Unsupported { .. }));
+        let tls: Upstream = "HTTPS://dns+Backend.test:443".parse().unwrap();
+        assert!(tls.tls());
+        assert_eq!(tls.cluster_name(), "dns+backend.test:443");
+        assert_eq!(tls.spec(), "https://dns+backend.test:443");
+        let srv: Upstream = "https://srv+_h._tcp.a.test".parse().unwrap();
+        assert!(srv.tls() && srv.cluster_name() == "srv+_h._tcp.a.test");
     }
 
     #[test]

@@ -28,11 +28,11 @@ fn bad_upstream_exits_2_naming_the_value() {
 }
 
 #[test]
-fn tls_is_not_supported_yet() {
-    let output = run(&["--upstream", "https://srv+_http._tcp.api.test"], &[]);
+fn other_url_schemes_exit_2() {
+    let output = run(&["--upstream", "http://srv+_http._tcp.api.test"], &[]);
     assert_rejected(
         &output,
-        &["https://srv+_http._tcp.api.test", "not supported yet"],
+        &["http://srv+_http._tcp.api.test", "not supported"],
     );
 }
 

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use super::delta_state::DeltaState;
 use super::stream_state::{Reply, RequestKind, StreamState};
 use crate::clients::{ClientHandle, Clients, Nack};
+use crate::forced::ResolverService;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
@@ -111,10 +112,13 @@ impl XdsService {
 pub async fn serve(
     listener: TcpListener,
     service: XdsService,
+    resolver: ResolverService,
     shutdown: Shutdown,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+        // Forced re-resolution for the dnslb filter, on the same port.
+        .add_service(resolver)
         .add_service(AggregatedDiscoveryServiceServer::new(service.clone()))
         .add_service(ClusterDiscoveryServiceServer::new(service.clone()))
         .add_service(EndpointDiscoveryServiceServer::new(service))

@@ -291,7 +291,12 @@ pub(crate) mod tests {
                     let port = addrs.first().map_or(80, |a| a.port());
                     let members = crate::member::from_a("h.test", port, &ips);
                     let settings = Default::default();
-                    (name.to_string(), Membership { members, settings })
+                    let membership = Membership {
+                        members,
+                        settings,
+                        tls: None,
+                    };
+                    (name.to_string(), membership)
                 })
                 .collect(),
         )

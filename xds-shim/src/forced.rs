@@ -1,0 +1,179 @@
+//! Forced re-resolution, `dnslb.v1.Resolver/Refresh`: the dnslb filter calls it
+//! when the member it picked first did not answer, because DNS may already
+//! know that member is gone. The refresh loop re-resolves the cluster's name
+//! at once (coalesced, at most once a second per name) and pushes the new set
+//! if it changed; the call returns whether it did.
+//!
+//! The messages and the service are written by hand (there is no protoc
+//! here); the filter declares the same two messages.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
+use tonic::{Request, Response, Status};
+
+/// The gRPC service name the filter dials on the `dnslb_xds` cluster.
+pub const SERVICE_NAME: &str = "dnslb.v1.Resolver";
+const REFRESH_PATH: &str = "/dnslb.v1.Resolver/Refresh";
+/// A name is re-resolved on request at most this often.
+pub const MIN_GAP: Duration = Duration::from_secs(1);
+/// Requests waiting for the refresh loop; more are refused, not queued.
+const QUEUE: usize = 1_024;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RefreshRequest {
+    #[prost(string, tag = "1")]
+    pub cluster: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RefreshResponse {
+    /// Whether the re-resolution changed what is served.
+    #[prost(bool, tag = "1")]
+    pub changed: bool,
+    /// The endpoints (EDS) version served afterwards.
+    #[prost(string, tag = "2")]
+    pub version: String,
+}
+
+/// One request handed to the refresh loop, with where to answer it.
+#[derive(Debug)]
+pub struct Ask {
+    pub cluster: String,
+    pub reply: oneshot::Sender<Result<RefreshResponse, Status>>,
+}
+
+/// The channel between the gRPC service and the refresh loop.
+pub fn channel() -> (ResolverService, mpsc::Receiver<Ask>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    (ResolverService { asks: tx }, rx)
+}
+
+/// Per-name rate limit for forced rounds (pure; the loop owns it).
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    last: HashMap<String, Instant>,
+}
+
+impl RateLimit {
+    /// True (and recorded) when `name` was not force-resolved in the last
+    /// [`MIN_GAP`].
+    pub fn allow(&mut self, name: &str, now: Instant) -> bool {
+        match self.last.get(name) {
+            Some(at) if now.duration_since(*at) < MIN_GAP => false,
+            _ => {
+                self.last.insert(name.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+/// The `dnslb.v1.Resolver` gRPC service.
+#[derive(Debug, Clone)]
+pub struct ResolverService {
+    asks: mpsc::Sender<Ask>,
+}
+
+impl ResolverService {
+    async fn refresh(
+        &self,
+        request: Request<RefreshRequest>,
+    ) -> Result<Response<RefreshResponse>, Status> {
+        let cluster = request.into_inner().cluster;
+        let (reply, answer) = oneshot::channel();
+        self.asks
+            .try_send(Ask { cluster, reply })
+            .map_err(|_| Status::resource_exhausted("too many refreshes waiting"))?;
+        answer
+            .await
+            .map_err(|_| Status::unavailable("the refresh loop has stopped"))?
+            .map(Response::new)
+    }
+}
+
+impl tonic::server::NamedService for ResolverService {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+struct RefreshMethod(Arc<ResolverService>);
+
+impl tonic::server::UnaryService<RefreshRequest> for RefreshMethod {
+    type Response = RefreshResponse;
+    type Future = BoxFuture<Response<RefreshResponse>, Status>;
+
+    fn call(&mut self, request: Request<RefreshRequest>) -> Self::Future {
+        let service = Arc::clone(&self.0);
+        Box::pin(async move { service.refresh(request).await })
+    }
+}
+
+impl<B> Service<http::Request<B>> for ResolverService
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != REFRESH_PATH {
+            let status = Status::unimplemented(format!("no method {}", request.uri().path()));
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        let method = RefreshMethod(Arc::new(self.clone()));
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            Ok(grpc.unary(method, request).await)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_forced_at_most_once_a_second() {
+        let mut limit = RateLimit::default();
+        let t0 = Instant::now();
+        assert!(limit.allow("a.test", t0));
+        assert!(!limit.allow("a.test", t0 + Duration::from_millis(999)));
+        assert!(limit.allow("b.test", t0 + Duration::from_millis(10)));
+        assert!(limit.allow("a.test", t0 + MIN_GAP));
+    }
+
+    #[tokio::test]
+    async fn asks_reach_the_loop_and_answers_come_back() {
+        let (service, mut asks) = channel();
+        let call = tokio::spawn(async move {
+            service
+                .refresh(Request::new(RefreshRequest {
+                    cluster: "dns+a.test:80".into(),
+                }))
+                .await
+        });
+        let ask = asks.recv().await.unwrap();
+        assert_eq!(ask.cluster, "dns+a.test:80");
+        ask.reply
+            .send(Ok(RefreshResponse {
+                changed: true,
+                version: "v2".into(),
+            }))
+            .unwrap();
+        let response = call.await.unwrap().unwrap().into_inner();
+        assert!(response.changed);
+        assert_eq!(response.version, "v2");
+    }
+}
