@@ -324,3 +324,36 @@ fn status_stats_and_bad_input() {
     assert_eq!(stat(&stack, "dnslb_no_members"), 1);
     assert_eq!(stat(&stack, "dnslb_bad_requests"), 1);
 }
+
+#[test]
+fn a_failed_pick_forces_a_re_resolution() {
+    // A long interval: only a forced refresh can notice the change in time.
+    let (stack, cluster, backends) = start_with(
+        &[2, 3, 4],
+        &[2, 3, 4],
+        "{}",
+        Duration::from_secs(120),
+        &["--drain", "0s"],
+    );
+    // 127.0.0.4 dies and leaves DNS; the shim will not look for 2 minutes.
+    stack.backends[2].kill().unwrap();
+    stack.dns.set_a(NAME, &[ip(2), ip(3)]);
+    for i in 0..6 {
+        let r = http_get(stack.listener, &format!("/{i}"), &[("Host", &cluster)]).unwrap();
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+    }
+    // One of those picked 127.0.0.4 first, was retried elsewhere, and made the
+    // filter ask the shim to re-resolve: the member leaves within seconds.
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &backends[..2], Duration::from_secs(10))
+        .unwrap();
+    assert!(stat(&stack, "dnslb_forced_refreshes") >= 1);
+    wait_until(
+        "the filter to drop the dead member",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Ok(!member_listed(&stack, &cluster, &backends[2].to_string())),
+    )
+    .unwrap();
+}
