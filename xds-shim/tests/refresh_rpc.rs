@@ -1,0 +1,124 @@
+//! `dnslb.v1.Resolver/Refresh` over gRPC against the real binary, with the messages
+//! declared here as the filter declares them (so the wire shape is what is tested).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::http::uri::PathAndQuery;
+
+use support::{FakeDns, Shim};
+
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RefreshRequest {
+    #[prost(string, tag = "1")]
+    cluster: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RefreshResponse {
+    #[prost(bool, tag = "1")]
+    changed: bool,
+    #[prost(string, tag = "2")]
+    version: String,
+}
+
+async fn refresh(shim: &Shim, cluster: &str) -> Result<RefreshResponse, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", shim.xds))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let request = tonic::Request::new(RefreshRequest {
+        cluster: cluster.into(),
+    });
+    let path = PathAndQuery::from_static("/dnslb.v1.Resolver/Refresh");
+    grpc.unary(request, path, tonic_prost::ProstCodec::default())
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_refresh_pushes_at_once_and_is_limited_per_name() {
+    let dns = FakeDns::start().await;
+    dns.set("a.test", &["127.0.0.2"]);
+    let nameserver = dns.addr.to_string();
+    // An hour between rounds: only the forced refresh can see the change.
+    let shim = Shim::spawn(&[
+        "--upstream",
+        "dns+a.test:80",
+        "--nameserver",
+        &nameserver,
+        "--interval",
+        "1h",
+    ]);
+    shim.wait_ready().await;
+
+    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", shim.xds))
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut pushes = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(DiscoveryRequest {
+        type_url: EDS.into(),
+        resource_names: vec!["*".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let first = pushes.message().await.unwrap().unwrap();
+
+    // Nothing changed in DNS: not changed, the current version.
+    let unchanged = refresh(&shim, "dns+a.test:80").await.unwrap();
+    assert!(!unchanged.changed);
+    assert_eq!(unchanged.version, first.version_info);
+
+    // Within the second: limited, no new resolution even though DNS changed.
+    dns.set("a.test", &["127.0.0.3"]);
+    let limited = refresh(&shim, "dns+a.test:80").await.unwrap();
+    assert!(!limited.changed);
+
+    // Once the second is over: re-resolved, pushed at once, version returned. Polled
+    // (bounded), since the limit is per second by design.
+    let start = std::time::Instant::now();
+    let changed = loop {
+        let answer = refresh(&shim, "dns+a.test:80").await.unwrap();
+        if answer.changed {
+            break answer;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never re-resolved"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        start.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_ne!(changed.version, first.version_info);
+    let push = tokio::time::timeout(Duration::from_secs(5), pushes.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(push.version_info, changed.version);
+
+    let err = refresh(&shim, "dns+unknown.test:80").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}
