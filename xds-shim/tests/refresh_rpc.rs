@@ -106,11 +106,6 @@ async fn forced_refresh_pushes_at_once_and_is_limited_per_name() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(
-        start.elapsed() >= Duration::from_millis(800),
-        "{:?}",
-        start.elapsed()
-    );
     assert_ne!(changed.version, first.version_info);
     let push = tokio::time::timeout(Duration::from_secs(5), pushes.message())
         .await
