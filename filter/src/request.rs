@@ -37,9 +37,9 @@ const MAX_COOKIE_VALUE: usize = 1024;
 
 /// The request view the decisions need from the host.
 pub trait RequestHost {
-    /// Every request header, in order, repeated names included.
+    /// Every request header, in order, repeated names included. Read once
+    /// per request: each host call costs a trip out of the VM.
     fn headers(&self) -> Vec<(String, Vec<u8>)>;
-    fn header(&self, name: &str) -> Option<Vec<u8>>;
     fn set_header(&mut self, name: &str, value: &str);
     fn remove_header(&mut self, name: &str);
     /// Answers locally; the request never reaches a backend.
@@ -107,6 +107,23 @@ fn is_idempotent(method: &[u8]) -> bool {
     )
 }
 
+/// The request headers as read once from the host. Envoy hands them over
+/// with lowercase names.
+struct Headers(Vec<(String, Vec<u8>)>);
+
+impl Headers {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
 impl Worker<'_> {
     /// Handles request headers: strips client-sent `x-dnslb-*` and retry
     /// headers, answers the status path, and for a dnslb upstream sets the
@@ -114,9 +131,9 @@ impl Worker<'_> {
     /// chain and the retry policy. Bad input gets a short 4xx.
     pub fn on_request_headers(&mut self, host: &mut impl RequestHost) -> Verdict {
         host.count(Counter::Requests);
-        let headers = host.headers();
+        let headers = Headers(host.headers());
         let config = self.config;
-        for (name, _) in &headers {
+        for (name, _) in &headers.0 {
             let lower = name.to_ascii_lowercase();
             if lower.starts_with(HEADER_PREFIX)
                 || lower == config.cluster_header
@@ -125,13 +142,13 @@ impl Worker<'_> {
                 host.remove_header(name);
             }
         }
-        if let Some(verdict) = self.status(host) {
+        if let Some(verdict) = self.status(host, &headers) {
             return verdict;
         }
-        let Some(raw) = host.header(AUTHORITY) else {
+        let Some(raw) = headers.get(AUTHORITY) else {
             return Verdict::Continue(Pending::default());
         };
-        let Ok(text) = std::str::from_utf8(&raw) else {
+        let Ok(text) = std::str::from_utf8(raw) else {
             return stop(
                 host,
                 Counter::BadRequests,
@@ -167,7 +184,9 @@ impl Worker<'_> {
             return stop(host, Counter::UnknownUpstreams, 404, why);
         }
         for name in CLIENT_RETRY_HEADERS {
-            host.remove_header(name);
+            if headers.has(name) {
+                host.remove_header(name);
+            }
         }
         host.set_header(&config.cluster_header, &upstream.cluster);
         host.set_header(AUTHORITY, &upstream.authority);
@@ -179,10 +198,13 @@ impl Worker<'_> {
                     host.count(Counter::PicksRoundRobin);
                     members.next_chain(config.retries as usize)
                 }
-                Affinity::Hash(key) => hash_pick(host, members, key, config.retries as usize),
+                Affinity::Hash(key) => {
+                    hash_pick(host, &headers, members, key, config.retries as usize)
+                }
                 Affinity::Cookie(cookie) => {
                     match cookie_pick(
                         host,
+                        &headers,
                         members,
                         &upstream.cluster,
                         cookie,
@@ -208,8 +230,8 @@ impl Worker<'_> {
             pending.picked = Some((upstream.cluster.clone(), chain[0].to_string()));
         }
         if config.retries > 0 {
-            let method = host.header(METHOD).unwrap_or_default();
-            let on = if is_idempotent(&method) {
+            let method = headers.get(METHOD).unwrap_or_default();
+            let on = if is_idempotent(method) {
                 RETRY_ON_IDEMPOTENT
             } else {
                 RETRY_ON_ANY
@@ -221,8 +243,8 @@ impl Worker<'_> {
     }
 
     /// The status path: what this worker knows, for allowed sources only.
-    fn status(&self, host: &mut impl RequestHost) -> Option<Verdict> {
-        let path = host.header(PATH)?;
+    fn status(&self, host: &mut impl RequestHost, headers: &Headers) -> Option<Verdict> {
+        let path = headers.get(PATH)?;
         let path = path.split(|&b| b == b'?').next().unwrap_or_default();
         if path != self.config.status_path.as_bytes() {
             return None;
@@ -270,13 +292,14 @@ pub fn status_json(membership: &Membership) -> String {
 
 fn hash_pick<'m>(
     host: &mut impl RequestHost,
+    headers: &Headers,
     members: &'m mut ClusterMembers,
     key: &HashKey,
     failover: usize,
 ) -> Vec<&'m str> {
     let value = match key {
         HashKey::SourceIp => host.source_ip().map(|ip| ip.to_string().into_bytes()),
-        HashKey::Header(name) => host.header(name),
+        HashKey::Header(name) => headers.get(name).map(<[u8]>::to_vec),
     };
     match value {
         Some(v) => {
@@ -296,17 +319,18 @@ fn hash_pick<'m>(
 /// a gone endpoint in strict mode, ends the request.
 fn cookie_pick<'m>(
     host: &mut impl RequestHost,
+    headers: &Headers,
     members: &'m mut ClusterMembers,
     cluster: &str,
     settings: &CookieAffinity,
     key: &[u8],
     failover: usize,
 ) -> Result<(Vec<&'m str>, Option<String>), Verdict> {
-    let joined = host
-        .headers()
-        .into_iter()
+    let joined = headers
+        .0
+        .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         .collect::<Vec<_>>()
         .join(";");
     let value = match cookie::find(&joined, &settings.name) {
@@ -425,6 +449,12 @@ mod tests {
                 ..Self::default()
             }
         }
+        fn header(&self, name: &str) -> Option<Vec<u8>> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
         fn text(&self, name: &str) -> Option<String> {
             self.header(name)
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
@@ -437,12 +467,6 @@ mod tests {
     impl RequestHost for FakeHost {
         fn headers(&self) -> Vec<(String, Vec<u8>)> {
             self.headers.clone()
-        }
-        fn header(&self, name: &str) -> Option<Vec<u8>> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
         }
         fn set_header(&mut self, name: &str, value: &str) {
             self.remove_header(name);

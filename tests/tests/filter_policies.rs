@@ -66,6 +66,23 @@ fn start_with(
     (stack, cluster, backends)
 }
 
+/// Waits until the filter's counter `name` reaches `min` (the filter hands
+/// its counts to Envoy once a second) and returns it.
+fn stat_at_least(stack: &Stack, name: &str, min: u64) -> u64 {
+    let mut value = 0;
+    let waited = wait_until(
+        &format!("{name} to reach {min}"),
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            value = stat(stack, name);
+            Ok(value >= min)
+        },
+    );
+    waited.unwrap_or_else(|e| panic!("{e} (last {value})"));
+    value
+}
+
 fn stat(stack: &Stack, name: &str) -> u64 {
     let prometheus = http_get(stack.envoy.admin(), "/stats/prometheus", &[])
         .unwrap()
@@ -157,7 +174,7 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
             "no new cookie while the endpoint stays"
         );
     }
-    assert!(stat(&stack, "dnslb_affinity_hits") >= 20);
+    stat_at_least(&stack, "dnslb_affinity_hits", 20);
 
     // Tampered and foreign cookies are ignored and counted, never an error.
     let mid = cookie.len() / 2 + 3;
@@ -171,7 +188,7 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
     .unwrap();
     assert_eq!(r.status, 200);
     assert!(cookie_of(&r).is_some());
-    assert!(stat(&stack, "dnslb_cookies_rejected") >= 1);
+    stat_at_least(&stack, "dnslb_cookies_rejected", 1);
 
     // The sticky endpoint leaves DNS. While it drains, its cookie still
     // goes there (the session finishes) but new picks avoid it; once it is
@@ -235,7 +252,7 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
             "the cookie never failed over"
         );
     }
-    assert!(stat(&stack, "dnslb_affinity_failovers") >= 1);
+    stat_at_least(&stack, "dnslb_affinity_failovers", 1);
 }
 
 /// The filter's own view (its status path) of one member of `cluster`.
@@ -287,7 +304,7 @@ fn hash_affinity_keeps_a_key_on_one_member() {
         owners.extend(picks);
     }
     assert_eq!(owners.len(), 3, "30 keys should reach all 3 members");
-    assert!(stat(&stack, "dnslb_picks_hash") >= 150);
+    stat_at_least(&stack, "dnslb_picks_hash", 150);
 }
 
 #[test]
@@ -319,10 +336,10 @@ fn status_stats_and_bad_input() {
         stack.get_backend(&cluster, "/").unwrap().host,
         format!("{NAME}:{port}")
     );
-    assert!(stat(&stack, "dnslb_requests") >= 5);
-    assert_eq!(stat(&stack, "dnslb_unknown_upstreams"), 1);
-    assert_eq!(stat(&stack, "dnslb_no_members"), 1);
-    assert_eq!(stat(&stack, "dnslb_bad_requests"), 1);
+    stat_at_least(&stack, "dnslb_requests", 5);
+    assert_eq!(stat_at_least(&stack, "dnslb_unknown_upstreams", 1), 1);
+    assert_eq!(stat_at_least(&stack, "dnslb_no_members", 1), 1);
+    assert_eq!(stat_at_least(&stack, "dnslb_bad_requests", 1), 1);
 }
 
 #[test]
@@ -348,7 +365,7 @@ fn a_failed_pick_forces_a_re_resolution() {
         .envoy
         .wait_cluster_hosts(&cluster, &backends[..2], Duration::from_secs(10))
         .unwrap();
-    assert!(stat(&stack, "dnslb_forced_refreshes") >= 1);
+    stat_at_least(&stack, "dnslb_forced_refreshes", 1);
     wait_until(
         "the filter to drop the dead member",
         Duration::from_secs(10),
