@@ -76,7 +76,10 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
     let refresher = tokio::spawn(refresh::run(
         resolver,
         state,
-        config.interval,
+        refresh::Timing {
+            interval: config.interval,
+            ttl_floor: config.ttl_floor,
+        },
         publisher,
         shutdown.clone(),
         unanswered,

@@ -123,6 +123,11 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
+    /// TTL-aware refresh: re-resolve each name when its records' TTL is up, but not more
+    /// often than this floor (e.g. 1s). Default: off, every --interval.
+    #[arg(long, value_name = "DUR", env = "DNSLB_TTL_FLOOR", value_parser = parse_interval)]
+    pub ttl_floor: Option<Duration>,
+
     /// CA bundle (PEM) that https:// upstreams' certificates are verified against.
     #[arg(long, value_name = "FILE", env = "DNSLB_CA_FILE", default_value = crate::resources::SYSTEM_CA_FILE)]
     pub ca_file: String,
@@ -155,6 +160,9 @@ impl Cli {
         let duration = |v: &str| parse_duration(v).map_err(|e| e.to_string());
         let addr = |v: &str| v.parse::<SocketAddr>().map_err(|e| e.to_string());
         let interval = from_file(pick("interval"), self.interval, &file.interval, duration)?;
+        let ttl_floor = from_file(pick("ttl_floor"), self.ttl_floor, &file.ttl_floor, |v| {
+            duration(v).map(Some)
+        })?;
         let ca_file = from_file(pick("ca_file"), self.ca_file.clone(), &file.ca_file, |v| {
             Ok(v.to_string())
         })?;
@@ -253,6 +261,7 @@ impl Cli {
             },
             log_format,
             ca_file,
+            ttl_floor,
         }
         .validate()
     }

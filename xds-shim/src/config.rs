@@ -31,6 +31,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Trusted roots for `https://` upstreams.
     pub ca_file: String,
+    /// TTL-aware refresh with this floor; `None`: fixed intervals.
+    pub ttl_floor: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +106,7 @@ impl Config {
             xds_listen: self.xds_listen.to_string(),
             admin_listen: self.admin_listen.to_string(),
             ca_file: self.ca_file.clone(),
+            ttl_floor: self.ttl_floor.map(human),
             log_format: match self.log_format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
@@ -128,6 +131,7 @@ struct Effective {
     xds_listen: String,
     admin_listen: String,
     ca_file: String,
+    ttl_floor: Option<String>,
     log_format: &'static str,
 }
 

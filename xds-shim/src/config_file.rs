@@ -42,6 +42,7 @@ pub struct FileConfig {
     pub admin_listen: Option<String>,
     pub log_format: Option<String>,
     pub ca_file: Option<String>,
+    pub ttl_floor: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

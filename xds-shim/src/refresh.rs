@@ -251,6 +251,13 @@ impl Schedule {
         Schedule { due }
     }
 
+    /// Overrides when `name` is next due (TTL-aware mode); unknown names are ignored.
+    fn set_next(&mut self, name: (bool, String), at: Instant) {
+        if let Some((due, _)) = self.due.get_mut(&name) {
+            *due = at;
+        }
+    }
+
     fn next(&self) -> Option<Instant> {
         self.due.values().map(|(at, _)| *at).min()
     }
@@ -274,21 +281,38 @@ impl Schedule {
     }
 }
 
+/// How often names are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// The default interval (upstreams may set their own).
+    pub interval: Duration,
+    /// TTL-aware mode: after an answer, re-resolve when its smallest TTL is up, but never
+    /// sooner than this floor. `None`: fixed intervals.
+    pub ttl_floor: Option<Duration>,
+}
+
 /// Runs rounds until shutdown (the caller has done the initial one): each name when its
-/// interval is up, and names whose question went unanswered again after a backoff.
+/// interval (or TTL) is up, and names whose question went unanswered again after a
+/// backoff.
 pub async fn run<R: AddressResolver>(
     resolver: R,
     mut state: DiscoveryState,
-    interval: Duration,
+    timing: Timing,
     publisher: Publisher,
     mut shutdown: Shutdown,
     initial_unanswered: Names,
     mut asks: mpsc::Receiver<Ask>,
 ) {
+    let interval = timing.interval;
     let mut limit = RateLimit::default();
     let mut retry = Retry::default();
     retry.update(initial_unanswered, interval);
     let mut schedule = Schedule::new(state.name_intervals(interval), Instant::now());
+    if let Some(floor) = timing.ttl_floor {
+        // The caller's initial round counts too.
+        let all = Names::all(&state);
+        follow_ttls(&mut schedule, &resolver, &all, &retry.names, floor);
+    }
     let mut retry_at = Instant::now() + retry.delay;
     loop {
         let regular = schedule.next().unwrap_or_else(|| Instant::now() + interval);
@@ -328,6 +352,9 @@ pub async fn run<R: AddressResolver>(
             _ = shutdown.wait() => return,
             unanswered = round_of(&resolver, &names, &mut state, &publisher) => unanswered,
         };
+        if let Some(floor) = timing.ttl_floor {
+            follow_ttls(&mut schedule, &resolver, &names, &unanswered, floor);
+        }
         if retrying || retry.names.is_empty() {
             retry.update(unanswered, interval);
             retry_at = Instant::now() + retry.delay;
@@ -341,6 +368,34 @@ pub async fn run<R: AddressResolver>(
             if retry.names.is_empty() {
                 retry.update(Names::default(), interval);
             }
+        }
+    }
+}
+
+/// TTL-aware mode: each name answered this round is next due when its TTL is up (floored).
+fn follow_ttls<R: AddressResolver>(
+    schedule: &mut Schedule,
+    resolver: &R,
+    names: &Names,
+    unanswered: &Names,
+    floor: Duration,
+) {
+    let now = Instant::now();
+    let keyed = names
+        .hosts
+        .iter()
+        .filter(|h| !unanswered.hosts.contains(*h))
+        .map(|h| (false, h))
+        .chain(
+            names
+                .srv
+                .iter()
+                .filter(|n| !unanswered.srv.contains(*n))
+                .map(|n| (true, n)),
+        );
+    for (srv, name) in keyed {
+        if let Some(ttl) = resolver.last_ttl(name) {
+            schedule.set_next((srv, name.clone()), now + ttl.max(floor));
         }
     }
 }
@@ -612,5 +667,14 @@ mod tests {
         let due = schedule.take_due(start + Duration::from_secs(11));
         assert_eq!(due.srv.iter().collect::<Vec<_>>(), ["_s._tcp.slow.test"]);
         assert_eq!(due.hosts.len(), 1);
+
+        // TTL-aware: a name follows what it was told.
+        let later = start + Duration::from_secs(300);
+        schedule.set_next((false, "fast.test".to_string()), later);
+        assert!(schedule
+            .take_due(start + Duration::from_secs(30))
+            .hosts
+            .is_empty());
+        assert_eq!(schedule.take_due(later).hosts.len(), 1);
     }
 }

@@ -109,6 +109,12 @@ pub trait AddressResolver: Send + Sync + 'static {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Vec<SrvRecord>, ResolveError>> + Send;
+
+    /// The smallest record TTL of the last successful answer for `name` (A/AAAA or SRV),
+    /// for the TTL-aware schedule. `None`: unknown.
+    fn last_ttl(&self, _name: &str) -> Option<Duration> {
+        None
+    }
 }
 
 pub struct DnsResolver {
@@ -116,6 +122,8 @@ pub struct DnsResolver {
     ipv6: bool,
     /// Bounds the queries in flight, so a large config does not flood the servers.
     permits: tokio::sync::Semaphore,
+    /// Smallest TTL of the last good answer per name.
+    ttls: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
 }
 
 impl DnsResolver {
@@ -166,6 +174,7 @@ impl DnsResolver {
             inner,
             ipv6: settings.ipv6,
             permits: tokio::sync::Semaphore::new(settings.max_in_flight.max(1)),
+            ttls: std::sync::Mutex::default(),
         })
     }
 
@@ -177,10 +186,23 @@ impl DnsResolver {
             .map_err(|_| ResolveError::Other("resolver shut down".into()))
     }
 
+    /// Records the smallest TTL of an answer (per family, the smaller one stays).
+    fn note_ttl(&self, name: &str, records: &[hickory_resolver::proto::rr::Record], fresh: bool) {
+        let Some(ttl) = records.iter().map(|r| r.ttl).min() else {
+            return;
+        };
+        let ttl = Duration::from_secs(u64::from(ttl));
+        let mut ttls = self.ttls.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = ttls.entry(name.to_string()).or_insert(ttl);
+        *entry = if fresh { ttl } else { (*entry).min(ttl) };
+    }
+
     /// The addresses of one family (`rtype` A or AAAA).
     async fn addresses(&self, host: &str, rtype: RecordType) -> Result<Vec<IpAddr>, ResolveError> {
         let _permit = self.permit().await?;
         let lookup = self.inner.lookup(host, rtype).await.map_err(classify)?;
+        // A replaces the TTL, AAAA (asked alongside) can only lower it.
+        self.note_ttl(host, lookup.answers(), rtype == RecordType::A);
         // CNAME chains arrive as extra answers; only the address records are members.
         let addresses = lookup
             .answers()
@@ -240,9 +262,15 @@ impl AddressResolver for DnsResolver {
         join_families(a, aaaa)
     }
 
+    fn last_ttl(&self, name: &str) -> Option<Duration> {
+        let ttls = self.ttls.lock().unwrap_or_else(|e| e.into_inner());
+        ttls.get(name).copied()
+    }
+
     async fn resolve_srv(&self, name: &str) -> Result<Vec<SrvRecord>, ResolveError> {
         let _permit = self.permit().await?;
         let lookup = self.inner.srv_lookup(name).await.map_err(classify)?;
+        self.note_ttl(name, lookup.answers(), true);
         let records = lookup
             .answers()
             .iter()

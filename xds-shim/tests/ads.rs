@@ -396,3 +396,41 @@ async fn not_ready_until_every_upstream_answered() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// TTL-aware mode: with an hour between rounds, a change still arrives about one TTL
+/// (the fake server answers TTL 1 s) after it happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_aware_mode_follows_the_record_ttl() {
+    let dns = FakeDns::start().await;
+    dns.set("ttl.test", &["127.0.0.2"]);
+    let nameserver = dns.addr.to_string();
+    let shim = Shim::spawn(&[
+        "--upstream",
+        "dns+ttl.test:80",
+        "--nameserver",
+        &nameserver,
+        "--interval",
+        "1h",
+        "--ttl-floor",
+        "200ms",
+        "--drain",
+        "0s",
+    ]);
+    shim.wait_ready().await;
+    let mut envoy = AdsClient::connect(&shim).await;
+    envoy.send(EDS, &["dns+ttl.test:80"], "", "").await;
+    let first = envoy.next().await;
+    envoy.ack(&first, &["dns+ttl.test:80"]).await;
+
+    dns.set("ttl.test", &["127.0.0.3"]);
+    let changed_at = std::time::Instant::now();
+    let push = envoy.next().await;
+    assert_eq!(
+        endpoints(&push),
+        [(
+            "dns+ttl.test:80".to_string(),
+            vec!["127.0.0.3:80".to_string()]
+        )]
+    );
+    println!("TTL-aware change seen after {:?}", changed_at.elapsed());
+}
