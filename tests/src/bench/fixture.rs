@@ -101,6 +101,17 @@ pub fn start_shim(
     interval: Duration,
     dir: &Path,
 ) -> Result<Shim> {
+    start_shim_with(upstreams, dns, interval, dir, &[])
+}
+
+/// [`start_shim`] with `extra` flags (e.g. `--drain 0s`).
+pub fn start_shim_with(
+    upstreams: &[String],
+    dns: SocketAddr,
+    interval: Duration,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<Shim> {
     let xds = port()?;
     let admin = SocketAddr::new(LOOPBACK, port()?);
     let mut args = Vec::new();
@@ -118,6 +129,7 @@ pub fn start_shim(
         "--admin-listen".into(),
         admin.to_string(),
     ]);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let mut cmd = Command::new(built(shim_binary())?);
     cmd.args(&args);
     let process = ChildGuard::spawn("xds-shim", cmd, dir)?;

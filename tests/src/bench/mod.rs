@@ -5,6 +5,7 @@
 pub mod configs;
 pub mod cost;
 pub mod curve;
+pub mod dead;
 pub mod fixture;
 pub mod machine;
 pub mod propagation;
@@ -68,6 +69,16 @@ pub struct Options {
     /// Seconds `just build` took before this run (measured by the recipe).
     pub build_seconds: Option<f64>,
     pub clean_build: bool,
+    /// Run only this phase (the others are reported as not run).
+    pub only: Option<Phase>,
+}
+
+/// A measuring phase, for [`Options::only`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    Cost,
+    Propagation,
+    Curve,
 }
 
 impl Options {
@@ -92,6 +103,7 @@ impl Options {
             ],
             build_seconds: None,
             clean_build: true,
+            only: None,
         }
     }
 
@@ -250,19 +262,25 @@ pub struct Results {
     pub build: Build,
     pub shim_args: Vec<String>,
     pub elapsed: Duration,
-    pub forced_refresh: bool,
 }
 
 impl Results {
     pub fn failures(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Err(e) = &self.cost {
+        let only = self.options.only;
+        let ran = |p: Phase| only.is_none_or(|o| o == p);
+        if let (true, Err(e)) = (ran(Phase::Cost), &self.cost) {
             out.push(format!("per-request cost: {e}"));
         }
-        if let Err(e) = &self.propagation {
+        if let (true, Err(e)) = (ran(Phase::Propagation), &self.propagation) {
             out.push(format!("propagation: {e}"));
         }
-        if let Err(e) = &self.curve {
+        if let (true, Ok(p)) = (ran(Phase::Propagation), &self.propagation) {
+            if let Err(e) = &p.dead {
+                out.push(format!("propagation (dead member): {e}"));
+            }
+        }
+        if let (true, Err(e)) = (ran(Phase::Curve), &self.curve) {
             out.push(format!("cost curve: {e}"));
         }
         out
@@ -273,21 +291,14 @@ fn file_size(path: PathBuf) -> Option<u64> {
     fs::metadata(path).ok().map(|m| m.len())
 }
 
-/// Whether the filter's forced refresh after a connect failure exists: the
-/// counter is declared in `filter/src/stats.rs`; it is implemented when code
-/// outside that file counts it.
-fn forced_refresh_implemented() -> bool {
-    let src = workspace_root().join("filter").join("src");
-    let Ok(entries) = fs::read_dir(&src) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        e.file_name() != "stats.rs"
-            && fs::read_to_string(e.path()).is_ok_and(|t| t.contains("Counter::ForcedRefreshes"))
-    })
-}
-
-fn phase<T>(name: &str, f: impl FnOnce() -> Result<T>) -> std::result::Result<T, String> {
+fn phase<T>(
+    name: &str,
+    enabled: bool,
+    f: impl FnOnce() -> Result<T>,
+) -> std::result::Result<T, String> {
+    if !enabled {
+        return Err("not run (`--only` named another phase)".into());
+    }
     let started = Instant::now();
     eprintln!("bench: {name} ...");
     let result = f().map_err(|e| e.to_string());
@@ -317,14 +328,15 @@ pub fn run(options: Options) -> Result<Results> {
         duration: Duration::from_secs(1),
         ..load
     };
-    let cost = phase("per-request cost", || {
+    let on = |p: Phase| options.only.is_none_or(|o| o == p);
+    let cost = phase("per-request cost", on(Phase::Cost), || {
         let variants = cost::start_variants(&base)?;
         cost::measure(&variants, load, warmup, options.rounds, &budget)
     });
-    let propagation = phase("propagation", || {
+    let propagation = phase("propagation", on(Phase::Propagation), || {
         propagation::run(&base, BACKENDS, options.propagation_reps)
     });
-    let curve = phase("cost curve", || {
+    let curve = phase("cost curve", on(Phase::Curve), || {
         let curve_load = wrk::Load {
             duration: options.curve_run,
             ..load
@@ -342,7 +354,8 @@ pub fn run(options: Options) -> Result<Results> {
     let shim_args = base.shim.args.clone();
     drop(base);
     machine.load_after = machine::loadavg();
-    let (clean_filter, clean_command) = clean_filter_build(&budget, options.clean_build);
+    let (clean_filter, clean_command) =
+        clean_filter_build(&budget, options.clean_build && options.only.is_none());
     let build = Build {
         wasm_bytes: file_size(filter_wasm()),
         shim_bytes: file_size(shim_binary()),
@@ -358,7 +371,6 @@ pub fn run(options: Options) -> Result<Results> {
         build,
         shim_args,
         elapsed: budget.elapsed(),
-        forced_refresh: forced_refresh_implemented(),
         options,
     };
     report::write(&results)?;

@@ -55,6 +55,8 @@ pub struct Trial {
 pub struct PropagationReport {
     pub trials: Vec<Trial>,
     pub shim_args: Vec<String>,
+    /// Removal with a dead member (see [`super::dead`]).
+    pub dead: std::result::Result<super::dead::DeadReport, String>,
 }
 
 /// For an add: `first` = the first request answered by `x`; `last` = the
@@ -152,7 +154,7 @@ fn probe(
 
 /// A pseudo-random delay in [0, 5 s), so changes land at random phases of
 /// the refresh timers.
-fn jitter(salt: u64) -> Duration {
+pub(super) fn jitter(salt: u64) -> Duration {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64)
@@ -223,9 +225,16 @@ pub fn run(base: &Base, ips: [Ipv4Addr; 3], reps: usize) -> Result<PropagationRe
             trials.push(trial);
         }
     }
+    drop((dnslb, native));
+    eprintln!("bench: propagation: removal with a dead member ...");
+    let dead = super::dead::run(base, reps).map_err(|e| e.to_string());
+    if let Err(e) = &dead {
+        eprintln!("bench: dead member: {e}");
+    }
     Ok(PropagationReport {
         trials,
         shim_args: base.shim.args.clone(),
+        dead,
     })
 }
 

@@ -5,6 +5,7 @@ use std::{fmt::Write as _, fs, path::Path};
 use super::{
     cost::{CostReport, VariantResult},
     curve::CurveReport,
+    dead::{self, DeadOutcome, DeadReport},
     io_error,
     machine::first_line_of,
     propagation::{Change, Outcome, PropagationReport},
@@ -85,7 +86,7 @@ pub fn render(r: &Results) -> (String, Vec<(String, String)>) {
         }
     }
     match &r.propagation {
-        Ok(p) => propagation_section(&mut md, &mut charts, p, r),
+        Ok(p) => propagation_section(&mut md, &mut charts, p),
         Err(e) => {
             let _ = writeln!(md, "## 2. Propagation\n\nNot measured: {e}\n");
         }
@@ -390,12 +391,7 @@ fn median_of(
     median(&values)
 }
 
-fn propagation_section(
-    md: &mut String,
-    charts: &mut Vec<(String, String)>,
-    p: &PropagationReport,
-    r: &Results,
-) {
+fn propagation_section(md: &mut String, charts: &mut Vec<(String, String)>, p: &PropagationReport) {
     let reps = p.trials.iter().filter(|t| t.change == Change::Add).count();
     let _ = writeln!(
         md,
@@ -502,17 +498,95 @@ fn propagation_section(
     );
     let _ = writeln!(
         md,
-        "{}\n\nxds-shim flags: `xds-shim {}`.\n",
-        if r.forced_refresh {
-            "The filter counts forced refreshes (`Counter::ForcedRefreshes` is used outside `stats.rs`), but this benchmark does not yet provoke one."
-        } else {
-            "**Forced refresh after a connect failure: not measured, because it does not exist yet.** \
-             The filter declares the counter `forced_refreshes` (`filter/src/stats.rs`) but no code \
-             counts or triggers it (checked at run time by the harness; see also `git log`). \
-             When it lands, add a variant that stops a backend and measures the time to the first \
-             request that avoids it."
-        },
+        "xds-shim flags: `xds-shim {}`.\n",
         p.shim_args.join(" ")
+    );
+    dead_section(md, &p.dead);
+}
+
+fn dead_section(md: &mut String, dead: &std::result::Result<DeadReport, String>) {
+    let _ = writeln!(
+        md,
+        "### Removal with a dead member
+"
+    );
+    let d = match dead {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(md, "Not measured: {e}\n");
+            return;
+        }
+    };
+    let _ = writeln!(
+        md,
+        "A third member of `{name}` (`{x}`) is in rotation; at a pseudo-random 0–5 s \
+         phase its backend process is killed **and** its A record removed at once, while \
+         one probe per system keeps sending requests (a new connection each, ~4 ms apart) \
+         until {quiet:.1} s pass without a request trying the dead member (at most {max} s). \
+         A request *tried* it when it failed or its `x-envoy-attempt-count` \
+         (`include_attempt_count_in_response`) is above 1. Each system has its own control \
+         plane, so one's refresh cannot help another: two xds-shims, both \
+         `--interval 5s --drain 0s` (`--drain 0s`: the gone address is dropped at once rather \
+         than served as DRAINING for 30 s), one for each dnslb Envoy, and the native Envoy's \
+         STRICT_DNS cluster (`dns_refresh_rate: 5s`, route retry policy `connect-failure,…`, 2 \
+         retries). dnslb *interval only* runs the same filter with `{{\"retries\": 0}}`: the \
+         forced refresh is triggered by a pick that Envoy retried elsewhere, so without retries \
+         it never fires and only the 5 s re-resolution removes the member (its tries fail, 503, \
+         instead of being retried). {reps} trial(s), medians.\n",
+        name = dead::NAME,
+        x = dead::IPS[2],
+        quiet = dead::QUIET.as_secs_f64(),
+        max = dead::OBSERVE_MAX.as_secs(),
+        reps = d.trials.len(),
+    );
+    let _ = writeln!(
+        md,
+        "| system | last request that tried it (median) | requests that tried it (median) | of them failed (median) | trials (last try, tried/failed/total) |\n|---|---|---|---|---|"
+    );
+    for (i, system) in dead::System::ALL.iter().enumerate() {
+        let outcomes: Vec<DeadOutcome> = d
+            .trials
+            .iter()
+            .filter_map(|t| t.outcomes.get(i).copied())
+            .collect();
+        let last: Vec<f64> = outcomes
+            .iter()
+            .map(|o| o.last_try.map_or(0.0, |l| l.as_secs_f64()))
+            .collect();
+        let tried: Vec<f64> = outcomes.iter().map(|o| o.tried as f64).collect();
+        let failed: Vec<f64> = outcomes.iter().map(|o| o.failed as f64).collect();
+        let detail: Vec<String> = outcomes
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {}/{}/{}",
+                    o.last_try
+                        .map_or("none".into(), |l| format!("{:.2} s", l.as_secs_f64())),
+                    o.tried,
+                    o.failed,
+                    o.requests
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0} | {} |",
+            system.label(),
+            fmt_opt_secs(median(&last)),
+            median(&tried),
+            median(&failed),
+            detail.join("; ")
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nWhat it means: with the interval alone (dnslb `retries: 0`, or STRICT_DNS) a dead \
+         member that left DNS keeps receiving its round-robin share until the next 5 s \
+         re-resolution, 0–5 s plus the push; dnslb's forced refresh cuts this to about the \
+         filter's 1 s tick plus one re-resolution, since the first retried pick makes the shim \
+         look again at once, and with retries those requests still succeed.\n\n\
+         Shim flags of this scenario: `xds-shim {}`.\n",
+        d.shim_args.join(" ")
     );
 }
 

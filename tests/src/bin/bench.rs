@@ -6,7 +6,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use dnslb_tests::bench::{self, Options};
+use dnslb_tests::bench::{self, Options, Phase};
 
 #[derive(Debug, Parser)]
 #[command(name = "bench")]
@@ -26,6 +26,11 @@ struct Args {
     /// Skip the clean build of the filter.
     #[arg(long)]
     no_clean_build: bool,
+    /// Run only this phase with the release binaries already built (the
+    /// others and the clean build are reported as not run). Pair it with
+    /// `--out` elsewhere to keep `docs/benchmarks.md`.
+    #[arg(long, value_enum)]
+    only: Option<Phase>,
 }
 
 fn main() -> ExitCode {
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
     };
     options.build_seconds = args.build_seconds;
     options.clean_build &= !args.no_clean_build;
+    options.only = args.only;
     let out = options.out.clone();
     match bench::run(options) {
         Ok(results) => {
