@@ -351,16 +351,16 @@ fn cause_section(md: &mut String, cost: &CostReport) {
          `x-dnslb-*` headers and the default `retries: 2`:\n\n\
          | policy | host calls in request headers | in response headers | total |\n\
          |---|---|---|---|\n\
-         | round robin | 17 | 0 | 17 |\n\
-         | hash (header present) | 18 | 0 | 18 |\n\
-         | cookie (valid cookie, member present) | 20 | 1 | 21 |\n\n\
-         Round robin: 3 metric increments (`requests`, `rewrites`, `picks_round_robin`), \
-         1 read of every header (`get_map_bytes`), 3 single-header reads (`:path` for the \
-         status page, `:authority`, `:method`), 5 removals of client retry headers, 5 header \
-         writes (`x-dnslb-cluster`, `:authority`, `x-dnslb-endpoint`, `x-envoy-retry-on`, \
-         `x-envoy-max-retries`). Hash adds the key header read and swaps the metric; cookie \
-         reads all headers a second time (to join `Cookie` headers), reads the clock, \
-         counts 2 more metrics and on the response reads `upstream.address`. Each request \
+         | round robin | 6 | 1 | 7 |\n\
+         | hash (`header:NAME`, header present) | 6 | 1 | 7 |\n\
+         | cookie (valid cookie, member present) | 7 | 1 | 8 |\n\n\
+         Round robin: 1 read of every header (`get_map_bytes`; `:authority`, `:path`, \
+         `:method` and cookies come from it), 5 header writes (`x-dnslb-cluster`, \
+         `:authority`, `x-dnslb-endpoint`, `x-envoy-retry-on`, `x-envoy-max-retries`), and on \
+         the response 1 read of `upstream.address` (for the forced refresh, and the cookie). \
+         Client retry headers are removed only when present; counters gather in the VM and \
+         reach Envoy once a second per worker. Cookie mode adds a clock read, and a \
+         `set-cookie` write only when the backend changes. Each request \
          also costs Envoy ~5 calls into the VM (context create, request headers, response \
          headers, done, delete), and every header write makes Envoy recompute the route \
          (the filter changes `:authority` and the `cluster_header`). The native twin does \
