@@ -71,7 +71,7 @@ dnslb demo is running (logs: $logs)
     curl -s -H 'Host: dns+backend.test:0' http://127.0.0.1:10000/
 
   What Envoy has:   curl -s http://127.0.0.1:9901/clusters | grep '^dns+'
-  What xds-shim has: http://127.0.0.1:18001/status.json
+  What xds-shim has: http://127.0.0.1:18001/status (and /status.json, /metrics)
 
   Edit envoy/demo.zone while it runs (say, delete 'backend IN A 127.0.0.4'):
   the DNS server reloads it within a second and the change reaches Envoy
