@@ -46,7 +46,15 @@ impl Publisher {
     /// Publishes the snapshot only if a version changed, so streams wake only for news;
     /// the discovery state (times, errors) always.
     pub fn publish(&self, state: &DiscoveryState) {
-        let snapshot = Snapshot::build(state.members());
+        let members = state.members();
+        // Most rounds change nothing: comparing the memberships is far cheaper than
+        // encoding and hashing every resource again.
+        let unchanged = self.snapshots.borrow().members() == &members;
+        if unchanged {
+            self.discovery.send_replace(Arc::new(state.clone()));
+            return;
+        }
+        let snapshot = Snapshot::build(members);
         let published = self.snapshots.send_if_modified(|current| {
             if current.versions_differ(&snapshot) {
                 *current = Arc::new(snapshot);
