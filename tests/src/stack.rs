@@ -250,6 +250,31 @@ impl Stack {
         response.json()
     }
 
+    /// Waits until Envoy has exactly `hosts` in `cluster` and the filter
+    /// picks among them: the state every routing test starts from.
+    pub fn wait_serving(&self, cluster: &str, hosts: &[SocketAddr]) -> Result<()> {
+        self.envoy.wait_cluster_hosts(cluster, hosts, STARTUP)?;
+        self.wait_filter_members(cluster)
+    }
+
+    /// The filter's view (its status path) of the member `address` of
+    /// `cluster`: weight, priority, draining; `None` when not listed.
+    pub fn filter_member(&self, cluster: &str, address: &str) -> Result<Option<serde_json::Value>> {
+        let status = http_get(self.listener, "/dnslb/status", &[])?;
+        let json: serde_json::Value =
+            serde_json::from_str(&status.body).map_err(|e| HarnessError::Http {
+                target: "/dnslb/status".into(),
+                reason: format!("not JSON ({e}): {}", status.body),
+            })?;
+        let member = json["upstreams"]
+            .as_array()
+            .and_then(|u| u.iter().find(|u| u["cluster"] == cluster))
+            .and_then(|u| u["members"].as_array())
+            .and_then(|m| m.iter().find(|m| m["address"] == address))
+            .cloned();
+        Ok(member)
+    }
+
     /// Waits until the filter knows the members of `authority`'s cluster:
     /// its pick then shows in the `x-dnslb-endpoint` header a backend echoes.
     pub fn wait_filter_members(&self, authority: &str) -> Result<()> {

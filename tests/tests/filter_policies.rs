@@ -58,11 +58,7 @@ fn start_with(
         .iter()
         .map(|&l| SocketAddr::new(ip(l).into(), port))
         .collect();
-    stack
-        .envoy
-        .wait_cluster_hosts(&cluster, &hosts, Duration::from_secs(30))
-        .unwrap();
-    stack.wait_filter_members(&cluster).unwrap();
+    stack.wait_serving(&cluster, &hosts).unwrap();
     (stack, cluster, backends)
 }
 
@@ -255,26 +251,13 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
     stat_at_least(&stack, "dnslb_affinity_failovers", 1);
 }
 
-/// The filter's own view (its status path) of one member of `cluster`.
-fn member_view(stack: &Stack, cluster: &str, address: &str) -> Option<serde_json::Value> {
-    let status = http_get(stack.listener, "/dnslb/status", &[]).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
-    json["upstreams"]
-        .as_array()?
-        .iter()
-        .find(|u| u["cluster"] == cluster)?["members"]
-        .as_array()?
-        .iter()
-        .find(|m| m["address"] == address)
-        .cloned()
-}
-
 fn member_draining(stack: &Stack, cluster: &str, address: &str) -> bool {
-    member_view(stack, cluster, address).is_some_and(|m| m["draining"] == true)
+    let member = stack.filter_member(cluster, address).unwrap();
+    member.is_some_and(|m| m["draining"] == true)
 }
 
 fn member_listed(stack: &Stack, cluster: &str, address: &str) -> bool {
-    member_view(stack, cluster, address).is_some()
+    stack.filter_member(cluster, address).unwrap().is_some()
 }
 
 #[test]

@@ -54,11 +54,7 @@ fn thirty_requests_over_three_a_records_give_ten_each() {
     )
     .unwrap();
     let cluster = authority(port);
-    stack
-        .envoy
-        .wait_cluster_hosts(&cluster, &addrs, Duration::from_secs(30))
-        .unwrap();
-    stack.wait_filter_members(&cluster).unwrap();
+    stack.wait_serving(&cluster, &addrs).unwrap();
 
     let mut counts: BTreeMap<String, u32> = BTreeMap::new();
     for i in 0..30 {
@@ -108,11 +104,7 @@ fn added_record_takes_traffic_and_removed_one_stops() {
     })
     .unwrap();
     let cluster = authority(port);
-    stack
-        .envoy
-        .wait_cluster_hosts(&cluster, &addrs[..3], Duration::from_secs(30))
-        .unwrap();
-    stack.wait_filter_members(&cluster).unwrap();
+    stack.wait_serving(&cluster, &addrs[..3]).unwrap();
 
     // A 4th A record: the new backend serves within interval + 2 s.
     stack.dns.set_a(NAME, &[ip(2), ip(3), ip(4), ip(5)]);
@@ -134,22 +126,11 @@ fn added_record_takes_traffic_and_removed_one_stops() {
     }
     // It is not gone yet: the shim keeps it DRAINING (--drain, 30 s by
     // default) so sticky sessions may finish, and new picks avoid it.
-    let status = http_get(stack.listener, "/dnslb/status", &[]).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&status.body).unwrap();
-    let members = json["upstreams"]
-        .as_array()
+    let removed = stack
+        .filter_member(&cluster, &first)
         .unwrap()
-        .iter()
-        .find(|u| u["cluster"] == cluster.as_str())
-        .unwrap()["members"]
-        .clone();
-    let removed = members
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["address"] == first.as_str())
-        .unwrap_or_else(|| panic!("{first} missing from {members}"));
-    assert_eq!(removed["draining"], true, "{members}");
+        .unwrap_or_else(|| panic!("{first} is no longer listed"));
+    assert_eq!(removed["draining"], true, "{removed}");
 }
 
 #[test]
@@ -162,11 +143,7 @@ fn client_sent_dnslb_headers_cannot_steer_traffic() {
     )
     .unwrap();
     let cluster = authority(port);
-    stack
-        .envoy
-        .wait_cluster_hosts(&cluster, &addrs[..2], Duration::from_secs(30))
-        .unwrap();
-    stack.wait_filter_members(&cluster).unwrap();
+    stack.wait_serving(&cluster, &addrs[..2]).unwrap();
 
     let outsider = addrs[2].to_string();
     for i in 0..20 {
@@ -213,11 +190,7 @@ fn malformed_upstreams_get_400_and_reach_no_backend() {
     )
     .unwrap();
     let cluster = authority(port);
-    stack
-        .envoy
-        .wait_cluster_hosts(&cluster, &addrs, Duration::from_secs(30))
-        .unwrap();
-    stack.wait_filter_members(&cluster).unwrap();
+    stack.wait_serving(&cluster, &addrs).unwrap();
     let sent_before = upstream_requests(&stack, &cluster);
 
     let cases = [
