@@ -82,7 +82,7 @@ pub struct ResolverService {
 }
 
 impl ResolverService {
-    async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         request: Request<RefreshRequest>,
     ) -> Result<Response<RefreshResponse>, Status> {

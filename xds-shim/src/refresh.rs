@@ -173,6 +173,12 @@ pub async fn round_of<R: AddressResolver>(
     publisher: &Publisher,
 ) -> Names {
     let results = resolve_all(resolver, names).await;
+    fold_in(&results, state, publisher)
+}
+
+/// Folds a round's answers into the state, logs, publishes; returns the names
+/// whose question went unanswered.
+fn fold_in(results: &RoundResults, state: &mut DiscoveryState, publisher: &Publisher) -> Names {
     let kinds = results.a.values().map(|r| r.as_ref().map(|_| ()));
     let kinds = kinds.chain(results.srv.values().map(|r| r.as_ref().map(|_| ())));
     for kind in kinds {
@@ -180,11 +186,11 @@ pub async fn round_of<R: AddressResolver>(
             .metrics
             .resolution(kind.map_or_else(|e| e.kind(), |()| "ok"));
     }
-    for event in state.apply(&results, SystemTime::now()) {
+    for event in state.apply(results, SystemTime::now()) {
         log_event(&event);
     }
     publisher.publish(state);
-    unanswered(&results)
+    unanswered(results)
 }
 
 /// One full round over every name.
@@ -335,14 +341,10 @@ pub async fn run<R: AddressResolver>(
             Some(ask) = asks.recv() => Some(ask),
         };
         if let Some(first) = forced {
-            let mut batch = vec![first];
-            // Coalesce: everything already waiting shares this round.
-            while let Ok(ask) = asks.try_recv() {
-                batch.push(ask);
-            }
+            let batch = coalesce(first, &mut asks);
             tokio::select! {
                 _ = shutdown.wait() => return,
-                () = forced_round(&resolver, batch, &mut state, &publisher, &mut limit) => {}
+                _ = forced_round(&resolver, batch, &mut state, &publisher, &mut limit) => {}
             }
             continue;
         }
@@ -356,10 +358,30 @@ pub async fn run<R: AddressResolver>(
         if names.is_empty() {
             continue;
         }
-        let unanswered = tokio::select! {
-            _ = shutdown.wait() => return,
-            unanswered = round_of(&resolver, &names, &mut state, &publisher) => unanswered,
+        // A forced refresh does not wait for this round (10,000 names take
+        // seconds): it resolves its names meanwhile and publishes at once.
+        let mut resolving = std::pin::pin!(resolve_all(&resolver, &names));
+        let mut forced_meanwhile = Names::default();
+        let mut results = loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                results = &mut resolving => break results,
+                Some(first) = asks.recv() => {
+                    let batch = coalesce(first, &mut asks);
+                    let done = forced_round(&resolver, batch, &mut state, &publisher, &mut limit).await;
+                    forced_meanwhile.hosts.extend(done.hosts);
+                    forced_meanwhile.srv.extend(done.srv);
+                }
+            }
         };
+        // Those names' forced answers are newer than this round's.
+        results
+            .a
+            .retain(|host, _| !forced_meanwhile.hosts.contains(host));
+        results
+            .srv
+            .retain(|name, _| !forced_meanwhile.srv.contains(name));
+        let unanswered = fold_in(&results, &mut state, &publisher);
         if let Some(floor) = timing.ttl_floor {
             follow_ttls(&mut schedule, &resolver, &names, &unanswered, floor);
         }
@@ -433,7 +455,7 @@ async fn forced_round<R: AddressResolver>(
     state: &mut DiscoveryState,
     publisher: &Publisher,
     limit: &mut RateLimit,
-) {
+) -> Names {
     let before = publisher
         .snapshots
         .borrow()
@@ -476,6 +498,16 @@ async fn forced_round<R: AddressResolver>(
             version: after.clone(),
         }));
     }
+    names
+}
+
+/// `first` and every ask already waiting: they share one forced round.
+fn coalesce(first: Ask, asks: &mut mpsc::Receiver<Ask>) -> Vec<Ask> {
+    let mut batch = vec![first];
+    while let Ok(ask) = asks.try_recv() {
+        batch.push(ask);
+    }
+    batch
 }
 
 /// `interval` plus up to a tenth of it, so many shims (or many restarts) do not query in
@@ -619,6 +651,67 @@ mod tests {
         assert_eq!(results.a.len(), 1);
         assert_eq!(results.srv["_h._tcp.api.test"].as_ref().unwrap().len(), 2);
         assert!(unanswered(&results).is_empty());
+    }
+
+    /// `slow.test` never answers (a round stuck on it never ends); every
+    /// other name answers at once.
+    struct StuckResolver(Arc<tokio::sync::Notify>);
+
+    impl AddressResolver for StuckResolver {
+        async fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+            if host == "slow.test" {
+                self.0.notify_one();
+                std::future::pending::<()>().await;
+            }
+            Ok(vec![Ipv4Addr::new(10, 0, 0, 9).into()])
+        }
+
+        async fn resolve_srv(&self, _name: &str) -> Result<Vec<SrvRecord>, ResolveError> {
+            Err(ResolveError::NxDomain)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forced_refresh_does_not_wait_for_the_round_in_progress() {
+        let stuck = Arc::new(tokio::sync::Notify::new());
+        let state = DiscoveryState::new([
+            "dns+slow.test:80".parse().unwrap(),
+            "dns+fast.test:80".parse().unwrap(),
+        ]);
+        let publisher = Publisher::new(&state);
+        let mut snapshots = publisher.snapshots.subscribe();
+        let (service, asks) = crate::forced::channel();
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let resolver = StuckResolver(Arc::clone(&stuck));
+        tokio::spawn(run(
+            resolver,
+            state,
+            Timing {
+                interval: Duration::from_millis(10),
+                ttl_floor: None,
+            },
+            publisher,
+            shutdown,
+            Names::default(),
+            asks,
+        ));
+        // The periodic round is now stuck on slow.test.
+        stuck.notified().await;
+        snapshots.mark_unchanged();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            service.refresh(tonic::Request::new(crate::forced::RefreshRequest {
+                cluster: "dns+fast.test:80".into(),
+            })),
+        )
+        .await
+        .expect("the forced refresh waited for the stuck round")
+        .unwrap()
+        .into_inner();
+        assert!(answer.changed);
+        assert!(snapshots.has_changed().unwrap());
+        let current = Arc::clone(&snapshots.borrow_and_update());
+        assert_eq!(current.members()["dns+fast.test:80"].members.len(), 1);
     }
 
     #[test]
