@@ -362,17 +362,31 @@ pub async fn run<R: AddressResolver>(
         // seconds): it resolves its names meanwhile and publishes at once.
         let mut resolving = std::pin::pin!(resolve_all(&resolver, &names));
         let mut forced_meanwhile = Names::default();
-        let mut results = loop {
+        let mut periodic: Option<RoundResults> = None;
+        // Both rounds are polled together: the resolver's in-flight limit is
+        // shared, so a forced round may need the permits the periodic one holds.
+        while periodic.is_none() {
             tokio::select! {
                 _ = shutdown.wait() => return,
-                results = &mut resolving => break results,
+                results = &mut resolving => periodic = Some(results),
                 Some(first) = asks.recv() => {
                     let batch = coalesce(first, &mut asks);
-                    let done = forced_round(&resolver, batch, &mut state, &publisher, &mut limit).await;
+                    let forced = forced_round(&resolver, batch, &mut state, &publisher, &mut limit);
+                    let mut forced = std::pin::pin!(forced);
+                    let done = loop {
+                        tokio::select! {
+                            _ = shutdown.wait() => return,
+                            done = &mut forced => break done,
+                            results = &mut resolving, if periodic.is_none() => periodic = Some(results),
+                        }
+                    };
                     forced_meanwhile.hosts.extend(done.hosts);
                     forced_meanwhile.srv.extend(done.srv);
                 }
             }
+        }
+        let Some(mut results) = periodic else {
+            continue;
         };
         // Those names' forced answers are newer than this round's.
         results
@@ -653,15 +667,19 @@ mod tests {
         assert!(unanswered(&results).is_empty());
     }
 
-    /// `slow.test` never answers (a round stuck on it never ends); every
-    /// other name answers at once.
-    struct StuckResolver(Arc<tokio::sync::Notify>);
+    /// One query at a time, like `--max-in-flight 1`; `slow.test` holds its
+    /// permit for a while, so a forced round needs the periodic one polled.
+    struct LimitedResolver {
+        permits: tokio::sync::Semaphore,
+        slow_started: Arc<tokio::sync::Notify>,
+    }
 
-    impl AddressResolver for StuckResolver {
+    impl AddressResolver for LimitedResolver {
         async fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+            let _permit = self.permits.acquire().await;
             if host == "slow.test" {
-                self.0.notify_one();
-                std::future::pending::<()>().await;
+                self.slow_started.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
             }
             Ok(vec![Ipv4Addr::new(10, 0, 0, 9).into()])
         }
@@ -673,7 +691,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_forced_refresh_does_not_wait_for_the_round_in_progress() {
-        let stuck = Arc::new(tokio::sync::Notify::new());
+        let slow_started = Arc::new(tokio::sync::Notify::new());
         let state = DiscoveryState::new([
             "dns+slow.test:80".parse().unwrap(),
             "dns+fast.test:80".parse().unwrap(),
@@ -682,7 +700,10 @@ mod tests {
         let mut snapshots = publisher.snapshots.subscribe();
         let (service, asks) = crate::forced::channel();
         let (_trigger, shutdown) = crate::shutdown::channel();
-        let resolver = StuckResolver(Arc::clone(&stuck));
+        let resolver = LimitedResolver {
+            permits: tokio::sync::Semaphore::new(1),
+            slow_started: Arc::clone(&slow_started),
+        };
         tokio::spawn(run(
             resolver,
             state,
@@ -695,8 +716,8 @@ mod tests {
             Names::default(),
             asks,
         ));
-        // The periodic round is now stuck on slow.test.
-        stuck.notified().await;
+        // The periodic round is now on slow.test, holding the only permit.
+        slow_started.notified().await;
         snapshots.mark_unchanged();
         let answer = tokio::time::timeout(
             Duration::from_secs(10),
@@ -705,7 +726,7 @@ mod tests {
             })),
         )
         .await
-        .expect("the forced refresh waited for the stuck round")
+        .expect("the forced refresh never got a permit: the periodic round was not polled")
         .unwrap()
         .into_inner();
         assert!(answer.changed);
