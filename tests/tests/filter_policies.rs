@@ -11,7 +11,7 @@ use std::{
 };
 
 use dnslb_tests::{
-    free_port, http_get, http_request, wait_until, BackendReport, Stack, StackOptions,
+    free_port, http_get, http_request, wait_until, BackendReport, HttpResponse, Stack, StackOptions,
 };
 
 const NAME: &str = "backend.test";
@@ -132,7 +132,20 @@ fn a_refusing_member_costs_no_request() {
     assert!(retries >= 25, "only {retries} retries");
 }
 
-fn cookie_of(response: &dnslb_tests::HttpResponse) -> Option<String> {
+/// `GET /` through Envoy carrying `cookie` (a `name=value` pair).
+fn get_with_cookie(
+    stack: &Stack,
+    cluster: &str,
+    cookie: &str,
+) -> dnslb_tests::Result<HttpResponse> {
+    http_get(
+        stack.listener,
+        "/",
+        &[("Host", cluster), ("Cookie", cookie)],
+    )
+}
+
+fn cookie_of(response: &HttpResponse) -> Option<String> {
     let set = response.header("set-cookie")?;
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Lax") && set.contains("Path=/"),
@@ -158,12 +171,7 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
     );
     let sticky = first.json::<BackendReport>().unwrap().backend;
     for _ in 0..20 {
-        let r = http_get(
-            stack.listener,
-            "/",
-            &[("Host", &cluster), ("Cookie", &cookie)],
-        )
-        .unwrap();
+        let r = get_with_cookie(&stack, &cluster, &cookie).unwrap();
         assert_eq!(r.json::<BackendReport>().unwrap().backend, sticky);
         assert!(
             cookie_of(&r).is_none(),
@@ -176,12 +184,7 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
     let mid = cookie.len() / 2 + 3;
     let swapped = if &cookie[mid..=mid] == "A" { "B" } else { "A" };
     let tampered = format!("{}{swapped}{}", &cookie[..mid], &cookie[mid + 1..]);
-    let r = http_get(
-        stack.listener,
-        "/",
-        &[("Host", &cluster), ("Cookie", &tampered)],
-    )
-    .unwrap();
+    let r = get_with_cookie(&stack, &cluster, &tampered).unwrap();
     assert_eq!(r.status, 200);
     assert!(cookie_of(&r).is_some());
     stat_at_least(&stack, "dnslb_cookies_rejected", 1);
@@ -206,12 +209,7 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
         || Ok(member_draining(&stack, &cluster, &sticky)),
     )
     .unwrap();
-    let r = http_get(
-        stack.listener,
-        "/",
-        &[("Host", &cluster), ("Cookie", &cookie)],
-    )
-    .unwrap();
+    let r = get_with_cookie(&stack, &cluster, &cookie).unwrap();
     let served = r.json::<BackendReport>().unwrap().backend;
     // (The drain may have just ended; then it is gone, which is also right.)
     assert!(served == sticky || !member_listed(&stack, &cluster, &sticky));
@@ -225,21 +223,11 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
     }
     let start = Instant::now();
     loop {
-        let r = http_get(
-            stack.listener,
-            "/",
-            &[("Host", &cluster), ("Cookie", &cookie)],
-        )
-        .unwrap();
+        let r = get_with_cookie(&stack, &cluster, &cookie).unwrap();
         let served = r.json::<BackendReport>().unwrap().backend;
         if served != sticky {
             let renewed = cookie_of(&r).expect("a failover sets a new cookie");
-            let again = http_get(
-                stack.listener,
-                "/",
-                &[("Host", &cluster), ("Cookie", &renewed)],
-            )
-            .unwrap();
+            let again = get_with_cookie(&stack, &cluster, &renewed).unwrap();
             assert_eq!(again.json::<BackendReport>().unwrap().backend, served);
             break;
         }
