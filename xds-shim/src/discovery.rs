@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config_file::UpstreamSettings;
@@ -128,8 +129,10 @@ pub struct DiscoveryState {
     policy: Policy,
     /// Trusted roots for `https://` upstreams.
     ca_file: String,
-    /// Keyed by cluster name; duplicates of one spec collapse into one entry.
-    upstreams: BTreeMap<String, UpstreamState>,
+    /// Keyed by cluster name; duplicates of one spec collapse into one entry. Shared with
+    /// the copies published to the status page, and copied on write: a round copies only
+    /// the upstreams it touched.
+    upstreams: BTreeMap<String, Arc<UpstreamState>>,
 }
 
 impl DiscoveryState {
@@ -152,7 +155,7 @@ impl DiscoveryState {
                     capped_from: None,
                     settings: UpstreamSettings::default(),
                 };
-                (upstream.cluster_name(), state)
+                (upstream.cluster_name(), Arc::new(state))
             })
             .collect();
         DiscoveryState {
@@ -189,7 +192,7 @@ impl DiscoveryState {
     /// Applies per-upstream settings (by cluster name; unknown names are ignored).
     pub fn set_settings(&mut self, cluster: &str, settings: UpstreamSettings) {
         if let Some(state) = self.upstreams.get_mut(cluster) {
-            state.settings = settings;
+            Arc::make_mut(state).settings = settings;
         }
     }
 
@@ -209,7 +212,7 @@ impl DiscoveryState {
     }
 
     pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamState> {
-        self.upstreams.values()
+        self.upstreams.values().map(|s| &**s)
     }
 
     /// True once every upstream has had an answer (members or a confirmed nothing).
@@ -220,10 +223,28 @@ impl DiscoveryState {
     /// Folds one round of answers in. Upstreams whose name was not resolved this round are
     /// untouched, apart from draining members whose time is up.
     pub fn apply(&mut self, results: &RoundResults, at: SystemTime) -> Vec<Event> {
+        self.apply_tracked(results, at).0
+    }
+
+    /// [`apply`](Self::apply), also naming the clusters it touched: only their membership
+    /// can have changed.
+    pub fn apply_tracked(
+        &mut self,
+        results: &RoundResults,
+        at: SystemTime,
+    ) -> (Vec<Event>, Vec<String>) {
         let policy = self.policy;
         let mut events = Vec::new();
-        for (cluster, state) in &mut self.upstreams {
-            if let Some(mut answer) = answer(&state.upstream, results) {
+        let mut touched = Vec::new();
+        for (cluster, shared) in &mut self.upstreams {
+            let answer = answer(&shared.upstream, results);
+            let drain_ends = shared.draining.iter().any(|d| d.until <= at);
+            if answer.is_none() && !drain_ends {
+                continue;
+            }
+            touched.push(cluster.clone());
+            let state = Arc::make_mut(shared);
+            if let Some(mut answer) = answer {
                 if let Ok(members) = &mut answer {
                     state.capped_from = (members.len() > policy.max_records).then(|| {
                         events.push(Event::Capped {
@@ -248,34 +269,34 @@ impl DiscoveryState {
                 });
             }
         }
-        events
+        (events, touched)
     }
 
     /// The membership view the snapshot is built from: live members and draining ones.
     pub fn members(&self) -> BTreeMap<String, Membership> {
         self.upstreams
-            .iter()
-            .map(|(cluster, state)| {
-                let draining = state.draining.iter().map(|d| Member {
-                    draining: true,
-                    ..d.member.clone()
-                });
-                let members = member::canonical(state.members.iter().cloned().chain(draining));
-                let tls = state.upstream.tls().then(|| TlsTarget {
-                    name: state.upstream.host().to_string(),
-                    ca_file: self.ca_file.clone(),
-                });
-                let settings = state.settings;
-                (
-                    cluster.clone(),
-                    Membership {
-                        members,
-                        settings,
-                        tls,
-                    },
-                )
-            })
+            .keys()
+            .filter_map(|cluster| Some((cluster.clone(), self.membership(cluster)?)))
             .collect()
+    }
+
+    /// One cluster's membership, as [`members`](Self::members) has it.
+    pub fn membership(&self, cluster: &str) -> Option<Membership> {
+        let state = self.upstreams.get(cluster)?;
+        let draining = state.draining.iter().map(|d| Member {
+            draining: true,
+            ..d.member.clone()
+        });
+        let members = member::canonical(state.members.iter().cloned().chain(draining));
+        let tls = state.upstream.tls().then(|| TlsTarget {
+            name: state.upstream.host().to_string(),
+            ca_file: self.ca_file.clone(),
+        });
+        Some(Membership {
+            members,
+            settings: state.settings,
+            tls,
+        })
     }
 }
 

@@ -21,6 +21,10 @@ use crate::upstream::Upstream;
 /// Lookups polled at once. The resolver's own limit (`--max-in-flight`) bounds the queries
 /// on the wire; this only bounds the futures a round keeps around.
 const MAX_IN_FLIGHT: usize = 1_024;
+/// Names due this soon join the round that starts now. Jitter spreads 10,000 names
+/// over half a second; without this every millisecond would be a round of its own, each
+/// folding in and publishing.
+const ROUND_SLACK: Duration = Duration::from_millis(50);
 /// First retry of an unanswered name; doubles up to the interval.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 
@@ -43,25 +47,28 @@ impl Publisher {
         }
     }
 
-    /// Publishes the snapshot only if a version changed, so streams wake only for news;
-    /// the discovery state (times, errors) always.
-    pub fn publish(&self, state: &DiscoveryState) {
-        let members = state.members();
-        // Most rounds change nothing: comparing the memberships is far cheaper than
-        // encoding and hashing every resource again.
-        let unchanged = self.snapshots.borrow().members() == &members;
-        if unchanged {
-            self.discovery.send_replace(Arc::new(state.clone()));
-            return;
-        }
-        let snapshot = Snapshot::build(members);
-        let published = self.snapshots.send_if_modified(|current| {
-            if current.versions_differ(&snapshot) {
-                *current = Arc::new(snapshot);
-                true
-            } else {
-                false
-            }
+    /// Publishes a new snapshot only if the `touched` clusters' memberships moved a
+    /// version, so streams wake only for news; the discovery state (times, errors) always.
+    pub fn publish<'a>(
+        &self,
+        state: &DiscoveryState,
+        touched: impl IntoIterator<Item = &'a String>,
+    ) {
+        // Only the touched clusters are compared, and only changed ones encoded: with
+        // 10,000 upstreams a round that changes one cluster stays cheap.
+        let changes = touched
+            .into_iter()
+            .filter_map(|cluster| Some((cluster.clone(), state.membership(cluster)?)));
+        let next = self.snapshots.borrow().updated(changes);
+        let published = next.is_some_and(|snapshot| {
+            self.snapshots.send_if_modified(|current| {
+                if current.versions_differ(&snapshot) {
+                    *current = Arc::new(snapshot);
+                    true
+                } else {
+                    false
+                }
+            })
         });
         if published {
             self.metrics.snapshot_published();
@@ -186,10 +193,11 @@ fn fold_in(results: &RoundResults, state: &mut DiscoveryState, publisher: &Publi
             .metrics
             .resolution(kind.map_or_else(|e| e.kind(), |()| "ok"));
     }
-    for event in state.apply(results, SystemTime::now()) {
-        log_event(&event);
+    let (events, touched) = state.apply_tracked(results, SystemTime::now());
+    for event in &events {
+        log_event(event);
     }
-    publisher.publish(state);
+    publisher.publish(state, &touched);
     unanswered(results)
 }
 
@@ -276,8 +284,8 @@ impl Schedule {
         self.due.values().map(|(at, _)| *at).min()
     }
 
-    /// The names due at `now`, each rescheduled one interval later. A slow round delays
-    /// the next instead of bunching up, since this counts from when it is called.
+    /// The names due by `now`, each rescheduled one interval after it. A slow round
+    /// delays the next instead of bunching up, since this counts from when it is called.
     fn take_due(&mut self, now: Instant) -> Names {
         let mut names = Names::default();
         for ((srv, name), (at, every)) in &mut self.due {
@@ -349,7 +357,7 @@ pub async fn run<R: AddressResolver>(
             continue;
         }
         let now = Instant::now();
-        let mut names = schedule.take_due(now);
+        let mut names = schedule.take_due(now + ROUND_SLACK);
         let retrying = !retry.names.is_empty() && retry_at <= now;
         if retrying {
             names.hosts.extend(retry.names.hosts.iter().cloned());

@@ -246,12 +246,16 @@ impl StreamState {
             return None;
         }
         let selected = match &state.subscription {
-            Subscription::All => resources.by_name.values().cloned().collect(),
+            Subscription::All => resources
+                .by_name
+                .values()
+                .map(|v| v.resource.clone())
+                .collect(),
             // Unknown names are skipped: an EDS client may ask for a cluster that
             // another control plane (or an older snapshot) defined.
             Subscription::Names(names) => names
                 .iter()
-                .filter_map(|name| resources.by_name.get(name).cloned())
+                .filter_map(|name| Some(resources.by_name.get(name)?.resource.clone()))
                 .collect(),
         };
         self.last_nonce += 1;
@@ -607,7 +611,10 @@ pub(crate) mod tests {
         assert_ne!(cds.version_info, snap.version(ResourceType::Cluster));
         assert_eq!(
             cds.resources,
-            grpc.by_name.values().cloned().collect::<Vec<_>>()
+            grpc.by_name
+                .values()
+                .map(|v| v.resource.clone())
+                .collect::<Vec<_>>()
         );
         // An ACK without type_url is recognised as such.
         let reply = stream.on_request(request("", &[], &cds.version_info, &cds.nonce), &snap);
