@@ -40,6 +40,9 @@ struct Args {
     /// Simulated xDS clients for the second measurement.
     #[arg(long, default_value_t = 200)]
     clients: usize,
+    /// Clusters each of those clients subscribes to (0: all, with `*`).
+    #[arg(long, default_value_t = 50)]
+    subscribe: usize,
     /// Seconds of CPU sampling per measurement.
     #[arg(long, default_value_t = 30)]
     sample: u64,
@@ -57,6 +60,14 @@ struct RefreshResponse {
     changed: bool,
     #[prost(string, tag = "2")]
     version: String,
+}
+
+fn subscribed(n: usize) -> String {
+    if n == 0 {
+        "every cluster each".into()
+    } else {
+        format!("{n} clusters each")
+    }
 }
 
 fn name(i: usize) -> String {
@@ -154,6 +165,17 @@ impl DeltaClient {
         };
         let _ = self.requests.send(ack).await;
         response
+    }
+
+    /// Reads the initial push, which comes in parts of bounded size, until it has
+    /// `count` resources; returns how many parts it took.
+    async fn initial(&mut self, count: usize) -> usize {
+        let (mut got, mut parts) = (0, 0);
+        while got < count {
+            got += self.next().await.resources.len();
+            parts += 1;
+        }
+        parts
     }
 
     /// Waits for the push that carries `cluster`.
@@ -263,20 +285,29 @@ async fn main() {
     let ready = started.elapsed();
 
     let mut one = vec![DeltaClient::connect(xds, vec!["*".into()]).await];
-    let initial = one[0].next().await;
-    let full_set = initial.resources.len();
+    let full_set = args.upstreams;
+    let initial_parts = one[0].initial(full_set).await;
     let (cpu_idle, rss_one) = sample(shim.pid(), args.sample).await;
     let mut generation = 0;
     let alone = propagation(xds, &dns, &mut one, 5, &mut generation).await;
 
     let mut many = Vec::with_capacity(args.clients);
     for c in 0..args.clients {
-        let mut names: Vec<String> = (0..50)
-            .map(|k| cluster((c * 50 + k) % args.upstreams))
+        let mut names: Vec<String> = (0..args.subscribe)
+            .map(|k| cluster((c * args.subscribe + k) % args.upstreams))
             .collect();
-        names.push(cluster(0));
+        if names.is_empty() {
+            names.push("*".into());
+        } else {
+            names.push(cluster(0));
+        }
+        let count = if args.subscribe == 0 {
+            args.upstreams
+        } else {
+            names.iter().collect::<std::collections::BTreeSet<_>>().len()
+        };
         let mut client = DeltaClient::connect(xds, names).await;
-        client.next().await;
+        client.initial(count).await;
         many.push(client);
     }
     let (cpu_many, rss_many) = sample(shim.pid(), args.sample).await;
@@ -301,7 +332,7 @@ async fn main() {
     );
     let _ = writeln!(
         out,
-        "| assignments in the initial Delta push | {full_set} |"
+        "| assignments in the initial Delta push (responses) | {full_set} ({initial_parts}) |"
     );
     let _ = writeln!(
         out,
@@ -318,8 +349,9 @@ async fn main() {
     );
     let _ = writeln!(
         out,
-        "| CPU with {} more clients (50 clusters each) [< 25%] | {cpu_many:.1}% |",
-        args.clients
+        "| CPU with {} more clients ({}) [< 25%] | {cpu_many:.1}% |",
+        args.clients,
+        subscribed(args.subscribe)
     );
     let _ = writeln!(
         out,

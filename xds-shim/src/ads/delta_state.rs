@@ -12,6 +12,9 @@
 //!   say, nothing sent.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+
+use prost::Message;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
@@ -28,7 +31,9 @@ struct TypeState {
     names: BTreeSet<String>,
     /// Resource name → version the client has.
     known: BTreeMap<String, String>,
-    latest_nonce: Option<String>,
+    /// Nonces of the latest response, split in parts: an ACK or NACK of any of them is
+    /// current.
+    latest_nonces: Option<RangeInclusive<u64>>,
     /// The system version of the latest response, reported as rejected on NACK.
     latest_version: String,
     /// The snapshot `known` was last brought up to date with, while the subscription
@@ -62,7 +67,7 @@ impl DeltaState {
         &mut self,
         request: DeltaDiscoveryRequest,
         snapshot: &Snapshot,
-    ) -> (RequestKind, Option<DeltaDiscoveryResponse>) {
+    ) -> (RequestKind, Vec<DeltaDiscoveryResponse>) {
         if let Some(node) = &request.node {
             if !node.id.is_empty() {
                 self.node_id = Some(node.id.clone());
@@ -70,7 +75,7 @@ impl DeltaState {
         }
         let Some(kind) = ResourceType::from_type_url(&request.type_url) else {
             let type_url = request.type_url;
-            return (RequestKind::UnknownType { type_url }, None);
+            return (RequestKind::UnknownType { type_url }, Vec::new());
         };
         let first = !self.types.contains_key(&kind);
         let state = self.types.entry(kind).or_default();
@@ -109,7 +114,10 @@ impl DeltaState {
         let nonce = request.response_nonce;
         let request_kind = if nonce.is_empty() {
             RequestKind::Subscribe { kind }
-        } else if state.latest_nonce.as_deref() != Some(nonce.as_str()) {
+        } else if !nonce
+            .parse()
+            .is_ok_and(|n| state.latest_nonces.as_ref().is_some_and(|r| r.contains(&n)))
+        {
             RequestKind::Stale { kind, nonce }
         } else if let Some(error) = request.error_detail {
             RequestKind::Nack {
@@ -134,17 +142,16 @@ impl DeltaState {
         let kinds: Vec<ResourceType> = self.types.keys().copied().collect();
         kinds
             .into_iter()
-            .filter_map(|kind| self.respond(kind, snapshot))
+            .flat_map(|kind| self.respond(kind, snapshot))
             .collect()
     }
 
-    fn respond(
-        &mut self,
-        kind: ResourceType,
-        snapshot: &Snapshot,
-    ) -> Option<DeltaDiscoveryResponse> {
+    /// What is new for the client, in responses of about [`PART_BYTES`] each.
+    fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
         let resources = snapshot.resources(kind);
-        let state = self.types.get_mut(&kind)?;
+        let Some(state) = self.types.get_mut(&kind) else {
+            return Vec::new();
+        };
         // Up to date with a recent snapshot: only what changed since can be news. This keeps
         // a publish that moves one of 10,000 clusters cheap for hundreds of streams.
         let (changed, removed) = match state.synced.and_then(|seen| resources.changed_since(seen)) {
@@ -153,7 +160,7 @@ impl DeltaState {
         };
         state.synced = Some(resources.generation());
         if changed.is_empty() && removed.is_empty() {
-            return None;
+            return Vec::new();
         }
         for resource in &changed {
             state
@@ -163,19 +170,54 @@ impl DeltaState {
         for name in &removed {
             state.known.remove(name);
         }
-        self.last_nonce += 1;
-        let nonce = self.last_nonce.to_string();
-        state.latest_nonce = Some(nonce.clone());
+        let mut parts = split(changed);
+        if let Some(last) = parts.last_mut() {
+            last.removed_resources = removed;
+        } else {
+            parts.push(DeltaDiscoveryResponse {
+                removed_resources: removed,
+                ..Default::default()
+            });
+        }
+        let first = self.last_nonce + 1;
+        for part in &mut parts {
+            self.last_nonce += 1;
+            part.nonce = self.last_nonce.to_string();
+            part.system_version_info = resources.version.clone();
+            part.type_url = kind.type_url().to_string();
+        }
+        state.latest_nonces = Some(first..=self.last_nonce);
         state.latest_version = resources.version.clone();
-        Some(DeltaDiscoveryResponse {
-            system_version_info: resources.version.clone(),
-            resources: changed,
-            type_url: kind.type_url().to_string(),
-            removed_resources: removed,
-            nonce,
-            ..Default::default()
-        })
+        parts
     }
+}
+
+/// Resources per response, by encoded size. gRPC's encoder keeps a buffer as large as the
+/// largest message a stream sent for as long as the stream lives: one 7 MB initial push
+/// of 10,000 assignments to each of 200 clients held 1.4 GB.
+const PART_BYTES: usize = 64 * 1024;
+
+/// `changed` in responses of at most [`PART_BYTES`] (or one resource, if larger).
+fn split(changed: Vec<Resource>) -> Vec<DeltaDiscoveryResponse> {
+    let mut parts: Vec<DeltaDiscoveryResponse> = Vec::new();
+    let mut size = 0;
+    for resource in changed {
+        let len = resource.encoded_len();
+        match parts.last_mut() {
+            Some(part) if size + len <= PART_BYTES => {
+                size += len;
+                part.resources.push(resource);
+            }
+            _ => {
+                size = len;
+                parts.push(DeltaDiscoveryResponse {
+                    resources: vec![resource],
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    parts
 }
 
 /// The resource to send if the client wants it and has another version of it.
@@ -246,6 +288,12 @@ mod tests {
         }
     }
 
+    /// The one response a call gave.
+    fn only(mut responses: Vec<DeltaDiscoveryResponse>) -> DeltaDiscoveryResponse {
+        assert_eq!(responses.len(), 1, "{responses:?}");
+        responses.remove(0)
+    }
+
     fn names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
         response.resources.iter().map(|r| r.name.as_str()).collect()
     }
@@ -264,16 +312,16 @@ mod tests {
                 kind: ResourceType::Cluster
             }
         );
-        let first = first.unwrap();
+        let first = only(first);
         assert_eq!(names(&first), ["dns+a:80", "dns+b:80"]);
 
         // ACK: silence.
         let (kind, none) = delta.on_request(request(CLUSTER_TYPE_URL, &[], &first.nonce), &snap);
         assert!(matches!(kind, RequestKind::Ack { .. }));
-        assert!(none.is_none());
+        assert!(none.is_empty());
 
         let (_, eds) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
-        assert_eq!(names(&eds.unwrap()), ["dns+a:80"]);
+        assert_eq!(names(&only(eds)), ["dns+a:80"]);
 
         // b's members change: EDS subscribed to a only says nothing; CDS unchanged too.
         let moved = snapshot(&[
@@ -319,7 +367,7 @@ mod tests {
         ]);
         let mut delta = DeltaState::new();
         let (_, first) = delta.on_request(request(ENDPOINT_TYPE_URL, &["*"], ""), &snap);
-        assert_eq!(names(&first.unwrap()), ["dns+a:80", "dns+b:80"]);
+        assert_eq!(names(&only(first)), ["dns+a:80", "dns+b:80"]);
 
         // Two updates while the stream was busy: both changed clusters are sent.
         snap = updated(&snap, "dns+b:80", "10.0.0.3");
@@ -344,6 +392,39 @@ mod tests {
     }
 
     #[test]
+    fn a_large_push_comes_in_parts_and_any_part_can_be_acked_or_nacked() {
+        let addrs: Vec<String> = (1..=20).map(|i| format!("10.0.0.{i}:80")).collect();
+        let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+        let names: Vec<String> = (0..400).map(|i| format!("dns+u{i}:80")).collect();
+        let entries: Vec<(&str, &[&str])> =
+            names.iter().map(|n| (n.as_str(), &addrs[..])).collect();
+        let snap = snapshot(&entries);
+        let mut delta = DeltaState::new();
+        let (_, parts) = delta.on_request(request(ENDPOINT_TYPE_URL, &["*"], ""), &snap);
+        assert!(parts.len() > 1, "{} parts", parts.len());
+        let sent: usize = parts.iter().map(|p| p.resources.len()).sum();
+        assert_eq!(sent, 400);
+        for part in &parts {
+            assert!(part.encoded_len() <= PART_BYTES + 1_024);
+            assert_eq!(
+                part.system_version_info,
+                snap.version(ResourceType::Endpoint)
+            );
+        }
+        let (kind, none) =
+            delta.on_request(request(ENDPOINT_TYPE_URL, &[], &parts[1].nonce), &snap);
+        assert!(matches!(kind, RequestKind::Ack { .. }), "{kind:?}");
+        assert!(none.is_empty());
+        let mut nack = request(ENDPOINT_TYPE_URL, &[], &parts[0].nonce);
+        nack.error_detail = Some(Status {
+            message: "bad".into(),
+            ..Default::default()
+        });
+        let (kind, _) = delta.on_request(nack, &snap);
+        assert!(matches!(kind, RequestKind::Nack { .. }), "{kind:?}");
+    }
+
+    #[test]
     fn reconnect_with_initial_versions_gets_only_news() {
         let snap = snapshot(&[
             ("dns+a:80", &["10.0.0.1:80"]),
@@ -358,7 +439,7 @@ mod tests {
         .into_iter()
         .collect();
         let (_, response) = DeltaState::new().on_request(req, &snap);
-        let response = response.unwrap();
+        let response = only(response);
         assert_eq!(names(&response), ["dns+b:80"]);
         assert_eq!(response.removed_resources, ["dns+gone:80"]);
     }
@@ -368,7 +449,7 @@ mod tests {
         let snap = snapshot(&[("dns+a:80", &["10.0.0.1:80"])]);
         let mut delta = DeltaState::new();
         let (_, first) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
-        let first = first.unwrap();
+        let first = only(first);
         let mut nack = request(ENDPOINT_TYPE_URL, &[], &first.nonce);
         nack.error_detail = Some(Status {
             message: "bad endpoint".into(),
@@ -385,7 +466,7 @@ mod tests {
             }
         );
         assert!(
-            response.is_none(),
+            response.is_empty(),
             "a NACK is not answered with the same content"
         );
 
@@ -402,10 +483,10 @@ mod tests {
         let snap = snapshot(&[("dns+a:80", &["10.0.0.1:80"])]);
         let mut delta = DeltaState::new();
         let (_, first) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
-        let mut unsub = request(ENDPOINT_TYPE_URL, &[], &first.unwrap().nonce);
+        let mut unsub = request(ENDPOINT_TYPE_URL, &[], &only(first).nonce);
         unsub.resource_names_unsubscribe = vec!["dns+a:80".into()];
-        assert!(delta.on_request(unsub, &snap).1.is_none());
+        assert!(delta.on_request(unsub, &snap).1.is_empty());
         let (_, again) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
-        assert_eq!(names(&again.unwrap()), ["dns+a:80"]);
+        assert_eq!(names(&only(again)), ["dns+a:80"]);
     }
 }

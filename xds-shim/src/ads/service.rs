@@ -211,7 +211,7 @@ trait Protocol: Send + Sync + 'static {
         &mut self,
         request: Self::Request,
         snapshot: &Snapshot,
-    ) -> (RequestKind, Option<Self::Response>);
+    ) -> (RequestKind, Vec<Self::Response>);
     fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Self::Response>;
     fn node_id(&self) -> &str;
     /// (type URL, version, resource count, nonce) for logs and metrics.
@@ -225,9 +225,9 @@ impl Protocol for StreamState {
         &mut self,
         request: DiscoveryRequest,
         snapshot: &Snapshot,
-    ) -> (RequestKind, Option<DiscoveryResponse>) {
+    ) -> (RequestKind, Vec<DiscoveryResponse>) {
         let Reply { request, response } = StreamState::on_request(self, request, snapshot);
-        (request, response)
+        (request, response.into_iter().collect())
     }
     fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
         StreamState::on_snapshot(self, snapshot)
@@ -247,7 +247,7 @@ impl Protocol for DeltaState {
         &mut self,
         request: DeltaDiscoveryRequest,
         snapshot: &Snapshot,
-    ) -> (RequestKind, Option<DeltaDiscoveryResponse>) {
+    ) -> (RequestKind, Vec<DeltaDiscoveryResponse>) {
         DeltaState::on_request(self, request, snapshot)
     }
     fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
@@ -287,12 +287,10 @@ impl<P: Protocol> XdsStream<P> {
                         // `borrow`, not `borrow_and_update`: a snapshot that arrived with
                         // this request must still reach the other subscribed types below.
                         let snapshot = Arc::clone(&self.snapshots.borrow());
-                        let (request, response) = self.state.on_request(request, &snapshot);
+                        let (request, responses) = self.state.on_request(request, &snapshot);
                         self.log_request(&request);
-                        if let Some(response) = response {
-                            if !self.send(response, false).await {
-                                break "client gone";
-                            }
+                        if !self.send_all(responses, false).await {
+                            break "client gone";
                         }
                     }
                     Ok(None) => break "client closed the stream",
@@ -306,20 +304,24 @@ impl<P: Protocol> XdsStream<P> {
                         break "snapshot source gone";
                     }
                     let snapshot = Arc::clone(&self.snapshots.borrow_and_update());
-                    let mut gone = false;
-                    for response in self.state.on_snapshot(&snapshot) {
-                        if !self.send(response, true).await {
-                            gone = true;
-                            break;
-                        }
-                    }
-                    if gone {
+                    let responses = self.state.on_snapshot(&snapshot);
+                    if !self.send_all(responses, true).await {
                         break "client gone";
                     }
                 }
             }
         };
         info!(node = self.state.node_id(), peer = ?self.peer, reason = end, "xDS stream closed");
+    }
+
+    /// False once the client is gone.
+    async fn send_all(&self, responses: Vec<P::Response>, after_publish: bool) -> bool {
+        for response in responses {
+            if !self.send(response, after_publish).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// `after_publish`: pushed because a snapshot was published (for the latency metric).
