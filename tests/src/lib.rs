@@ -20,4 +20,4 @@ pub use envoy::{Envoy, EnvoyOptions};
 pub use error::{HarnessError, Result};
 pub use http::{http_get, http_request, HttpResponse};
 pub use process::{free_port, wait_until, workspace_root, ChildGuard, TempDir};
-pub use stack::{Stack, StackOptions};
+pub use stack::{Shim, Stack, StackOptions};
