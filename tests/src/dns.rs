@@ -49,6 +49,7 @@ pub struct DnsServer {
     addr: SocketAddr,
     store: Arc<RwLock<Store>>,
     queries: Arc<AtomicU64>,
+    tcp_queries: Arc<AtomicU64>,
     _runtime: Background,
 }
 
@@ -67,6 +68,7 @@ impl DnsServer {
         let runtime = Background::start(&format!("dns-server {addr}"))?;
         let store = Arc::new(RwLock::new(Store::default()));
         let queries = Arc::new(AtomicU64::new(0));
+        let tcp_queries = Arc::new(AtomicU64::new(0));
 
         // Registering std sockets with tokio and spawning the server tasks need a runtime context.
         let _context = runtime.handle().enter();
@@ -77,6 +79,7 @@ impl DnsServer {
         let mut server = Server::new(Handler {
             store: store.clone(),
             queries: queries.clone(),
+            tcp_queries: tcp_queries.clone(),
         });
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, 64);
@@ -91,6 +94,7 @@ impl DnsServer {
             addr,
             store,
             queries,
+            tcp_queries,
             _runtime: runtime,
         })
     }
@@ -135,6 +139,12 @@ impl DnsServer {
     /// Number of queries received so far, answered or not.
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
+    }
+
+    /// How many of [`DnsServer::queries`] came over TCP (a client retrying a truncated
+    /// UDP answer, for one).
+    pub fn tcp_queries(&self) -> u64 {
+        self.tcp_queries.load(Ordering::Relaxed)
     }
 
     /// Adds the records of a zone file (see the `zone` module for the syntax).
@@ -202,7 +212,7 @@ fn kind(data: &ZoneData) -> RecordType {
 }
 
 /// Binds UDP and TCP to the same port, retrying when port 0 picked a port taken for TCP.
-fn bind_udp_and_tcp(addr: SocketAddr) -> Result<(UdpSocket, std::net::TcpListener)> {
+pub(crate) fn bind_udp_and_tcp(addr: SocketAddr) -> Result<(UdpSocket, std::net::TcpListener)> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last_error = None;
     for _ in 0..attempts {

@@ -1,5 +1,6 @@
-//! End-to-end test harness for dnslb: a loopback authoritative DNS server, fake HTTP
-//! backends, Envoy as an RAII process, and the process/HTTP plumbing around them.
+//! End-to-end test harness for dnslb: a loopback authoritative DNS server (and a
+//! misbehaving one, `rogue_dns`), fake HTTP backends, Envoy as an RAII process, and the
+//! process/HTTP plumbing around them.
 //!
 //! Everything is blocking and works from plain `#[test]` functions; in-process servers run
 //! their own tokio runtime on a background thread.
@@ -12,6 +13,7 @@ pub mod envoy;
 mod error;
 pub mod http;
 pub mod process;
+pub mod rogue_dns;
 pub mod stack;
 
 pub use backend::{Backend, BackendReport};
@@ -20,4 +22,5 @@ pub use envoy::{Envoy, EnvoyOptions};
 pub use error::{HarnessError, Result};
 pub use http::{http_get, http_request, HttpResponse};
 pub use process::{free_port, wait_until, workspace_root, ChildGuard, TempDir};
-pub use stack::{Stack, StackOptions};
+pub use rogue_dns::RogueDns;
+pub use stack::{Shim, Stack, StackOptions};

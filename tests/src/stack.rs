@@ -21,6 +21,7 @@ use crate::{
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const STARTUP: Duration = Duration::from_secs(30);
+const SHIM_STARTUP: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 
 /// Where `just build` puts the artifacts the tests run.
@@ -147,12 +148,11 @@ impl StackOptions {
 pub struct Stack {
     // Envoy first: it goes before the shim and the backends it talks to.
     pub envoy: Envoy,
-    pub shim: ChildGuard,
+    pub shim: Shim,
     pub backends: Vec<ChildGuard>,
     pub dns: DnsServer,
     /// Envoy's listener.
     pub listener: SocketAddr,
-    pub shim_admin: SocketAddr,
     _dir: TempDir,
 }
 
@@ -186,32 +186,19 @@ impl Stack {
             })
             .collect::<Result<Vec<_>>>()?;
 
-        let xds = free_port(LOOPBACK)?;
-        let shim_admin = SocketAddr::new(LOOPBACK, free_port(LOOPBACK)?);
-        let mut cmd = Command::new(built(shim_binary())?);
-        for upstream in &opts.upstreams {
-            cmd.arg("--upstream").arg(upstream);
-        }
-        cmd.arg("--nameserver")
-            .arg(dns.addr().to_string())
-            .arg("--interval")
-            .arg(format!("{}ms", opts.interval.as_millis()))
-            .arg("--xds-listen")
-            .arg(SocketAddr::new(LOOPBACK, xds).to_string())
-            .arg("--admin-listen")
-            .arg(shim_admin.to_string())
-            .args(&opts.shim_args);
-        let shim = ChildGuard::spawn("xds-shim", cmd, dir.path())?;
-        wait_until("xds-shim /healthz", STARTUP, POLL, || {
-            shim.ensure_running()?;
-            Ok(http_get(shim_admin, "/healthz", &[]).is_ok_and(|r| r.status == 200))
-        })
-        .map_err(|e| e.with_detail(&format_log_tail("xds-shim", &shim.log_tail(40))))?;
+        let extra: Vec<&str> = opts.shim_args.iter().map(String::as_str).collect();
+        let shim = Shim::start(
+            &opts.upstreams,
+            dns.addr(),
+            opts.interval,
+            dir.path(),
+            &extra,
+        )?;
 
         let ports = EnvoyPorts {
             admin: free_port(LOOPBACK)?,
             listener: free_port(LOOPBACK)?,
-            xds,
+            xds: shim.xds,
         };
         let yaml = bootstrap(ports, &built(filter_wasm())?, &opts.filter_config)?;
         let envoy = Envoy::start(
@@ -228,7 +215,6 @@ impl Stack {
             backends,
             dns,
             listener: SocketAddr::new(LOOPBACK, ports.listener),
-            shim_admin,
             _dir: dir,
         })
     }
@@ -291,5 +277,101 @@ impl Stack {
             },
         )
         .map_err(|e| e.with_detail(&format_log_tail("envoy", &self.envoy.log_tail(40))))
+    }
+}
+
+/// The real `xds-shim` binary on free loopback ports; dropping it kills it.
+pub struct Shim {
+    pub process: ChildGuard,
+    pub xds: u16,
+    pub admin: SocketAddr,
+    /// Every flag it was started with, to start another like it.
+    pub args: Vec<String>,
+}
+
+impl Shim {
+    /// Starts the shim on `upstreams`, asking only `nameserver`, re-resolving every
+    /// `interval`, with `extra` flags; its log goes to `dir`. Waits for `/healthz`.
+    pub fn start(
+        upstreams: &[String],
+        nameserver: SocketAddr,
+        interval: Duration,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Result<Shim> {
+        let xds = free_port(LOOPBACK)?;
+        let admin = SocketAddr::new(LOOPBACK, free_port(LOOPBACK)?);
+        let mut args = Vec::new();
+        for upstream in upstreams {
+            args.extend(["--upstream".to_string(), upstream.clone()]);
+        }
+        args.extend([
+            "--nameserver".to_string(),
+            nameserver.to_string(),
+            "--interval".into(),
+            format!("{}ms", interval.as_millis()),
+            "--xds-listen".into(),
+            SocketAddr::new(LOOPBACK, xds).to_string(),
+            "--admin-listen".into(),
+            admin.to_string(),
+        ]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut cmd = Command::new(built(shim_binary())?);
+        cmd.args(&args);
+        let process = ChildGuard::spawn("xds-shim", cmd, dir)?;
+        let shim = Shim {
+            process,
+            xds,
+            admin,
+            args,
+        };
+        // The admin port answers after the first round, which thousands of names make long.
+        wait_until("xds-shim /healthz", SHIM_STARTUP, POLL, || {
+            shim.process.ensure_running()?;
+            Ok(http_get(admin, "/healthz", &[]).is_ok_and(|r| r.status == 200))
+        })
+        .map_err(|e| e.with_detail(&shim.log_tail()))?;
+        Ok(shim)
+    }
+
+    /// `/status.json`, parsed.
+    pub fn status(&self) -> Result<serde_json::Value> {
+        http_get(self.admin, "/status.json", &[])?.json()
+    }
+
+    /// The `/metrics` exposition text.
+    pub fn metrics(&self) -> Result<String> {
+        Ok(http_get(self.admin, "/metrics", &[])?.body)
+    }
+
+    /// The value of the sample `series` (name and labels as exposed), if there is one.
+    pub fn metric(&self, series: &str) -> Result<Option<f64>> {
+        Ok(self.metrics()?.lines().find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|value| value.trim().parse().ok())
+        }))
+    }
+
+    /// Polls `/status.json` until `check` holds and returns that status; on timeout the
+    /// error carries the last status seen and the log tail. Stops if the shim exits.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let mut last = serde_json::Value::Null;
+        wait_until(what, timeout, POLL, || {
+            self.process.ensure_running()?;
+            last = self.status()?;
+            Ok(check(&last))
+        })
+        .map_err(|e| e.with_detail(&format!("\nlast status: {last}{}", self.log_tail())))?;
+        Ok(last)
+    }
+
+    fn log_tail(&self) -> String {
+        format_log_tail("xds-shim", &self.process.log_tail(40))
     }
 }

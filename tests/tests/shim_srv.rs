@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dnslb_tests::{free_port, http_get, wait_until, Srv, Stack, StackOptions};
+use dnslb_tests::{free_port, wait_until, Srv, Stack, StackOptions};
 
 const SRV_NAME: &str = "_http._tcp.api.test";
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -67,11 +67,6 @@ fn until_only(stack: &Stack, authority: &str, want: &str, streak: usize, limit: 
         "no streak of {streak} from {want} within {limit:?}; envoy log:\n{}",
         stack.envoy.log_tail(30)
     );
-}
-
-fn shim_status(stack: &Stack) -> serde_json::Value {
-    let response = http_get(stack.shim_admin, "/status.json", &[]).unwrap();
-    serde_json::from_str(&response.body).unwrap()
 }
 
 #[test]
@@ -163,7 +158,7 @@ fn lower_priority_serves_only_when_first_level_is_gone() {
         )),
         "the gone primary must still be listed, draining:\n{clusters}"
     );
-    let status = shim_status(&stack);
+    let status = stack.shim.status().unwrap();
     let members = &status["upstreams"][0]["members"];
     let draining: Vec<&serde_json::Value> = members
         .as_array()
@@ -195,7 +190,7 @@ fn servfail_keeps_serving_the_last_good_members() {
         "the shim to mark the upstream stale",
         WAIT,
         INTERVAL / 10,
-        || Ok(!shim_status(&stack)["upstreams"][0]["stale_since_unix_ms"].is_null()),
+        || Ok(!stack.shim.status().unwrap()["upstreams"][0]["stale_since_unix_ms"].is_null()),
     )
     .unwrap();
     // Several failed rounds (and retries) later, still served by the last good member.
@@ -204,7 +199,7 @@ fn servfail_keeps_serving_the_last_good_members() {
         Ok(stack.dns.queries() >= queries + 3)
     })
     .unwrap();
-    let upstream = &shim_status(&stack)["upstreams"][0];
+    let upstream = &stack.shim.status().unwrap()["upstreams"][0];
     assert_eq!(upstream["last_resolution"]["result"], "servfail");
     assert_eq!(
         upstream["endpoints"],
@@ -217,7 +212,7 @@ fn servfail_keeps_serving_the_last_good_members() {
 
     stack.dns.set_servfail(false);
     wait_until("the stale mark to clear", WAIT, INTERVAL / 10, || {
-        Ok(shim_status(&stack)["upstreams"][0]["stale_since_unix_ms"].is_null())
+        Ok(stack.shim.status().unwrap()["upstreams"][0]["stale_since_unix_ms"].is_null())
     })
     .unwrap();
 }

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use dnslb_tests::{free_port, http_get, wait_until, Stack, StackOptions, TempDir};
+use dnslb_tests::{free_port, wait_until, Stack, StackOptions, TempDir};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -63,14 +63,7 @@ fn status_page_shows_endpoints_draining_and_connected_envoy() {
 
     // One address leaves DNS: it is shown draining.
     stack.dns.set_a("backend.test", &[ip(2)]);
-    let status = || -> serde_json::Value {
-        serde_json::from_str(
-            &http_get(stack.shim_admin, "/status.json", &[])
-                .unwrap()
-                .body,
-        )
-        .unwrap()
-    };
+    let status = || stack.shim.status().unwrap();
     wait_until(
         "the removed address to drain",
         WAIT,
@@ -94,7 +87,7 @@ fn status_page_shows_endpoints_draining_and_connected_envoy() {
         .as_str()
         .unwrap()
         .to_string();
-    let dom = chromium_dump(&format!("http://{}/status", stack.shim_admin));
+    let dom = chromium_dump(&format!("http://{}/status", stack.shim.admin));
     for needle in [
         format!("<h3 class=\"upstream\">{cluster}</h3>"),
         format!("<td>{a}</td><td>backend.test</td><td>0</td><td>-</td><td><span class=\"ok\">serving</span>"),

@@ -42,8 +42,8 @@ pub struct Policy {
     pub empty_after: u32,
     /// How long unanswered questions may keep stale members. `None`: for ever.
     pub max_stale: Option<Duration>,
-    /// Most members one answer may yield; beyond, the first ones (in address order) are
-    /// kept and the cut is logged and shown in the status.
+    /// Most members one answer may yield; beyond, the first ones (by SRV priority, then
+    /// address) are kept, and the cut is logged, shown in the status and counted.
     pub max_records: usize,
 }
 
@@ -91,6 +91,8 @@ pub struct UpstreamState {
     pub empty_answers: u32,
     /// How many members the last answer had when it was over the cap.
     pub capped_from: Option<usize>,
+    /// Answers cut to the cap so far (for `/metrics`).
+    pub capped_answers: u64,
     pub settings: UpstreamSettings,
 }
 
@@ -153,6 +155,7 @@ impl DiscoveryState {
                     stale_since: None,
                     empty_answers: 0,
                     capped_from: None,
+                    capped_answers: 0,
                     settings: UpstreamSettings::default(),
                 };
                 (upstream.cluster_name(), Arc::new(state))
@@ -246,15 +249,17 @@ impl DiscoveryState {
             let state = Arc::make_mut(shared);
             if let Some(mut answer) = answer {
                 if let Ok(members) = &mut answer {
-                    state.capped_from = (members.len() > policy.max_records).then(|| {
+                    let answered = members.len();
+                    state.capped_from = (answered > policy.max_records).then_some(answered);
+                    if state.capped_from.is_some() {
+                        state.capped_answers = state.capped_answers.saturating_add(1);
                         events.push(Event::Capped {
                             cluster: cluster.clone(),
-                            answered: members.len(),
+                            answered,
                             kept: policy.max_records,
                         });
-                        members.len()
-                    });
-                    members.truncate(policy.max_records);
+                        members.truncate(policy.max_records);
+                    }
                 }
                 let outcome = fold(cluster, state, answer, at, &policy, &mut events);
                 state.last_attempt = Some(Attempt { at, outcome });
@@ -699,8 +704,8 @@ mod tests {
             ..no_drain()
         };
         let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
-        let flood = (1..=5).map(|i| ip(&format!("10.0.0.{i}"))).collect();
-        let events = state.apply(&a(&[("a.test", Ok(flood))]), t(0));
+        let flood = || (1..=5).map(|i| ip(&format!("10.0.0.{i}"))).collect();
+        let events = state.apply(&a(&[("a.test", Ok(flood()))]), t(0));
         assert!(events.contains(&Event::Capped {
             cluster: "dns+a.test:80".into(),
             answered: 5,
@@ -711,6 +716,15 @@ mod tests {
             ["10.0.0.1:80", "10.0.0.2:80"]
         );
         assert_eq!(state.upstreams().next().unwrap().capped_from, Some(5));
+
+        // Every capped answer counts; one within the cap clears the mark, not the count.
+        state.apply(&a(&[("a.test", Ok(flood()))]), t(5));
+        let events = state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.9")]))]), t(10));
+        assert!(!events.iter().any(|e| matches!(e, Event::Capped { .. })));
+        let upstream = state.upstreams().next().unwrap();
+        assert_eq!(upstream.capped_from, None);
+        assert_eq!(upstream.capped_answers, 2);
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.9:80"]);
     }
 
     #[test]

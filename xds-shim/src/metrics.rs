@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::discovery::DiscoveryState;
+use crate::discovery::{DiscoveryState, UpstreamState};
 
 /// Upper bounds (seconds) of the push-latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
@@ -104,36 +104,39 @@ impl Metrics {
         for (result, n) in lock(&self.resolutions) {
             let _ = writeln!(out, "dnslb_resolutions_total{{result=\"{result}\"}} {n}");
         }
+        // Each family's samples follow its own header, as the text format asks.
         header(
             &mut out,
             "dnslb_endpoints",
             "gauge",
             "Endpoints served per upstream, live or draining.",
         );
-        header(
-            &mut out,
-            "dnslb_upstream_stale",
-            "gauge",
-            "1 while an upstream keeps stale members.",
-        );
         for state in discovery.upstreams() {
             let cluster = escape(&state.upstream.cluster_name());
-            let _ = writeln!(
-                out,
-                "dnslb_endpoints{{cluster=\"{cluster}\",state=\"live\"}} {}",
-                state.members.len()
-            );
-            let _ = writeln!(
-                out,
-                "dnslb_endpoints{{cluster=\"{cluster}\",state=\"draining\"}} {}",
-                state.draining.len()
-            );
-            let _ = writeln!(
-                out,
-                "dnslb_upstream_stale{{cluster=\"{cluster}\"}} {}",
-                u8::from(state.stale_since.is_some())
-            );
+            for (kind, n) in [
+                ("live", state.members.len()),
+                ("draining", state.draining.len()),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "dnslb_endpoints{{cluster=\"{cluster}\",state=\"{kind}\"}} {n}"
+                );
+            }
         }
+        per_upstream(
+            &mut out,
+            discovery,
+            ("dnslb_upstream_stale", "gauge"),
+            "1 while an upstream keeps stale members.",
+            |state| u64::from(state.stale_since.is_some()),
+        );
+        per_upstream(
+            &mut out,
+            discovery,
+            ("dnslb_capped_answers_total", "counter"),
+            "DNS answers cut to --max-records, per upstream.",
+            |state| state.capped_answers,
+        );
         header(
             &mut out,
             "dnslb_xds_pushes_total",
@@ -202,6 +205,21 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// One family with a sample per upstream, labelled by cluster.
+fn per_upstream(
+    out: &mut String,
+    discovery: &DiscoveryState,
+    (name, kind): (&str, &str),
+    help: &str,
+    value: impl Fn(&UpstreamState) -> u64,
+) {
+    header(out, name, kind, help);
+    for state in discovery.upstreams() {
+        let cluster = escape(&state.upstream.cluster_name());
+        let _ = writeln!(out, "{name}{{cluster=\"{cluster}\"}} {}", value(state));
+    }
+}
+
 /// Label values: backslash, quote and newline escaped (cluster names have none today).
 fn escape(value: &str) -> String {
     value
@@ -231,6 +249,7 @@ mod tests {
             "dnslb_resolutions_total{result=\"servfail\"} 1",
             "dnslb_endpoints{cluster=\"dns+a.test:80\",state=\"live\"} 0",
             "dnslb_upstream_stale{cluster=\"dns+a.test:80\"} 0",
+            "dnslb_capped_answers_total{cluster=\"dns+a.test:80\"} 0",
             "dnslb_xds_pushes_total{type=\"EDS\"} 1",
             "dnslb_xds_pushes_total{type=\"CDS\"} 1",
             "dnslb_xds_push_latency_seconds_count 1",
@@ -244,6 +263,32 @@ mod tests {
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
+        }
+    }
+
+    #[test]
+    fn each_family_is_one_group_under_its_header() {
+        let state = DiscoveryState::new([
+            "dns+a.test:80".parse().unwrap(),
+            "dns+b.test:80".parse().unwrap(),
+        ]);
+        let text = Metrics::default().render(&state, 0);
+        let mut family = "";
+        let mut seen = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap();
+                assert!(!seen.contains(&family), "{family} twice in\n{text}");
+                seen.push(family);
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .filter(|base| *base == family)
+                    .unwrap_or(name);
+                assert_eq!(base, family, "{line:?} outside its group in\n{text}");
+            }
         }
     }
 }

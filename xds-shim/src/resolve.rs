@@ -57,6 +57,13 @@ pub enum ResolveError {
     Refused,
     #[error("timed out")]
     Timeout,
+    /// The answer did not fit UDP and the TCP retry failed or was truncated too (more
+    /// than a 64 KiB message holds).
+    #[error("answer truncated, and not to be had whole over TCP")]
+    Truncated,
+    /// A reply with the query's ID that does not decode as a DNS message.
+    #[error("malformed reply: {0}")]
+    Malformed(String),
     #[error("{0}")]
     Other(String),
 }
@@ -76,6 +83,8 @@ impl ResolveError {
             ResolveError::ServFail => "servfail",
             ResolveError::Refused => "refused",
             ResolveError::Timeout => "timeout",
+            ResolveError::Truncated => "truncated",
+            ResolveError::Malformed(_) => "malformed",
             ResolveError::Other(_) => "error",
         }
     }
@@ -329,6 +338,8 @@ fn classify(error: NetError) -> ResolveError {
         }
         NetError::Dns(DnsError::ResponseCode(ResponseCode::ServFail)) => ResolveError::ServFail,
         NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused)) => ResolveError::Refused,
+        NetError::Truncated => ResolveError::Truncated,
+        NetError::Proto(proto) => ResolveError::Malformed(proto.to_string()),
         _ => ResolveError::Other(error.to_string()),
     }
 }
@@ -411,6 +422,11 @@ mod tests {
             ResolveError::Refused
         );
         assert_eq!(classify(NetError::Timeout), ResolveError::Timeout);
+        assert_eq!(classify(NetError::Truncated).kind(), "truncated");
+        let garbage = hickory_resolver::proto::op::Message::from_vec(&[0, 1, 0x81, 0x80, 0xff])
+            .map_err(NetError::from)
+            .unwrap_err();
+        assert_eq!(classify(garbage).kind(), "malformed");
         assert_eq!(classify(NetError::NoConnections).kind(), "error");
     }
 }

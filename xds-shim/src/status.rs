@@ -79,7 +79,7 @@ pub struct MemberReport {
 pub struct ResolutionReport {
     pub at_unix_ms: u64,
     /// `ok`, or the error kind (`nxdomain`, `no_records`, `servfail`, `refused`, `timeout`,
-    /// `error`).
+    /// `truncated`, `malformed`, `error`).
     pub result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -149,3 +149,58 @@ fn invalid_config_exits_2_naming_key_and_value() {
     let output = run(&["--config", "/nonexistent/dnslb.yaml"], &[]);
     assert_rejected(&output, &["/nonexistent/dnslb.yaml"]);
 }
+
+#[test]
+fn malformed_names_exit_2_naming_the_value_and_the_fault() {
+    let label64 = format!("dns+{}.test:80", "a".repeat(64));
+    // Four 63-byte labels and three dots: 255 bytes.
+    let label63 = "a".repeat(63);
+    let name255 = format!("dns+{}:80", [label63.as_str(); 4].join("."));
+    for (spec, why) in [
+        ("dns+a..b.test:80", "empty label"),
+        ("dns+.a.test:80", "empty label"),
+        ("dns+a.test..:80", "empty label"),
+        (label64.as_str(), "longer than 63"),
+        (name255.as_str(), "longer than 253"),
+        ("dns+bad_host.test:80", "only letters"),
+        ("dns+a b.test:80", "only letters"),
+        ("dns+b\u{e9}.test:80", "only letters"),
+        ("dns+a*.test:80", "only letters"),
+        ("dns+-a.test:80", "starts or ends with '-'"),
+        ("dns+:80", "it is empty"),
+        ("dns+a.test", "missing :PORT"),
+        ("dns+a.test:", "port must be"),
+        ("dns+a.test:0", "port must be"),
+        ("dns+a.test:65536", "port must be"),
+        ("dns+a.test:-1", "port must be"),
+        ("dns+a.test:http", "port must be"),
+        ("srv+", "it is empty"),
+        ("srv+_http._tcp..test", "empty label"),
+        ("srv+_http._tcp.a.test:80", "only letters"),
+    ] {
+        let output = run(&["--upstream", spec], &[]);
+        assert_rejected(&output, &["--upstream", spec, why]);
+        let (_guard, path) = config_file(format!("upstreams: ['{spec}']\n").as_bytes());
+        let output = run(&["check", "--config", &path], &[]);
+        assert_rejected(&output, &["upstreams[0]", spec, why]);
+    }
+}
+
+#[test]
+fn non_utf8_flag_or_variable_exits_2() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let bad = OsStr::from_bytes(b"dns+b\xff.test:80");
+    let output = Command::new(env!("CARGO_BIN_EXE_xds-shim"))
+        .arg("--upstream")
+        .arg(bad)
+        .env_remove("DNSLB_UPSTREAM")
+        .output()
+        .unwrap();
+    assert_rejected(&output, &["UTF-8"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_xds-shim"))
+        .env("DNSLB_UPSTREAM", bad)
+        .output()
+        .unwrap();
+    assert_rejected(&output, &["UTF-8"]);
+}

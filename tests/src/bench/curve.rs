@@ -13,7 +13,7 @@ use super::{
     wrk::{self, Load},
     Base, Budget,
 };
-use crate::{dns::DnsServer, error::Result, process::TempDir};
+use crate::{dns::DnsServer, error::Result, process::TempDir, stack::Shim};
 
 /// One point of the curve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ fn run_point(
         .collect();
     // The shim caps one answer at 1000 records by default; the largest point
     // has 3000.
-    let shim = fixture::start_shim_with(
+    let shim = Shim::start(
         &upstreams,
         base.dns.addr(),
         Duration::from_secs(5),

@@ -18,7 +18,7 @@ use std::{
 
 use super::{
     configs::{self, DnsCluster, NativePolicy},
-    fixture::{self, Proxy, Shim},
+    fixture::{self, Proxy},
     propagation::jitter,
     Base,
 };
@@ -27,6 +27,7 @@ use crate::{
     error::Result,
     http::http_get,
     process::{ChildGuard, TempDir},
+    stack::Shim,
 };
 
 /// The name of this scenario.
@@ -256,7 +257,7 @@ pub fn run(base: &Base, reps: usize) -> Result<DeadReport> {
     base.dns.set_a(NAME, &IPS);
     let upstreams = [format!("dns+{NAME}:{port}")];
     let shim = || {
-        fixture::start_shim_with(
+        Shim::start(
             &upstreams,
             base.dns.addr(),
             Duration::from_secs(5),

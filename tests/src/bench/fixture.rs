@@ -15,7 +15,7 @@ use crate::{
     error::{HarnessError, Result},
     http::http_get,
     process::{free_port, wait_until, ChildGuard},
-    stack::{filter_wasm, shim_binary, EnvoyPorts},
+    stack::{filter_wasm, EnvoyPorts},
 };
 
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -85,64 +85,6 @@ pub fn spawn_backend(addrs: &[SocketAddr], dir: &Path, name: &str) -> Result<Chi
 /// A port free on 127.0.0.1 (and, on Linux, on the rest of 127/8 as a rule).
 pub fn port() -> Result<u16> {
     free_port(LOOPBACK)
-}
-
-/// xds-shim on `upstreams`, resolving through `dns` every `interval`.
-pub struct Shim {
-    pub process: ChildGuard,
-    pub xds: u16,
-    pub admin: SocketAddr,
-    pub args: Vec<String>,
-}
-
-pub fn start_shim(
-    upstreams: &[String],
-    dns: SocketAddr,
-    interval: Duration,
-    dir: &Path,
-) -> Result<Shim> {
-    start_shim_with(upstreams, dns, interval, dir, &[])
-}
-
-/// [`start_shim`] with `extra` flags (e.g. `--drain 0s`).
-pub fn start_shim_with(
-    upstreams: &[String],
-    dns: SocketAddr,
-    interval: Duration,
-    dir: &Path,
-    extra: &[&str],
-) -> Result<Shim> {
-    let xds = port()?;
-    let admin = SocketAddr::new(LOOPBACK, port()?);
-    let mut args = Vec::new();
-    for upstream in upstreams {
-        args.push("--upstream".to_string());
-        args.push(upstream.clone());
-    }
-    args.extend([
-        "--nameserver".to_string(),
-        dns.to_string(),
-        "--interval".into(),
-        format!("{}ms", interval.as_millis()),
-        "--xds-listen".into(),
-        SocketAddr::new(LOOPBACK, xds).to_string(),
-        "--admin-listen".into(),
-        admin.to_string(),
-    ]);
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let mut cmd = Command::new(built(shim_binary())?);
-    cmd.args(&args);
-    let process = ChildGuard::spawn("xds-shim", cmd, dir)?;
-    wait_until("xds-shim /healthz", STARTUP, POLL, || {
-        process.ensure_running()?;
-        Ok(http_get(admin, "/healthz", &[]).is_ok_and(|r| r.status == 200))
-    })?;
-    Ok(Shim {
-        process,
-        xds,
-        admin,
-        args,
-    })
 }
 
 /// A started Envoy with its listener.

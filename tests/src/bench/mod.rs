@@ -26,7 +26,7 @@ use crate::{
     dns::DnsServer,
     error::{HarnessError, Result},
     process::{wait_until, workspace_root, ChildGuard, TempDir},
-    stack::{filter_wasm, shim_binary},
+    stack::{filter_wasm, shim_binary, Shim},
 };
 
 /// Wall-clock budget of the whole run.
@@ -126,7 +126,7 @@ impl Options {
 /// `127.0.0.2-4:port`, the curve's backend process and one xds-shim for
 /// `backend.test` and the propagation name.
 pub struct Base {
-    pub shim: fixture::Shim,
+    pub shim: Shim,
     _backends: Vec<ChildGuard>,
     _curve_backend: ChildGuard,
     pub dns: DnsServer,
@@ -170,7 +170,13 @@ impl Base {
             format!("dns+backend.test:{port}"),
             format!("dns+{}:{port}", propagation::NAME),
         ];
-        let shim = fixture::start_shim(&upstreams, dns.addr(), Duration::from_secs(5), dir.path())?;
+        let shim = Shim::start(
+            &upstreams,
+            dns.addr(),
+            Duration::from_secs(5),
+            dir.path(),
+            &[],
+        )?;
         Ok(Self {
             shim,
             _backends: backends,

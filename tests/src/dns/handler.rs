@@ -17,7 +17,7 @@ use hickory_proto::{
     },
 };
 use hickory_server::{
-    net::runtime::Time,
+    net::{runtime::Time, xfer::Protocol},
     server::{Request, RequestHandler, ResponseHandler, ResponseInfo},
     zone_handler::MessageResponseBuilder,
 };
@@ -27,6 +27,7 @@ use super::store::{Lookup, Node, Store};
 pub(crate) struct Handler {
     pub(crate) store: Arc<RwLock<Store>>,
     pub(crate) queries: Arc<AtomicU64>,
+    pub(crate) tcp_queries: Arc<AtomicU64>,
 }
 
 /// The content of a response, computed from the store without I/O.
@@ -127,6 +128,9 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         self.queries.fetch_add(1, Ordering::Relaxed);
+        if request.protocol() == Protocol::Tcp {
+            self.tcp_queries.fetch_add(1, Ordering::Relaxed);
+        }
         let content = if request.metadata.op_code != OpCode::Query {
             Answer::code(ResponseCode::NotImp)
         } else {
