@@ -581,7 +581,7 @@ fn log_event(event: &Event) {
             %cluster,
             answered,
             kept,
-            "answer over --max-records; serving only the first (by address)"
+            "answer over --max-records; serving only the first (by SRV priority, then address)"
         ),
     }
 }
