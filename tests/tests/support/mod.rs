@@ -233,3 +233,18 @@ pub fn delta_cds_dynamic_resources() -> Value {
     *api_type = Value::String("DELTA_GRPC".into());
     dynamic
 }
+
+/// The mesh variant's clusters (envoy/README.md, B): `xds-cluster.yaml` and
+/// `eds-cluster.yaml`, the latter's EDS of `api_type` (the snippet says
+/// `GRPC`; `DELTA_GRPC` works as well).
+pub fn mesh_clusters(api_type: &str) -> Vec<Value> {
+    let mut eds = seq(&snippet("eds-cluster.yaml"), "eds-cluster.yaml").clone();
+    assert_eq!(eds.len(), 1);
+    eds[0]["eds_cluster_config"]["eds_config"]["api_config_source"]["api_type"] =
+        Value::String(api_type.to_owned());
+    [
+        seq(&snippet("xds-cluster.yaml"), "xds-cluster.yaml").clone(),
+        eds,
+    ]
+    .concat()
+}
