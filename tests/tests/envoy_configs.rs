@@ -34,7 +34,8 @@ fn demo_bootstrap_validates() {
 }
 
 /// The snippets for an existing Envoy, dropped into a minimal bootstrap the
-/// way envoy/README explains, make a valid configuration.
+/// way envoy/README explains, make a valid configuration with each way of
+/// taking the clusters from the shim: ADS, Delta ADS, plain CDS, plain Delta CDS.
 #[test]
 fn snippets_for_an_existing_envoy_validate() {
     let mut bootstrap = support::plain_bootstrap(9901, 10000);
@@ -42,6 +43,26 @@ fn snippets_for_an_existing_envoy_validate() {
         &mut bootstrap,
         support::seq(&support::snippet("xds-cluster.yaml"), "xds-cluster.yaml").clone(),
     );
-    bootstrap["dynamic_resources"] = support::snippet("dynamic-resources.yaml");
-    support::validate_bootstrap("the snippets", &bootstrap);
+    let variants = [
+        (
+            "dynamic-resources.yaml",
+            support::snippet("dynamic-resources.yaml"),
+        ),
+        (
+            "dynamic-resources-delta.yaml",
+            support::snippet("dynamic-resources-delta.yaml"),
+        ),
+        (
+            "dynamic-resources-cds.yaml",
+            support::snippet("dynamic-resources-cds.yaml"),
+        ),
+        (
+            "dynamic-resources-cds.yaml with DELTA_GRPC",
+            support::delta_cds_dynamic_resources(),
+        ),
+    ];
+    for (name, dynamic) in variants {
+        bootstrap["dynamic_resources"] = dynamic;
+        support::validate_bootstrap(&format!("the snippets with {name}"), &bootstrap);
+    }
 }

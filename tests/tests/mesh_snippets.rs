@@ -8,24 +8,22 @@ mod support;
 
 use serde_yaml::Value;
 use support::{
-    add_dnslb, parse_yaml, parse_yaml_documents, plain_bootstrap, read, seq, snippet, str,
-    validate_bootstrap,
+    add_dnslb, mesh_clusters, parse_yaml, parse_yaml_documents, plain_bootstrap, read, seq,
+    snippet, str, validate_bootstrap,
 };
 
+/// As the snippet is (EDS state of the world) and with `api_type: DELTA_GRPC`.
 #[test]
 fn mesh_variant_with_plain_eds_clusters_validates() {
-    let mut bootstrap = plain_bootstrap(9901, 10000);
-    let clusters = [
-        seq(&snippet("xds-cluster.yaml"), "xds-cluster.yaml").clone(),
-        seq(&snippet("eds-cluster.yaml"), "eds-cluster.yaml").clone(),
-    ]
-    .concat();
-    add_dnslb(&mut bootstrap, clusters);
-    assert!(
-        bootstrap["dynamic_resources"].is_null(),
-        "the mesh variant keeps its own control plane"
-    );
-    validate_bootstrap("the mesh variant", &bootstrap);
+    for api_type in ["GRPC", "DELTA_GRPC"] {
+        let mut bootstrap = plain_bootstrap(9901, 10000);
+        add_dnslb(&mut bootstrap, mesh_clusters(api_type));
+        assert!(
+            bootstrap["dynamic_resources"].is_null(),
+            "the mesh variant keeps its own control plane"
+        );
+        validate_bootstrap(&format!("the mesh variant, EDS {api_type}"), &bootstrap);
+    }
 }
 
 /// The EDS snippet's cluster is what the shim would send over ADS: the same

@@ -1,6 +1,10 @@
 //! End to end through the real Envoy, the real xds-shim and a DNS server on
-//! loopback: `dns+` requests are routed round robin over what DNS returns.
+//! loopback: `dns+` requests are routed round robin over what DNS returns,
+//! whichever way Envoy takes its clusters from the shim (the demo's ADS, Delta
+//! ADS, plain CDS and EDS in either flavour).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
 
 use std::{
     collections::BTreeMap,
@@ -10,11 +14,13 @@ use std::{
 };
 
 use dnslb_tests::{
-    backend::HEADER_SEEN_ENDPOINT, free_port, http_get, http_request, BackendReport, Stack,
-    StackOptions,
+    backend::HEADER_SEEN_ENDPOINT, free_port, http_get, http_request, wait_until, BackendReport,
+    Stack, StackOptions,
 };
+use serde_yaml::Value;
 
 const NAME: &str = "backend.test";
+const POLL: Duration = Duration::from_millis(50);
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
@@ -45,6 +51,23 @@ fn authority(port: u16) -> String {
     format!("dns+{NAME}:{port}")
 }
 
+/// Sends 10 requests per member of `addrs` through Envoy to `cluster` and
+/// asserts each member answered 10 of them: round robin, one Envoy worker.
+fn assert_ten_each(stack: &Stack, cluster: &str, addrs: &[SocketAddr]) {
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    for i in 0..10 * addrs.len() {
+        let report = stack.get_backend(cluster, &format!("/rr/{i}")).unwrap();
+        assert_eq!(
+            report.host,
+            cluster.trim_start_matches("dns+"),
+            "the backend must see the authority without dns+"
+        );
+        *counts.entry(report.backend).or_default() += 1;
+    }
+    let expected: BTreeMap<String, u32> = addrs.iter().map(|a| (a.to_string(), 10)).collect();
+    assert_eq!(counts, expected);
+}
+
 #[test]
 fn thirty_requests_over_three_a_records_give_ten_each() {
     let (port, addrs) = backends(&[2, 3, 4]);
@@ -55,19 +78,63 @@ fn thirty_requests_over_three_a_records_give_ten_each() {
     .unwrap();
     let cluster = authority(port);
     stack.wait_serving(&cluster, &addrs).unwrap();
+    assert_ten_each(&stack, &cluster, &addrs);
+}
 
-    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for i in 0..30 {
-        let report = stack.get_backend(&cluster, &format!("/rr/{i}")).unwrap();
-        assert_eq!(
-            report.host,
-            format!("{NAME}:{port}"),
-            "the backend must see the authority without dns+"
-        );
-        *counts.entry(report.backend).or_default() += 1;
-    }
-    let expected: BTreeMap<String, u32> = addrs.iter().map(|a| (a.to_string(), 10)).collect();
-    assert_eq!(counts, expected);
+/// The demo with `dynamic` (an envoy/snippets `dynamic_resources`) in place
+/// of its ADS: Envoy must hold the shim's streams named in `services` (as
+/// the shim's status lists them), round robin 10/10/10 over three A records,
+/// and take a fourth record within a few rounds.
+fn round_robin_with_dynamic_resources(dynamic: Value, services: &[&str]) {
+    let (port, addrs) = backends(&[2, 3, 4, 5]);
+    let stack = Stack::start_with(
+        options(port, addrs.clone(), Duration::from_secs(1)),
+        |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4)]),
+        |ports, wasm, filter_config| {
+            support::demo_with_dynamic_resources(ports, wasm, filter_config, dynamic)
+        },
+    )
+    .unwrap();
+    let cluster = authority(port);
+    stack.wait_serving(&cluster, &addrs[..3]).unwrap();
+    // The demo's node; the filter's own stream is node dnslb-filter.
+    assert_eq!(stack.shim_streams("dnslb-demo").unwrap(), services);
+    assert_ten_each(&stack, &cluster, &addrs[..3]);
+
+    // A 4th record reaches Envoy's cluster and the filter's members.
+    stack.dns.set_a(NAME, &[ip(2), ip(3), ip(4), ip(5)]);
+    let wait = Duration::from_secs(30);
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &addrs, wait)
+        .unwrap();
+    let fourth = addrs[3].to_string();
+    wait_until("the filter to list the 4th member", wait, POLL, || {
+        Ok(stack.filter_member(&cluster, &fourth)?.is_some())
+    })
+    .unwrap();
+    assert_ten_each(&stack, &cluster, &addrs);
+    // Envoy accepted every update.
+    let metrics = http_get(stack.shim_admin, "/metrics", &[]).unwrap().body;
+    assert!(metrics.contains("\ndnslb_xds_nacks_total 0\n"), "{metrics}");
+}
+
+#[test]
+fn delta_ads_round_robins_and_follows_dns() {
+    let dynamic = support::snippet("dynamic-resources-delta.yaml");
+    round_robin_with_dynamic_resources(dynamic, &["ADS delta"]);
+}
+
+#[test]
+fn plain_cds_and_eds_without_ads_round_robin_and_follow_dns() {
+    let dynamic = support::snippet("dynamic-resources-cds.yaml");
+    round_robin_with_dynamic_resources(dynamic, &["CDS", "EDS"]);
+}
+
+#[test]
+fn plain_delta_cds_without_ads_round_robins_and_follows_dns() {
+    let dynamic = support::delta_cds_dynamic_resources();
+    round_robin_with_dynamic_resources(dynamic, &["CDS delta", "EDS"]);
 }
 
 /// Sends requests until `done(backend)` holds for `streak` answers in a row;

@@ -17,7 +17,8 @@ pub struct Nack {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientInfo {
-    /// `ADS`, `CDS` or `EDS`: which service the stream uses.
+    /// `ADS`, `CDS` or `EDS`, with ` delta` for incremental streams: which service the
+    /// stream uses.
     pub service: &'static str,
     pub node: String,
     pub peer: Option<SocketAddr>,

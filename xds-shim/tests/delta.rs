@@ -1,5 +1,6 @@
-//! A Delta (incremental) xDS client against the real binary: only changed resources are
-//! sent, removals are named, and a NACK shows in /status.json and /metrics.
+//! A Delta (incremental) xDS client against the real binary, on ADS and on the plain CDS
+//! and EDS services: only changed resources are sent, a NACK shows in /status.json and
+//! /metrics, and a plain stream answers only its own type.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -7,12 +8,18 @@ mod support;
 
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
 use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
+use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
 use envoy_types::pb::google::rpc::Status;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -22,22 +29,44 @@ use support::{http_get, FakeDns, Shim};
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
+/// The gRPC service a Delta stream is opened on.
+#[derive(Clone, Copy)]
+enum Service {
+    Ads,
+    /// Plain `ClusterDiscoveryService/DeltaClusters`.
+    Cds,
+    /// Plain `EndpointDiscoveryService/DeltaEndpoints`.
+    Eds,
+}
+
 struct DeltaClient {
     requests: mpsc::Sender<DeltaDiscoveryRequest>,
     responses: Streaming<DeltaDiscoveryResponse>,
 }
 
 impl DeltaClient {
-    async fn connect(shim: &Shim) -> DeltaClient {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", shim.xds))
-            .await
-            .unwrap();
+    async fn connect(shim: &Shim, service: Service) -> DeltaClient {
+        let url = format!("http://{}", shim.xds);
         let (requests, rx) = mpsc::channel(8);
-        let responses = client
-            .delta_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
+        let rx = ReceiverStream::new(rx);
+        let responses = match service {
+            Service::Ads => {
+                let mut client = AggregatedDiscoveryServiceClient::connect(url)
+                    .await
+                    .unwrap();
+                client.delta_aggregated_resources(rx).await
+            }
+            Service::Cds => {
+                let mut client = ClusterDiscoveryServiceClient::connect(url).await.unwrap();
+                client.delta_clusters(rx).await
+            }
+            Service::Eds => {
+                let mut client = EndpointDiscoveryServiceClient::connect(url).await.unwrap();
+                client.delta_endpoints(rx).await
+            }
+        }
+        .unwrap()
+        .into_inner();
         DeltaClient {
             requests,
             responses,
@@ -81,8 +110,9 @@ async fn status(shim: &Shim) -> serde_json::Value {
     serde_json::from_str(&body).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delta_client_gets_changes_only_and_nacks_are_reported() {
+/// The fake DNS server with `a.test` and `b.test`, the shim serving `dns+a.test:80` and
+/// `dns+b.test:80` from it (fast rounds, no draining), and a Delta stream on `service`.
+async fn start(service: Service) -> (FakeDns, Shim, DeltaClient) {
     let dns = FakeDns::start().await;
     dns.set("a.test", &["127.0.0.2"]);
     dns.set("b.test", &["127.0.0.3"]);
@@ -100,7 +130,57 @@ async fn delta_client_gets_changes_only_and_nacks_are_reported() {
         "0s",
     ]);
     shim.wait_ready().await;
-    let mut client = DeltaClient::connect(&shim).await;
+    let client = DeltaClient::connect(&shim, service).await;
+    (dns, shim, client)
+}
+
+/// Waits until /status.json reports the NACK of `delta-node`, checks it against what was
+/// rejected, and checks /metrics for `metrics`. Returns the node's status entry.
+async fn assert_nack(
+    shim: &Shim,
+    service: &str,
+    rejected: &DeltaDiscoveryResponse,
+    message: &str,
+    metrics: &[&str],
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let client = loop {
+        let json = status(shim).await;
+        let found = json["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == "delta-node" && !c["last_nack"].is_null())
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(std::time::Instant::now() < deadline, "NACK never reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(client["service"], service);
+    let nack = &client["last_nack"];
+    let kind = if rejected.type_url == CDS {
+        "CDS"
+    } else {
+        "EDS"
+    };
+    assert_eq!(nack["type"], kind);
+    assert_eq!(nack["message"], message);
+    assert_eq!(
+        nack["rejected_version"],
+        rejected.system_version_info.as_str()
+    );
+    let (_, text) = http_get(shim.admin, "/metrics").await.unwrap();
+    for needle in metrics.iter().chain(&["dnslb_xds_nacks_total 1"]) {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_client_gets_changes_only_and_nacks_are_reported() {
+    let (dns, shim, mut client) = start(Service::Ads).await;
 
     // CDS wildcard (legacy: nothing named), then EDS for both.
     client.send(CDS, &[], "", None).await;
@@ -126,39 +206,84 @@ async fn delta_client_gets_changes_only_and_nacks_are_reported() {
     client
         .send(EDS, &[], &push.nonce, Some("endpoint rejected"))
         .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let client_status = loop {
-        let json = status(&shim).await;
-        let found = json["clients"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["node"] == "delta-node" && !c["last_nack"].is_null())
-            .cloned();
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(std::time::Instant::now() < deadline, "NACK never reported");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(client_status["service"], "ADS delta");
-    assert_eq!(
-        client_status["acked"]["CDS"],
-        cds.system_version_info.as_str()
-    );
-    assert_eq!(
-        client_status["acked"]["EDS"],
-        eds.system_version_info.as_str()
-    );
-    let nack = &client_status["last_nack"];
-    assert_eq!(nack["type"], "EDS");
-    assert_eq!(nack["message"], "endpoint rejected");
-    assert_eq!(nack["rejected_version"], push.system_version_info.as_str());
-    let (_, metrics) = http_get(shim.admin, "/metrics").await.unwrap();
-    assert!(metrics.contains("dnslb_xds_nacks_total 1"), "{metrics}");
+    let status = assert_nack(&shim, "ADS delta", &push, "endpoint rejected", &[]).await;
+    assert_eq!(status["acked"]["CDS"], cds.system_version_info.as_str());
+    assert_eq!(status["acked"]["EDS"], eds.system_version_info.as_str());
 
     // A later change is still pushed after the NACK.
     dns.set("a.test", &["127.0.0.5"]);
     let push = client.next().await;
     assert_eq!(names(&push), ["dns+a.test:80"]);
+}
+
+/// Plain Delta CDS, for an Envoy that takes its clusters from the shim without ADS: the
+/// clusters fetch their endpoints from the shim's plain EDS service, the stream carries
+/// clusters only, and a NACK is reported for the stream's node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_delta_cds_serves_clusters_that_fetch_from_grpc_eds() {
+    let (_dns, shim, mut client) = start(Service::Cds).await;
+
+    // Endpoints on a CDS stream go unanswered: the first response is the clusters'.
+    client.send(EDS, &["*"], "", None).await;
+    client.send(CDS, &[], "", None).await;
+    let cds = client.next().await;
+    assert_eq!(cds.type_url, CDS);
+    assert_eq!(names(&cds), ["dns+a.test:80", "dns+b.test:80"]);
+    for resource in &cds.resources {
+        let cluster =
+            Cluster::decode(resource.resource.as_ref().unwrap().value.as_slice()).unwrap();
+        let source = cluster.eds_cluster_config.unwrap().eds_config.unwrap();
+        let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = source.config_source_specifier
+        else {
+            panic!(
+                "{}: EDS must be an api_config_source, not ADS",
+                cluster.name
+            );
+        };
+        let Some(TargetSpecifier::EnvoyGrpc(grpc)) = &api.grpc_services[0].target_specifier else {
+            panic!("{}: not envoy_grpc", cluster.name);
+        };
+        assert_eq!(grpc.cluster_name, "dnslb_xds");
+    }
+
+    client
+        .send(CDS, &[], &cds.nonce, Some("cluster rejected"))
+        .await;
+    let metrics = [
+        "dnslb_xds_connected_streams 1",
+        "dnslb_xds_pushes_total{type=\"CDS\"} 1",
+    ];
+    assert_nack(&shim, "CDS delta", &cds, "cluster rejected", &metrics).await;
+}
+
+/// Plain Delta EDS: assignments for the subscribed clusters only, changes pushed, ACKs and
+/// NACKs per node, clusters refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_delta_eds_pushes_subscribed_changes_and_reports_nacks() {
+    let (dns, shim, mut client) = start(Service::Eds).await;
+
+    // Clusters on an EDS stream go unanswered: the first response is the assignment.
+    client.send(CDS, &[], "", None).await;
+    client.send(EDS, &["dns+a.test:80"], "", None).await;
+    let eds = client.next().await;
+    assert_eq!(eds.type_url, EDS);
+    assert_eq!(names(&eds), ["dns+a.test:80"]);
+    client.send(EDS, &[], &eds.nonce, None).await;
+
+    // b is not subscribed: its change is not sent; a's is, alone.
+    dns.set("b.test", &["127.0.0.5"]);
+    dns.set("a.test", &["127.0.0.4"]);
+    let push = client.next().await;
+    assert_eq!(names(&push), ["dns+a.test:80"]);
+    assert_ne!(push.resources[0].version, eds.resources[0].version);
+
+    client
+        .send(EDS, &[], &push.nonce, Some("endpoint rejected"))
+        .await;
+    let metrics = [
+        "dnslb_xds_connected_streams 1",
+        "dnslb_xds_pushes_total{type=\"EDS\"} 2",
+    ];
+    let status = assert_nack(&shim, "EDS delta", &push, "endpoint rejected", &metrics).await;
+    assert_eq!(status["acked"]["EDS"], eds.system_version_info.as_str());
 }

@@ -304,7 +304,10 @@ async fn main() {
         let count = if args.subscribe == 0 {
             args.upstreams
         } else {
-            names.iter().collect::<std::collections::BTreeSet<_>>().len()
+            names
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
         };
         let mut client = DeltaClient::connect(xds, names).await;
         client.initial(count).await;

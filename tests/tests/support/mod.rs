@@ -1,11 +1,15 @@
 //! Helpers shared by the tests that check the adoption material statically
-//! (compose, Kubernetes, mesh snippets): YAML loading and Envoy validation.
+//! (compose, Kubernetes, mesh snippets) and the end-to-end tests that run it:
+//! YAML loading, bootstrap composition and Envoy validation.
 // Each test file uses its own subset.
 #![allow(dead_code)]
 
 use std::{fs, path::Path};
 
-use dnslb_tests::{stack::filter_wasm, workspace_root, Envoy, TempDir};
+use dnslb_tests::{
+    stack::{demo_bootstrap, filter_wasm, EnvoyPorts},
+    workspace_root, Envoy, TempDir,
+};
 use serde::Deserialize;
 use serde_yaml::Value;
 
@@ -205,4 +209,42 @@ pub fn point_cluster_at(bootstrap: &mut Value, name: &str, address: &str, port: 
         ["address"]["socket_address"];
     socket["address"] = Value::String(address.to_owned());
     socket["port_value"] = Value::Number(port.into());
+}
+
+/// The demo bootstrap as the stack runs it ([`demo_bootstrap`]) with `dynamic` as its
+/// `dynamic_resources`: the demo taking its clusters from the shim another way.
+pub fn demo_with_dynamic_resources(
+    ports: EnvoyPorts,
+    wasm: &Path,
+    filter_config: &str,
+    dynamic: Value,
+) -> dnslb_tests::Result<String> {
+    let demo = demo_bootstrap(ports, wasm, filter_config)?;
+    let mut bootstrap = parse_yaml("the demo bootstrap", &demo);
+    bootstrap["dynamic_resources"] = dynamic;
+    Ok(serde_yaml::to_string(&bootstrap).unwrap())
+}
+
+/// `dynamic-resources-cds.yaml` with its cluster stream switched to Delta.
+pub fn delta_cds_dynamic_resources() -> Value {
+    let mut dynamic = snippet("dynamic-resources-cds.yaml");
+    let api_type = &mut dynamic["cds_config"]["api_config_source"]["api_type"];
+    assert_eq!(api_type, "GRPC");
+    *api_type = Value::String("DELTA_GRPC".into());
+    dynamic
+}
+
+/// The mesh variant's clusters (envoy/README.md, B): `xds-cluster.yaml` and
+/// `eds-cluster.yaml`, the latter's EDS of `api_type` (the snippet says
+/// `GRPC`; `DELTA_GRPC` works as well).
+pub fn mesh_clusters(api_type: &str) -> Vec<Value> {
+    let mut eds = seq(&snippet("eds-cluster.yaml"), "eds-cluster.yaml").clone();
+    assert_eq!(eds.len(), 1);
+    eds[0]["eds_cluster_config"]["eds_config"]["api_config_source"]["api_type"] =
+        Value::String(api_type.to_owned());
+    [
+        seq(&snippet("xds-cluster.yaml"), "xds-cluster.yaml").clone(),
+        eds,
+    ]
+    .concat()
 }

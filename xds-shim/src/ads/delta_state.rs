@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
 
-use super::stream_state::RequestKind;
+use super::stream_state::{RequestKind, Scope};
 use crate::snapshot::{Generation, ResourceType, Resources, Snapshot, Versioned};
 
 const WILDCARD: &str = "*";
@@ -52,11 +52,21 @@ pub struct DeltaState {
     node_id: Option<String>,
     last_nonce: u64,
     types: BTreeMap<ResourceType, TypeState>,
+    scope: Scope,
 }
 
 impl DeltaState {
+    /// An ADS stream.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A plain Delta CDS or EDS stream (see [`Scope::Single`]).
+    pub fn single_type(kind: ResourceType) -> Self {
+        DeltaState {
+            scope: Scope::Single(kind),
+            ..Self::default()
+        }
     }
 
     pub fn node_id(&self) -> &str {
@@ -73,7 +83,7 @@ impl DeltaState {
                 self.node_id = Some(node.id.clone());
             }
         }
-        let Some(kind) = ResourceType::from_type_url(&request.type_url) else {
+        let Some(kind) = self.scope.kind_of(&request.type_url) else {
             let type_url = request.type_url;
             return (RequestKind::UnknownType { type_url }, Vec::new());
         };
@@ -148,7 +158,7 @@ impl DeltaState {
 
     /// What is new for the client, in responses of about [`PART_BYTES`] each.
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
-        let resources = snapshot.resources(kind);
+        let resources = snapshot.resources_for(kind, self.scope.eds_source());
         let Some(state) = self.types.get_mut(&kind) else {
             return Vec::new();
         };
@@ -488,5 +498,38 @@ mod tests {
         assert!(delta.on_request(unsub, &snap).1.is_empty());
         let (_, again) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
         assert_eq!(names(&only(again)), ["dns+a:80"]);
+    }
+
+    #[test]
+    fn plain_streams_serve_their_one_type() {
+        use crate::snapshot::EdsSource;
+        let snap = snapshot(&[("dns+a:80", &["10.0.0.1:80"])]);
+        // Plain CDS: the clusters whose EDS is the plain gRPC service; type_url may be empty.
+        let mut cds = DeltaState::single_type(ResourceType::Cluster);
+        let (_, response) = cds.on_request(request("", &[], ""), &snap);
+        let response = only(response);
+        assert_eq!(response.type_url, CLUSTER_TYPE_URL);
+        let grpc = snap.resources_for(ResourceType::Cluster, EdsSource::Grpc);
+        assert_ne!(grpc.version, snap.version(ResourceType::Cluster));
+        assert_eq!(response.system_version_info, grpc.version);
+        assert_eq!(
+            response.resources[0].resource.as_ref(),
+            grpc.by_name.get("dns+a:80").map(|v| &v.resource)
+        );
+        assert_eq!(
+            response.resources[0].version,
+            grpc.by_name["dns+a:80"].version
+        );
+        // Another type on it is refused, as on the state-of-the-world services.
+        let (kind, none) = cds.on_request(request(ENDPOINT_TYPE_URL, &["*"], ""), &snap);
+        assert!(matches!(kind, RequestKind::UnknownType { .. }));
+        assert!(none.is_empty());
+
+        let mut eds = DeltaState::single_type(ResourceType::Endpoint);
+        let (_, response) = eds.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
+        assert_eq!(names(&only(response)), ["dns+a:80"]);
+        let (kind, none) = eds.on_request(request(CLUSTER_TYPE_URL, &[], ""), &snap);
+        assert!(matches!(kind, RequestKind::UnknownType { .. }));
+        assert!(none.is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! The tonic xDS services on one port: ADS, and plain CDS and EDS for meshes that keep
-//! their own ADS. One task per stream feeds requests and snapshot changes into a
-//! [`StreamState`] and sends what it returns; the services differ only in the state's mode.
+//! their own ADS, each in state-of-the-world and Delta flavours. One task per stream feeds
+//! requests and snapshot changes into a [`StreamState`] or [`DeltaState`] and sends what it
+//! returns; the services differ only in the state's protocol and scope.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,9 +41,6 @@ const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
 type SotwStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
 type DeltaStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
 
-const DELTA_UNSUPPORTED: &str =
-    "delta xDS is served on ADS only (api_type: DELTA_GRPC with ads); plain CDS/EDS are SotW";
-
 #[derive(Clone)]
 pub struct XdsService {
     snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -66,7 +64,7 @@ impl XdsService {
         }
     }
 
-    /// Starts the task that drives one state-of-the-world stream.
+    /// Starts the task that drives one stream, state of the world or Delta.
     fn open_stream<P: Protocol>(
         &self,
         request: Request<Streaming<P::Request>>,
@@ -161,9 +159,10 @@ impl ClusterDiscoveryService for XdsService {
 
     async fn delta_clusters(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<DeltaStream>, Status> {
-        Err(Status::unimplemented(DELTA_UNSUPPORTED))
+        let state = DeltaState::single_type(ResourceType::Cluster);
+        Ok(self.open_stream(request, state, "CDS delta"))
     }
 
     async fn fetch_clusters(
@@ -189,9 +188,10 @@ impl EndpointDiscoveryService for XdsService {
 
     async fn delta_endpoints(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<DeltaStream>, Status> {
-        Err(Status::unimplemented(DELTA_UNSUPPORTED))
+        let state = DeltaState::single_type(ResourceType::Endpoint);
+        Ok(self.open_stream(request, state, "EDS delta"))
     }
 
     async fn fetch_endpoints(

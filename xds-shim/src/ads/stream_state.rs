@@ -83,6 +83,38 @@ pub enum RequestKind {
     },
 }
 
+/// Which types one stream carries; the same for state-of-the-world and Delta streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// ADS: every served type; clusters fetch their endpoints over the same stream.
+    #[default]
+    Aggregated,
+    /// A plain CDS or EDS stream: this one type. Requests may leave `type_url` empty
+    /// (allowed on non-aggregated streams); other types are refused. Clusters served here
+    /// fetch endpoints from the plain EDS service, since the client's ADS (if any) may
+    /// belong to another control plane.
+    Single(ResourceType),
+}
+
+impl Scope {
+    pub fn eds_source(self) -> EdsSource {
+        match self {
+            Scope::Aggregated => EdsSource::Ads,
+            Scope::Single(_) => EdsSource::Grpc,
+        }
+    }
+
+    /// The type a request's `type_url` names on this stream; `None` for one it does not
+    /// carry, which the caller reports as [`RequestKind::UnknownType`].
+    pub fn kind_of(self, type_url: &str) -> Option<ResourceType> {
+        match self {
+            Scope::Aggregated => ResourceType::from_type_url(type_url),
+            Scope::Single(kind) if type_url.is_empty() || type_url == kind.type_url() => Some(kind),
+            Scope::Single(_) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub request: RequestKind,
@@ -94,8 +126,7 @@ pub struct StreamState {
     node_id: Option<String>,
     last_nonce: u64,
     types: BTreeMap<ResourceType, TypeState>,
-    /// Set on a plain (non-aggregated) CDS or EDS stream: the one type it carries.
-    only: Option<ResourceType>,
+    scope: Scope,
 }
 
 impl StreamState {
@@ -104,33 +135,18 @@ impl StreamState {
         Self::default()
     }
 
-    /// A plain CDS or EDS stream. Requests may leave `type_url` empty; other types are
-    /// refused. Clusters served here fetch endpoints from the plain EDS service, since the
-    /// client's ADS (if any) may belong to another control plane.
+    /// A plain CDS or EDS stream (see [`Scope::Single`]).
     pub fn single_type(kind: ResourceType) -> Self {
         StreamState {
-            only: Some(kind),
+            scope: Scope::Single(kind),
             ..Self::default()
         }
     }
 
-    fn eds_source(&self) -> EdsSource {
-        match self.only {
-            Some(_) => EdsSource::Grpc,
-            None => EdsSource::Ads,
-        }
-    }
-
-    fn kind_of(&self, type_url: &str) -> Option<ResourceType> {
-        match self.only {
-            Some(kind) if type_url.is_empty() || type_url == kind.type_url() => Some(kind),
-            Some(_) => None,
-            None => ResourceType::from_type_url(type_url),
-        }
-    }
-
     fn version<'s>(&self, kind: ResourceType, snapshot: &'s Snapshot) -> &'s str {
-        &snapshot.resources_for(kind, self.eds_source()).version
+        &snapshot
+            .resources_for(kind, self.scope.eds_source())
+            .version
     }
 
     /// The client's node id, once a request carried one (Envoy may send it only once).
@@ -149,7 +165,7 @@ impl StreamState {
                 self.node_id = Some(node.id.clone());
             }
         }
-        let Some(kind) = self.kind_of(&request.type_url) else {
+        let Some(kind) = self.scope.kind_of(&request.type_url) else {
             return Reply {
                 request: RequestKind::UnknownType {
                     type_url: request.type_url,
@@ -240,7 +256,7 @@ impl StreamState {
     }
 
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
-        let resources = snapshot.resources_for(kind, self.eds_source());
+        let resources = snapshot.resources_for(kind, self.scope.eds_source());
         let state = self.types.get_mut(&kind)?;
         if state.subscription.is_nothing() {
             return None;
