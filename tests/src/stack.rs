@@ -107,14 +107,6 @@ pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path, filter_config: &str) -> Re
 }
 
 /// GET `path` from `addr`, parsed as JSON.
-fn get_json(addr: SocketAddr, path: &str) -> Result<serde_json::Value> {
-    let response = http_get(addr, path, &[])?;
-    serde_json::from_str(&response.body).map_err(|e| HarnessError::Http {
-        target: format!("{addr}{path}"),
-        reason: format!("not JSON ({e}): {}", response.body),
-    })
-}
-
 /// A double-quoted YAML scalar (JSON string syntax is valid YAML).
 fn yaml_string(text: &str) -> String {
     serde_json::Value::String(text.to_string()).to_string()
@@ -255,7 +247,7 @@ impl Stack {
     /// The filter's view (its status path) of the member `address` of
     /// `cluster`: weight, priority, draining; `None` when not listed.
     pub fn filter_member(&self, cluster: &str, address: &str) -> Result<Option<serde_json::Value>> {
-        let json = get_json(self.listener, "/dnslb/status")?;
+        let json: serde_json::Value = http_get(self.listener, "/dnslb/status", &[])?.json()?;
         let member = json["upstreams"]
             .as_array()
             .and_then(|u| u.iter().find(|u| u["cluster"] == cluster))
@@ -268,7 +260,7 @@ impl Stack {
     /// The services (`ADS`, `CDS delta`, ...) of the shim's open streams from
     /// the xDS node `node`, sorted, as the shim's `/status.json` lists them.
     pub fn shim_streams(&self, node: &str) -> Result<Vec<String>> {
-        let json = get_json(self.shim_admin, "/status.json")?;
+        let json = self.shim.status()?;
         let mut services: Vec<String> = json["clients"]
             .as_array()
             .into_iter()

@@ -170,18 +170,24 @@ fn circuit_breakers(limits: CircuitBreakerLimits) -> CircuitBreakers {
 fn eds_config(source: EdsSource) -> ConfigSource {
     let specifier = match source {
         EdsSource::Ads => ConfigSourceSpecifier::Ads(AggregatedConfigSource {}),
-        EdsSource::Grpc => ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
-            api_type: ApiType::Grpc as i32,
-            transport_api_version: ApiVersion::V3 as i32,
-            grpc_services: vec![GrpcService {
-                target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
-                    cluster_name: XDS_CLUSTER.to_string(),
+        EdsSource::Grpc | EdsSource::DeltaGrpc => {
+            ConfigSourceSpecifier::ApiConfigSource(ApiConfigSource {
+                api_type: if source == EdsSource::Grpc {
+                    ApiType::Grpc
+                } else {
+                    ApiType::DeltaGrpc
+                } as i32,
+                transport_api_version: ApiVersion::V3 as i32,
+                grpc_services: vec![GrpcService {
+                    target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
+                        cluster_name: XDS_CLUSTER.to_string(),
+                        ..Default::default()
+                    })),
                     ..Default::default()
-                })),
+                }],
                 ..Default::default()
-            }],
-            ..Default::default()
-        }),
+            })
+        }
     };
     ConfigSource {
         resource_api_version: ApiVersion::V3 as i32,
@@ -317,23 +323,25 @@ mod tests {
     }
 
     #[test]
-    fn grpc_source_points_at_the_shim_cluster() {
-        let c = cluster(
-            "dns+backend.test:8080",
-            EdsSource::Grpc,
-            &Default::default(),
-            None,
-        );
-        let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
-        let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = eds.config_source_specifier else {
-            panic!("not an api_config_source");
-        };
-        assert_eq!(api.api_type, ApiType::Grpc as i32);
-        assert_eq!(api.transport_api_version, ApiVersion::V3 as i32);
-        let Some(TargetSpecifier::EnvoyGrpc(grpc)) = &api.grpc_services[0].target_specifier else {
-            panic!("not envoy_grpc");
-        };
-        assert_eq!(grpc.cluster_name, "dnslb_xds");
+    fn grpc_sources_point_at_the_shim_cluster() {
+        for (source, api_type) in [
+            (EdsSource::Grpc, ApiType::Grpc),
+            (EdsSource::DeltaGrpc, ApiType::DeltaGrpc),
+        ] {
+            let c = cluster("dns+backend.test:8080", source, &Default::default(), None);
+            let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
+            let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = eds.config_source_specifier
+            else {
+                panic!("not an api_config_source");
+            };
+            assert_eq!(api.api_type, api_type as i32);
+            assert_eq!(api.transport_api_version, ApiVersion::V3 as i32);
+            let Some(TargetSpecifier::EnvoyGrpc(grpc)) = &api.grpc_services[0].target_specifier
+            else {
+                panic!("not envoy_grpc");
+            };
+            assert_eq!(grpc.cluster_name, "dnslb_xds");
+        }
     }
 
     fn member(addr: &str, priority: u16, weight: Option<u16>, draining: bool) -> Member {

@@ -194,12 +194,16 @@ pub enum EdsSource {
     Ads,
     /// `api_config_source` GRPC to the Envoy cluster that reaches the shim.
     Grpc,
+    /// The same with `DELTA_GRPC`: for clusters sent over the Delta CDS service, so the
+    /// endpoint streams are Delta like the cluster stream.
+    DeltaGrpc,
 }
 
 /// The three resources one upstream contributes.
 struct Encoded {
     cluster: Arc<Versioned>,
     grpc_cluster: Arc<Versioned>,
+    delta_grpc_cluster: Arc<Versioned>,
     endpoints: Arc<Versioned>,
 }
 
@@ -216,6 +220,7 @@ impl Encoded {
         Encoded {
             cluster: cluster(EdsSource::Ads),
             grpc_cluster: cluster(EdsSource::Grpc),
+            delta_grpc_cluster: cluster(EdsSource::DeltaGrpc),
             endpoints: Versioned::new(pack_any(resources::load_assignment(name, &m.members))),
         }
     }
@@ -226,6 +231,8 @@ pub struct Snapshot {
     clusters: Resources,
     /// The same clusters, pointing at the plain EDS service instead of ADS.
     grpc_clusters: Resources,
+    /// And at the plain EDS service over Delta.
+    delta_grpc_clusters: Resources,
     endpoints: Resources,
     members: BTreeMap<String, Arc<Membership>>,
 }
@@ -242,6 +249,7 @@ impl Snapshot {
         Snapshot {
             clusters: Resources::empty(),
             grpc_clusters: Resources::empty(),
+            delta_grpc_clusters: Resources::empty(),
             endpoints: Resources::empty(),
             members: BTreeMap::new(),
         }
@@ -256,6 +264,7 @@ impl Snapshot {
         let mut members = Vec::new();
         let mut clusters = Vec::new();
         let mut grpc_clusters = Vec::new();
+        let mut delta_grpc_clusters = Vec::new();
         let mut endpoints = Vec::new();
         for (name, mut membership) in changes {
             // Canonical order, so equal memberships give equal snapshots whatever the
@@ -267,6 +276,7 @@ impl Snapshot {
             let encoded = Encoded::new(&name, &membership);
             clusters.push((name.clone(), encoded.cluster));
             grpc_clusters.push((name.clone(), encoded.grpc_cluster));
+            delta_grpc_clusters.push((name.clone(), encoded.delta_grpc_cluster));
             endpoints.push((name.clone(), encoded.endpoints));
             members.push((name, Arc::new(membership)));
         }
@@ -276,6 +286,7 @@ impl Snapshot {
         let mut next = Snapshot {
             clusters: self.clusters.with(clusters),
             grpc_clusters: self.grpc_clusters.with(grpc_clusters),
+            delta_grpc_clusters: self.delta_grpc_clusters.with(delta_grpc_clusters),
             endpoints: self.endpoints.with(endpoints),
             members: self.members.clone(),
         };
@@ -293,6 +304,7 @@ impl Snapshot {
         match (kind, source) {
             (ResourceType::Cluster, EdsSource::Ads) => &self.clusters,
             (ResourceType::Cluster, EdsSource::Grpc) => &self.grpc_clusters,
+            (ResourceType::Cluster, EdsSource::DeltaGrpc) => &self.delta_grpc_clusters,
             (ResourceType::Endpoint, _) => &self.endpoints,
         }
     }
@@ -311,6 +323,7 @@ impl Snapshot {
             .into_iter()
             .any(|t| self.version(t) != other.version(t))
             || self.grpc_clusters.version != other.grpc_clusters.version
+            || self.delta_grpc_clusters.version != other.delta_grpc_clusters.version
     }
 }
 

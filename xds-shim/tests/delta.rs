@@ -11,7 +11,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
-use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::{api_config_source::ApiType, Node};
 use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -240,6 +240,8 @@ async fn plain_delta_cds_serves_clusters_that_fetch_from_grpc_eds() {
                 cluster.name
             );
         };
+        // Delta like the cluster stream that carried it.
+        assert_eq!(api.api_type, ApiType::DeltaGrpc as i32, "{}", cluster.name);
         let Some(TargetSpecifier::EnvoyGrpc(grpc)) = &api.grpc_services[0].target_specifier else {
             panic!("{}: not envoy_grpc", cluster.name);
         };

@@ -21,7 +21,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use super::stream_state::{RequestKind, Scope};
-use crate::snapshot::{Generation, ResourceType, Resources, Snapshot, Versioned};
+use crate::snapshot::{EdsSource, Generation, ResourceType, Resources, Snapshot, Versioned};
 
 const WILDCARD: &str = "*";
 
@@ -147,6 +147,15 @@ impl DeltaState {
         (request_kind, self.respond(kind, snapshot))
     }
 
+    /// Where the clusters this stream sends fetch their endpoints: a plain Delta CDS
+    /// stream's clusters use Delta EDS too.
+    fn eds_source(&self) -> EdsSource {
+        match self.scope.eds_source() {
+            EdsSource::Grpc => EdsSource::DeltaGrpc,
+            source => source,
+        }
+    }
+
     /// Responses for every type with something new for its client.
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
         let kinds: Vec<ResourceType> = self.types.keys().copied().collect();
@@ -158,7 +167,7 @@ impl DeltaState {
 
     /// What is new for the client, in responses of about [`PART_BYTES`] each.
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
-        let resources = snapshot.resources_for(kind, self.scope.eds_source());
+        let resources = snapshot.resources_for(kind, self.eds_source());
         let Some(state) = self.types.get_mut(&kind) else {
             return Vec::new();
         };
@@ -509,7 +518,7 @@ mod tests {
         let (_, response) = cds.on_request(request("", &[], ""), &snap);
         let response = only(response);
         assert_eq!(response.type_url, CLUSTER_TYPE_URL);
-        let grpc = snap.resources_for(ResourceType::Cluster, EdsSource::Grpc);
+        let grpc = snap.resources_for(ResourceType::Cluster, EdsSource::DeltaGrpc);
         assert_ne!(grpc.version, snap.version(ResourceType::Cluster));
         assert_eq!(response.system_version_info, grpc.version);
         assert_eq!(
