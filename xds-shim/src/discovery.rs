@@ -261,11 +261,8 @@ impl DiscoveryState {
                     ..d.member.clone()
                 });
                 let members = member::canonical(state.members.iter().cloned().chain(draining));
-                let tls = state.upstream.tls().then(|| TlsTarget {
-                    name: state.upstream.host().to_string(),
-                    ca_file: self.ca_file.clone(),
-                });
-                let settings = state.settings;
+                let tls = TlsTarget::of(&state.upstream, &state.settings.tls, &self.ca_file);
+                let settings = state.settings.clone();
                 (
                     cluster.clone(),
                     Membership {
