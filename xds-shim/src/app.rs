@@ -49,7 +49,7 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
     let mut state = DiscoveryState::with_policy(config.upstreams.iter().cloned(), config.policy);
     state.set_ca_file(&config.ca_file);
     for (cluster, settings) in &config.upstream_settings {
-        state.set_settings(cluster, *settings);
+        state.set_settings(cluster, settings.clone());
     }
     let publisher = Publisher::new(&state);
     // One round before serving, so the first CDS/EDS answers already carry members.

@@ -128,8 +128,10 @@ pub struct Cli {
     #[arg(long, value_name = "DUR", env = "DNSLB_TTL_FLOOR", value_parser = parse_interval)]
     pub ttl_floor: Option<Duration>,
 
-    /// CA bundle (PEM) that https:// upstreams' certificates are verified against.
-    #[arg(long, value_name = "FILE", env = "DNSLB_CA_FILE", default_value = crate::resources::SYSTEM_CA_FILE)]
+    /// CA bundle (PEM) that https:// upstreams' certificates are verified against, unless
+    /// the upstream has its own `tls.ca_file` in --config. Read by Envoy, not by the shim.
+    #[arg(long, value_name = "FILE", env = "DNSLB_CA_FILE",
+          default_value = crate::resources::SYSTEM_CA_FILE, value_parser = config_file::parse_ca_file)]
     pub ca_file: String,
 
     /// Log line format; the level comes from RUST_LOG (default info).
@@ -164,7 +166,7 @@ impl Cli {
             duration(v).map(Some)
         })?;
         let ca_file = from_file(pick("ca_file"), self.ca_file.clone(), &file.ca_file, |v| {
-            Ok(v.to_string())
+            config_file::parse_ca_file(v).map_err(|e| e.to_string())
         })?;
         let drain = from_file(pick("drain"), self.drain, &file.drain, |v| {
             parse_drain(v).map_err(|e| e.to_string())
@@ -448,6 +450,43 @@ mod tests {
         let bad = config_file::parse("max_in_flight: 0\n").unwrap();
         let err = cli.to_config_with(&bad, explicit).unwrap_err().to_string();
         assert!(err.contains("max_in_flight"), "{err}");
+    }
+
+    #[test]
+    fn per_upstream_tls_overrides_the_global_ca_file() {
+        let file = config_file::parse(
+            "upstreams:\n  - spec: https://dns+own.test:443\n    \
+             tls: {ca_file: /own.pem, sni: api.test}\n  - https://srv+_h._tcp.global.test\n\
+             ca_file: /global.pem\n",
+        )
+        .unwrap();
+        let cli = parse(&[]).unwrap();
+        let config = cli.to_config_with(&file, |_| false).unwrap();
+        assert_eq!(config.ca_file, "/global.pem");
+        let yaml = config.to_yaml();
+        for needle in [
+            "- spec: https://dns+own.test:443\n  interval: 5s\n  connect_timeout: 1s\n  \
+             tls:\n    ca_file: /own.pem\n    sni: api.test\n",
+            // Defaults filled in: the global roots, the SRV name.
+            "- spec: https://srv+_h._tcp.global.test\n  interval: 5s\n  connect_timeout: 1s\n  \
+             tls:\n    ca_file: /global.pem\n    sni: _h._tcp.global.test\n",
+        ] {
+            assert!(yaml.contains(needle), "{yaml} lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn empty_ca_file_is_rejected() {
+        let err = parse(&["--upstream", "dns+x:1", "--ca-file", ""]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--ca-file"), "{err}");
+        let file = config_file::parse("ca_file: ''\n").unwrap();
+        let cli = parse(&["--upstream", "dns+x:1"]).unwrap();
+        let err = cli
+            .to_config_with(&file, |_| false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ca_file") && err.contains("empty"), "{err}");
     }
 
     #[test]

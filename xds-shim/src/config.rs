@@ -11,6 +11,7 @@ use crate::config_file::{CircuitBreakers, FileError, UpstreamSettings};
 use crate::discovery::Policy;
 use crate::logging::LogFormat;
 use crate::resolve::Settings;
+use crate::resources::TlsTarget;
 use crate::upstream::Upstream;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +30,7 @@ pub struct Config {
     /// Query timeout, IPv6, concurrency.
     pub resolver: Settings,
     pub log_format: LogFormat,
-    /// Trusted roots for `https://` upstreams.
+    /// Trusted roots for `https://` upstreams without their own `tls.ca_file`.
     pub ca_file: String,
     /// TTL-aware refresh with this floor; `None`: fixed intervals.
     pub ttl_floor: Option<Duration>,
@@ -69,7 +70,7 @@ impl Config {
     pub fn settings_of(&self, upstream: &Upstream) -> UpstreamSettings {
         self.upstream_settings
             .get(&upstream.cluster_name())
-            .copied()
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -89,6 +90,7 @@ impl Config {
                             .unwrap_or(crate::resources::DEFAULT_CONNECT_TIMEOUT),
                     ),
                     circuit_breakers: s.circuit_breakers,
+                    tls: TlsTarget::of(u, &s.tls, &self.ca_file),
                 }
             })
             .collect();
@@ -142,6 +144,9 @@ struct EffectiveUpstream {
     connect_timeout: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     circuit_breakers: Option<CircuitBreakers>,
+    /// `https://` upstreams only: the effective roots and SNI, defaults filled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<TlsTarget>,
 }
 
 /// `5s`, `250ms`, `0s`: the syntax the flags and the file accept.

@@ -10,17 +10,28 @@
 //!     connect_timeout: 2s
 //!     circuit_breakers: {max_connections: 100, max_pending_requests: 100,
 //!                        max_requests: 1000, max_retries: 3}
+//!   - spec: https://dns+api.internal:8443  # TLS settings: https:// upstreams only
+//!     tls:
+//!       ca_file: /etc/ssl/internal-ca.pem  # instead of the global ca_file
+//!       sni: api.internal                  # SNI and the DNS SAN required (default: the name)
 //! nameservers: [127.0.0.1:53]
 //! interval: 5s
 //! drain: 30s
+//! ca_file: /etc/ssl/certs/ca-certificates.crt
 //! ```
+//!
+//! CA paths are opened by Envoy, not by the shim (they often run in different containers),
+//! so the shim does not check that they exist: Envoy rejects a cluster whose file it cannot
+//! read, and the shim logs that NACK with Envoy's message and shows it in `/status`.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::duration::parse_duration;
-use crate::upstream::Upstream;
+use crate::upstream::{normalize_host, HostError, Upstream};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +63,15 @@ pub struct UpstreamDto {
     pub interval: Option<Text>,
     pub connect_timeout: Option<Text>,
     pub circuit_breakers: Option<CircuitBreakers>,
+    /// A [`TlsDto`], checked on its own so errors name `upstreams[i].tls`.
+    pub tls: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with ca_file and/or sni")]
+pub struct TlsDto {
+    pub ca_file: Option<String>,
+    pub sni: Option<String>,
 }
 
 /// A scalar taken as text, so `interval: 5` reaches the duration parser (and its message
@@ -80,14 +100,25 @@ pub struct CircuitBreakers {
     pub max_retries: Option<u32>,
 }
 
-/// Settings one upstream may override.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// Settings one upstream may override. Cheap to clone (strings are shared `Arc<str>`):
+/// every published membership carries a copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct UpstreamSettings {
     /// Re-resolution interval for this upstream's name (default: the global one).
     pub interval: Option<Duration>,
     /// Envoy cluster connect timeout (default 1 s).
     pub connect_timeout: Option<Duration>,
     pub circuit_breakers: Option<CircuitBreakers>,
+    /// Only ever set for `https://` upstreams.
+    pub tls: TlsSettings,
+}
+
+/// What an `https://` upstream may override; `None` keeps the default (the global
+/// `ca_file`; the upstream's DNS name as SNI and required SAN).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsSettings {
+    pub ca_file: Option<Arc<str>>,
+    pub sni: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,7 +180,7 @@ pub fn upstreams(file: &FileConfig) -> Result<Vec<(Upstream, UpstreamSettings)>,
             }
             mapping => {
                 let dto: UpstreamDto = serde_yaml::from_value(mapping.clone()).map_err(|e| {
-                    FileError::invalid(format!("upstreams[{i}]"), &format!("{mapping:?}"), e)
+                    FileError::invalid(format!("upstreams[{i}]"), &one_line(mapping), e)
                 })?;
                 let upstream = parse_spec(i, &dto.spec)?;
                 let duration = |key: &str, value: &Option<Text>| {
@@ -162,17 +193,109 @@ pub fn upstreams(file: &FileConfig) -> Result<Vec<(Upstream, UpstreamSettings)>,
                         })
                         .transpose()
                 };
+                let tls = match &dto.tls {
+                    Some(tls) => tls_settings(i, &upstream, tls)?,
+                    None => TlsSettings::default(),
+                };
                 Ok((
                     upstream,
                     UpstreamSettings {
                         interval: duration("interval", &dto.interval)?,
                         connect_timeout: duration("connect_timeout", &dto.connect_timeout)?,
                         circuit_breakers: dto.circuit_breakers,
+                        tls,
                     },
                 ))
             }
         })
         .collect()
+}
+
+/// `upstreams[i].tls`. Only an `https://` upstream has a TLS context to change: on a plain
+/// one the settings would silently do nothing, so they are refused.
+fn tls_settings(
+    i: usize,
+    upstream: &Upstream,
+    value: &serde_yaml::Value,
+) -> Result<TlsSettings, FileError> {
+    let key = format!("upstreams[{i}].tls");
+    if !upstream.tls() {
+        let why =
+            format!("TLS settings need an https:// upstream; did you mean https://{upstream}?");
+        return Err(FileError::invalid(key, &one_line(value), why));
+    }
+    let dto: TlsDto = serde_yaml::from_value(value.clone())
+        .map_err(|e| FileError::invalid(&key, &one_line(value), e))?;
+    Ok(TlsSettings {
+        ca_file: optional(&format!("{key}.ca_file"), dto.ca_file, parse_ca_file)?,
+        sni: optional(&format!("{key}.sni"), dto.sni, parse_sni)?,
+    })
+}
+
+/// An optional text setting through `parse`; errors name `key` and the value.
+fn optional<E: ToString>(
+    key: &str,
+    value: Option<String>,
+    parse: impl Fn(&str) -> Result<String, E>,
+) -> Result<Option<Arc<str>>, FileError> {
+    value
+        .map(|v| {
+            parse(&v)
+                .map(Arc::from)
+                .map_err(|e| FileError::invalid(key, &v, e))
+        })
+        .transpose()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("empty: name a PEM file of trusted roots")]
+pub struct EmptyCaFile;
+
+/// A CA path (global or per upstream) may be anything but empty. Existence is not
+/// checked: Envoy opens it, on its own file system.
+pub fn parse_ca_file(path: &str) -> Result<String, EmptyCaFile> {
+    if path.is_empty() {
+        return Err(EmptyCaFile);
+    }
+    Ok(path.to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SniError {
+    #[error("not a DNS name: {0}")]
+    Host(#[from] HostError),
+    #[error("an IP address cannot be sent as SNI (RFC 6066)")]
+    Ip,
+}
+
+/// A host name, normalized as upstream hosts are (the certificate must name it too).
+fn parse_sni(name: &str) -> Result<String, SniError> {
+    if name.parse::<IpAddr>().is_ok() {
+        return Err(SniError::Ip);
+    }
+    Ok(normalize_host(name)?)
+}
+
+/// A YAML value on one line, for error messages: `{ca_file: /x, sni: a}`.
+fn one_line(value: &serde_yaml::Value) -> String {
+    use serde_yaml::Value;
+    let join = |items: Vec<String>| items.join(", ");
+    match value {
+        Value::Null => "~".to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if s.is_empty() => "''".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Sequence(items) => format!("[{}]", join(items.iter().map(one_line).collect())),
+        Value::Mapping(map) => {
+            let entries = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", one_line(k), one_line(v)))
+                .collect();
+            format!("{{{}}}", join(entries))
+        }
+        Value::Tagged(tagged) => format!("{} {}", tagged.tag, one_line(&tagged.value)),
+    }
 }
 
 fn parse_spec(i: usize, spec: &str) -> Result<Upstream, FileError> {
@@ -224,6 +347,75 @@ mod tests {
             err.contains("upstreams[1]") && err.contains("dns+b_c:80"),
             "{err}"
         );
+    }
+
+    fn tls_of(entry: &str) -> Result<TlsSettings, String> {
+        let file = parse(&format!("upstreams:\n  - {entry}\n")).unwrap();
+        upstreams(&file)
+            .map(|mut ups| ups.remove(0).1.tls)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn tls_settings_per_upstream() {
+        let tls =
+            tls_of("{spec: 'https://srv+_h._tcp.b.test', tls: {ca_file: /ca.pem, sni: B.Test.}}")
+                .unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some("/ca.pem"));
+        assert_eq!(
+            tls.sni.as_deref(),
+            Some("b.test"),
+            "normalized as hosts are"
+        );
+        let tls = tls_of("{spec: 'https://dns+a.test:443', tls: {sni: a.example}}").unwrap();
+        assert_eq!((tls.ca_file, tls.sni.as_deref()), (None, Some("a.example")));
+        assert_eq!(
+            tls_of("{spec: 'https://dns+a.test:443', tls: {}}"),
+            Ok(TlsSettings::default())
+        );
+    }
+
+    #[test]
+    fn bad_tls_settings_name_key_and_value() {
+        for (entry, needles) in [
+            (
+                "{spec: dns+a.test:80, tls: {ca_file: /ca.pem}}",
+                &[
+                    "upstreams[0].tls",
+                    "{ca_file: /ca.pem}",
+                    "https://dns+a.test:80",
+                ][..],
+            ),
+            (
+                "{spec: 'https://dns+a.test:443', tls: {cafile: /ca.pem}}",
+                &[
+                    "upstreams[0].tls",
+                    "{cafile: /ca.pem}",
+                    "unknown field `cafile`",
+                ],
+            ),
+            (
+                "{spec: 'https://dns+a.test:443', tls: {ca_file: ''}}",
+                &["upstreams[0].tls.ca_file", "\"\"", "empty"],
+            ),
+            (
+                "{spec: 'https://dns+a.test:443', tls: {sni: 'a b'}}",
+                &["upstreams[0].tls.sni", "\"a b\"", "not a DNS name"],
+            ),
+            (
+                "{spec: 'https://dns+a.test:443', tls: {sni: 10.0.0.1}}",
+                &["upstreams[0].tls.sni", "10.0.0.1", "IP address"],
+            ),
+            (
+                "{spec: 'https://dns+a.test:443', tls: /ca.pem}",
+                &["upstreams[0].tls", "/ca.pem", "expected a mapping"],
+            ),
+        ] {
+            let err = tls_of(entry).unwrap_err();
+            for needle in needles {
+                assert!(err.contains(needle), "{entry}: {err} lacks {needle}");
+            }
+        }
     }
 
     #[test]

@@ -293,13 +293,10 @@ impl DiscoveryState {
             ..d.member.clone()
         });
         let members = member::canonical(state.members.iter().cloned().chain(draining));
-        let tls = state.upstream.tls().then(|| TlsTarget {
-            name: state.upstream.host().to_string(),
-            ca_file: self.ca_file.clone(),
-        });
+        let tls = TlsTarget::of(&state.upstream, &state.settings.tls, &self.ca_file);
         Some(Membership {
             members,
-            settings: state.settings,
+            settings: state.settings.clone(),
             tls,
         })
     }

@@ -42,9 +42,10 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
 
-use crate::config_file::{CircuitBreakers as CircuitBreakerLimits, UpstreamSettings};
+use crate::config_file::{CircuitBreakers as CircuitBreakerLimits, TlsSettings, UpstreamSettings};
 use crate::member::Member;
 use crate::snapshot::EdsSource;
+use crate::upstream::Upstream;
 
 /// The header the dnslb filter fills with the chosen endpoint and its failover chain.
 pub const ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
@@ -56,11 +57,23 @@ const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 /// Trusted roots when none is configured: Debian's system bundle.
 pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// What a TLS upstream's cluster verifies: the DNS name (SNI and SAN) and the roots.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a TLS upstream's cluster verifies: the roots, and the name sent as SNI that the
+/// certificate must carry as a DNS SAN. Serialized for `xds-shim check`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TlsTarget {
-    pub name: String,
     pub ca_file: String,
+    pub sni: String,
+}
+
+impl TlsTarget {
+    /// The effective target of `upstream`, `None` unless it is `https://`: its own `tls:`
+    /// settings, else the global `ca_file` and its DNS name (for `srv+`, the SRV name).
+    pub fn of(upstream: &Upstream, own: &TlsSettings, ca_file: &str) -> Option<Self> {
+        upstream.tls().then(|| TlsTarget {
+            ca_file: own.ca_file.as_deref().unwrap_or(ca_file).to_string(),
+            sni: own.sni.as_deref().unwrap_or(upstream.host()).to_string(),
+        })
+    }
 }
 
 /// The Envoy cluster that reaches the shim (the bootstrap snippets name it so).
@@ -119,11 +132,11 @@ pub fn cluster(
     }
 }
 
-/// TLS to every endpoint: SNI = the DNS name, and the certificate must name it (a DNS SAN),
-/// whatever IP the endpoint has; trusted roots from `ca_file`.
+/// TLS to every endpoint: the certificate must name the SNI (a DNS SAN), whatever IP the
+/// endpoint has; trusted roots from `ca_file`.
 fn transport_socket(tls: &TlsTarget) -> TransportSocket {
     let context = UpstreamTlsContext {
-        sni: tls.name.clone(),
+        sni: tls.sni.clone(),
         common_tls_context: Some(CommonTlsContext {
             validation_context_type: Some(ValidationContextType::ValidationContext(
                 CertificateValidationContext {
@@ -134,7 +147,7 @@ fn transport_socket(tls: &TlsTarget) -> TransportSocket {
                     match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
                         san_type: SanType::Dns as i32,
                         matcher: Some(StringMatcher {
-                            match_pattern: Some(MatchPattern::Exact(tls.name.clone())),
+                            match_pattern: Some(MatchPattern::Exact(tls.sni.clone())),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -475,47 +488,83 @@ mod tests {
         assert!(t.max_requests.is_none());
     }
 
-    #[test]
-    fn tls_upstreams_verify_the_dns_name() {
-        let target = TlsTarget {
-            name: "tls.test".into(),
-            ca_file: "/ca.pem".into(),
-        };
-        let c = cluster(
-            "dns+tls.test:443",
-            EdsSource::Ads,
-            &Default::default(),
-            Some(&target),
-        );
+    /// The UpstreamTlsContext of a cluster: (SNI, CA file). The DNS SAN required is the SNI.
+    fn tls_of(c: Cluster) -> (String, String) {
         let socket = c.transport_socket.unwrap();
         assert_eq!(socket.name, "envoy.transport_sockets.tls");
         let Some(ConfigType::TypedConfig(any)) = socket.config_type else {
             panic!("no typed config");
         };
         let ctx = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
-        assert_eq!(ctx.sni, "tls.test");
         let Some(ValidationContextType::ValidationContext(v)) =
             ctx.common_tls_context.unwrap().validation_context_type
         else {
             panic!("no validation context");
         };
-        assert_eq!(
-            v.trusted_ca.unwrap().specifier,
-            Some(Specifier::Filename("/ca.pem".into()))
-        );
-        let san = &v.match_typed_subject_alt_names[0];
+        let Some(Specifier::Filename(ca)) = v.trusted_ca.unwrap().specifier else {
+            panic!("CA not from a file");
+        };
+        let [san] = v.match_typed_subject_alt_names.as_slice() else {
+            panic!("not one SAN matcher");
+        };
         assert_eq!(san.san_type, SanType::Dns as i32);
-        assert_eq!(
-            san.matcher.as_ref().unwrap().match_pattern,
-            Some(MatchPattern::Exact("tls.test".into()))
-        );
-        let plain = cluster(
-            "dns+tls.test:443",
+        let Some(MatchPattern::Exact(name)) = san.matcher.as_ref().unwrap().match_pattern.clone()
+        else {
+            panic!("not an exact match");
+        };
+        assert_eq!(name, ctx.sni, "the SAN required is the SNI");
+        (ctx.sni, ca)
+    }
+
+    fn owned(sni: &str, ca: &str) -> (String, String) {
+        (sni.to_string(), ca.to_string())
+    }
+
+    fn tls_cluster(spec: &str, own: &TlsSettings) -> Cluster {
+        let upstream: Upstream = spec.parse().unwrap();
+        let target = TlsTarget::of(&upstream, own, "/global.pem");
+        cluster(
+            &upstream.cluster_name(),
             EdsSource::Ads,
             &Default::default(),
-            None,
-        );
-        assert!(plain.transport_socket.is_none());
+            target.as_ref(),
+        )
+    }
+
+    #[test]
+    fn tls_upstreams_verify_the_dns_name_against_the_global_roots() {
+        let none = TlsSettings::default();
+        let c = tls_cluster("https://dns+tls.test:443", &none);
+        assert_eq!(tls_of(c), owned("tls.test", "/global.pem"));
+        // srv+: the SRV name, as the spec has no other.
+        let c = tls_cluster("https://srv+_h._tcp.tls.test", &none);
+        assert_eq!(tls_of(c), owned("_h._tcp.tls.test", "/global.pem"));
+        assert!(tls_cluster("dns+tls.test:443", &none)
+            .transport_socket
+            .is_none());
+    }
+
+    #[test]
+    fn per_upstream_roots_and_sni() {
+        let own = TlsSettings {
+            ca_file: Some("/own.pem".into()),
+            sni: Some("api.test".into()),
+        };
+        let c = tls_cluster("https://srv+_h._tcp.tls.test", &own);
+        assert_eq!(tls_of(c), owned("api.test", "/own.pem"));
+        // Either alone; the other keeps its default.
+        let ca_only = TlsSettings {
+            sni: None,
+            ..own.clone()
+        };
+        let c = tls_cluster("https://dns+tls.test:443", &ca_only);
+        assert_eq!(tls_of(c), owned("tls.test", "/own.pem"));
+        let sni_only = TlsSettings {
+            ca_file: None,
+            ..own
+        };
+        let c = tls_cluster("https://dns+tls.test:443", &sni_only);
+        assert_eq!(tls_of(c), owned("api.test", "/global.pem"));
     }
 
     #[test]

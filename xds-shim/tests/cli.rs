@@ -105,7 +105,8 @@ mod tempfile_path {
 fn check_prints_the_effective_config() {
     let (_guard, path) = config_file(
         b"upstreams:\n  - dns+a.test:80\n  - spec: srv+_h._tcp.b.test\n    interval: 10s\n    \
-          connect_timeout: 250ms\n    circuit_breakers: {max_connections: 7}\n\
+          connect_timeout: 250ms\n    circuit_breakers: {max_connections: 7}\n  \
+          - spec: https://dns+c.test:443\n    tls: {ca_file: /own.pem, sni: api.test}\n\
           interval: 2s\ndrain: 0s\nlog_format: json\n",
     );
     // The variable beats the file; the file beats the default.
@@ -114,6 +115,8 @@ fn check_prints_the_effective_config() {
     let stdout = String::from_utf8(output.stdout).unwrap();
     for needle in [
         "- spec: dns+a.test:80\n  interval: 3s\n  connect_timeout: 1s\n",
+        "- spec: https://dns+c.test:443\n  interval: 3s\n  connect_timeout: 1s\n  tls:\n    \
+         ca_file: /own.pem\n    sni: api.test\n",
         "- spec: srv+_h._tcp.b.test\n  interval: 10s\n  connect_timeout: 250ms\n",
         "max_connections: 7",
         "\ninterval: 3s\n",
@@ -140,6 +143,22 @@ fn invalid_config_exits_2_naming_key_and_value() {
         (
             b"nameservers: [dns.google]\nupstreams: [dns+a:80]\n",
             &["nameservers[0]", "dns.google"],
+        ),
+        (
+            b"upstreams:\n  - spec: https://dns+a:443\n    tls: {ca_fille: /ca.pem}\n",
+            &[
+                "upstreams[0].tls",
+                "{ca_fille: /ca.pem}",
+                "unknown field `ca_fille`",
+            ],
+        ),
+        (
+            b"upstreams:\n  - spec: dns+a:80\n    tls: {sni: a.test}\n",
+            &["upstreams[0].tls", "{sni: a.test}", "https://dns+a:80"],
+        ),
+        (
+            b"upstreams:\n  - spec: https://dns+a:443\n    tls: {ca_file: ''}\n",
+            &["upstreams[0].tls.ca_file", "\"\"", "empty"],
         ),
     ] {
         let (_guard, path) = config_file(text);
