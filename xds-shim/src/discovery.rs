@@ -135,6 +135,37 @@ pub struct DiscoveryState {
     /// the copies published to the status page, and copied on write: a round copies only
     /// the upstreams it touched.
     upstreams: BTreeMap<String, Arc<UpstreamState>>,
+    /// Which clusters each name serves, so a round of a few names finds its clusters
+    /// without looking every upstream up in its answers.
+    clusters_of: Arc<NameIndex>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NameIndex {
+    hosts: BTreeMap<String, Vec<String>>,
+    srv: BTreeMap<String, Vec<String>>,
+}
+
+impl NameIndex {
+    fn new(upstreams: &BTreeMap<String, Arc<UpstreamState>>) -> Self {
+        let mut index = NameIndex::default();
+        for (cluster, state) in upstreams {
+            let names = match state.upstream {
+                Upstream::Srv { .. } => &mut index.srv,
+                Upstream::Dns { .. } => &mut index.hosts,
+            };
+            let host = state.upstream.host().to_string();
+            names.entry(host).or_default().push(cluster.clone());
+        }
+        index
+    }
+
+    /// The clusters whose own name (A host or SRV name) was resolved in `results`.
+    fn answered<'a>(&'a self, results: &RoundResults) -> BTreeSet<&'a str> {
+        let hosts = results.a.keys().filter_map(|h| self.hosts.get(h));
+        let srv = results.srv.keys().filter_map(|n| self.srv.get(n));
+        hosts.chain(srv).flatten().map(String::as_str).collect()
+    }
 }
 
 impl DiscoveryState {
@@ -164,6 +195,7 @@ impl DiscoveryState {
         DiscoveryState {
             policy,
             ca_file: SYSTEM_CA_FILE.to_string(),
+            clusters_of: Arc::new(NameIndex::new(&upstreams)),
             upstreams,
         }
     }
@@ -239,8 +271,13 @@ impl DiscoveryState {
         let policy = self.policy;
         let mut events = Vec::new();
         let mut touched = Vec::new();
+        let answered = self.clusters_of.answered(results);
         for (cluster, shared) in &mut self.upstreams {
-            let answer = answer(&shared.upstream, results);
+            let answer = if answered.contains(cluster.as_str()) {
+                answer(&shared.upstream, results)
+            } else {
+                None
+            };
             let drain_ends = shared.draining.iter().any(|d| d.until <= at);
             if answer.is_none() && !drain_ends {
                 continue;

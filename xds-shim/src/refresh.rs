@@ -24,7 +24,7 @@ const MAX_IN_FLIGHT: usize = 1_024;
 /// Names due this soon join the round that starts now. Jitter spreads 10,000 names
 /// over half a second; without this every millisecond would be a round of its own, each
 /// folding in and publishing.
-const ROUND_SLACK: Duration = Duration::from_millis(50);
+const ROUND_SLACK: Duration = Duration::from_millis(100);
 /// First retry of an unanswered name; doubles up to the interval.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
 

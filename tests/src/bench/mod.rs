@@ -10,6 +10,7 @@ pub mod fixture;
 pub mod machine;
 pub mod propagation;
 pub mod report;
+pub mod section;
 pub mod stats;
 pub mod svg;
 pub mod wrk;

@@ -29,6 +29,9 @@ pub fn write(results: &Results) -> Result<()> {
         let path = dir.join(name);
         fs::write(&path, svg).map_err(io_error(format!("write {}", path.display())))?;
     }
+    // `just bench-shim`'s section of the same document survives this run.
+    let old = fs::read_to_string(out).unwrap_or_default();
+    let markdown = super::section::carry_over(&old, &markdown);
     fs::write(out, markdown).map_err(io_error(format!("write {}", out.display())))?;
     Ok(())
 }
@@ -690,8 +693,8 @@ fn curve_section(md: &mut String, charts: &mut Vec<(String, String)>, c: &CurveR
         "With many members both proxies spread the load over many upstream connections \
          (one pool per host), so part of the drop at 300 and 3000 members is connection \
          churn that native and dnslb share; the ratio column is the filter's own share. \
-         The xds-shim has no benchmark of its own yet (issue 3 is still in progress); its \
-         CPU and memory above are read from `/proc` while it serves the point.\n"
+         The shim's CPU and memory above are read from `/proc` while it serves the point; \
+         its own scale figures are in the last section.\n"
     );
 }
 
@@ -745,8 +748,8 @@ fn method_section(md: &mut String, r: &Results) {
         md,
         "## How to reproduce\n\n```sh\njust bench   # installs wrk and nghttp2-client with apt-get when missing\n```\n\n\
          xds-shim's own scale figures (10,000 upstreams × 20 addresses; CPU per cycle, \
-         memory, resolution-to-update latency with 1 and 201 Delta clients) are in \
-         [`benchmarks-shim.md`](benchmarks-shim.md), from `just bench-shim`.\n\n\
+         memory, resolution-to-update latency with 1 and 201 Delta clients) are the last \
+         section, written by `just bench-shim`, which this run keeps.\n\n\
          The recipe runs `just build`, builds the harness (`cargo build --release -p \
          dnslb-tests --bins`) and runs `target/release/bench --out {}` (source: \
          `tests/src/bin/bench.rs`, `tests/src/bench/`). The harness starts everything \
