@@ -60,18 +60,15 @@ impl Publisher {
             .into_iter()
             .filter_map(|cluster| Some((cluster.clone(), state.membership(cluster)?)));
         let next = self.snapshots.borrow().updated(changes);
-        let published = next.is_some_and(|snapshot| {
-            self.snapshots.send_if_modified(|current| {
-                if current.versions_differ(&snapshot) {
-                    *current = Arc::new(snapshot);
-                    true
-                } else {
-                    false
-                }
-            })
-        });
-        if published {
+        // The refresh loop is the only writer, so the check and the send cannot race.
+        let news = next.filter(|snapshot| self.snapshots.borrow().versions_differ(snapshot));
+        let published = news.is_some();
+        if let Some(snapshot) = news {
+            // Timestamped before streams can push it, so push latency counts from here.
             self.metrics.snapshot_published();
+            self.snapshots.send_replace(Arc::new(snapshot));
+        }
+        if published {
             let current = self.snapshots.borrow();
             info!(
                 cds_version = current.version(ResourceType::Cluster),

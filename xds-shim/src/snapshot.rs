@@ -91,12 +91,16 @@ impl Versioned {
 /// recent snapshot checks only the resources changed since, not all of them.
 const CHANGE_LOG_LEN: usize = 64;
 
-/// Which snapshot of which chain of updates a stream has seen. Snapshots built apart
-/// (not by [`Snapshot::updated`] from one another) have different lineages.
+/// Which state of a resource set a stream has seen: unique in the process, so two sets
+/// updated apart from one base never share one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Generation {
-    lineage: u64,
-    serial: u64,
+pub struct Generation(u64);
+
+impl Generation {
+    fn next() -> Self {
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
+        Generation(SERIAL.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 /// All resources of one type, keyed by name, with the version of the whole set.
@@ -106,8 +110,9 @@ pub struct Resources {
     /// Shared between snapshots until a resource of this type changes.
     pub by_name: Arc<BTreeMap<String, Arc<Versioned>>>,
     generation: Generation,
-    /// (serial, names changed by the update that produced it), oldest first.
-    changes: Arc<VecDeque<(u64, Arc<[String]>)>>,
+    /// (generation before, names the update changed), oldest first; the last entry's
+    /// update produced this set.
+    changes: Arc<VecDeque<(Generation, Arc<[String]>)>>,
 }
 
 /// Equal content, whatever the history.
@@ -119,14 +124,10 @@ impl PartialEq for Resources {
 
 impl Resources {
     fn empty() -> Self {
-        static LINEAGE: AtomicU64 = AtomicU64::new(0);
         Resources {
             version: content_version(&BTreeMap::new()),
             by_name: Arc::default(),
-            generation: Generation {
-                lineage: LINEAGE.fetch_add(1, Ordering::Relaxed),
-                serial: 0,
-            },
+            generation: Generation::next(),
             changes: Arc::default(),
         }
     }
@@ -141,10 +142,9 @@ impl Resources {
         if changed.is_empty() {
             return self.clone();
         }
-        let serial = self.generation.serial + 1;
         let mut changes = VecDeque::clone(&self.changes);
         changes.push_back((
-            serial,
+            self.generation,
             changed.iter().map(|(name, _)| name.clone()).collect(),
         ));
         if changes.len() > CHANGE_LOG_LEN {
@@ -155,10 +155,7 @@ impl Resources {
         Resources {
             version: content_version(&by_name),
             by_name: Arc::new(by_name),
-            generation: Generation {
-                serial,
-                ..self.generation
-            },
+            generation: Generation::next(),
             changes: Arc::new(changes),
         }
     }
@@ -170,17 +167,19 @@ impl Resources {
     /// The names that may differ from what they were at `seen`, or `None` when that is
     /// not known (another lineage, or older than the change log): then check them all.
     pub fn changed_since(&self, seen: Generation) -> Option<BTreeSet<&str>> {
-        if seen.lineage != self.generation.lineage || seen.serial > self.generation.serial {
-            return None;
+        if seen == self.generation {
+            return Some(BTreeSet::new());
         }
-        let oldest = self.changes.front().map_or(self.generation.serial, |c| c.0);
-        if seen.serial + 1 < oldest {
-            return None;
-        }
+        // The update made on top of `seen`, if this set descends from it and the log
+        // still has it; every later update counts too.
+        let from = self
+            .changes
+            .iter()
+            .position(|(before, _)| *before == seen)?;
         let names = self
             .changes
             .iter()
-            .filter(|(serial, _)| *serial > seen.serial)
+            .skip(from)
             .flat_map(|(_, names)| names.iter().map(String::as_str));
         Some(names.collect())
     }
@@ -480,6 +479,36 @@ mod tests {
         // Nothing new: no snapshot.
         let same = ("dns+a.test:80".to_string(), before["dns+a.test:80"].clone());
         assert!(new.updated([same]).is_none());
+    }
+
+    #[test]
+    fn changed_since_follows_descent_and_knows_when_it_cannot() {
+        let base = Snapshot::build(members(&[
+            ("dns+a.test:80", "a.test", &["10.0.0.1:80"]),
+            ("dns+b.test:80", "b.test", &["10.0.0.2:80"]),
+        ]));
+        let eds = |s: &Snapshot| s.resources(ResourceType::Endpoint).clone();
+        let change = |s: &Snapshot, name: &str, ip: &str| {
+            let host = &name[4..10];
+            s.updated([(name.to_string(), membership(host, &[ip]))])
+                .unwrap()
+        };
+        let seen = eds(&base).generation();
+        assert_eq!(eds(&base).changed_since(seen), Some(BTreeSet::new()));
+        // Two updates made apart from one base: each knows only its own change.
+        let left = change(&base, "dns+a.test:80", "10.0.0.9:80");
+        let right = change(&base, "dns+b.test:80", "10.0.0.9:80");
+        let names = |s: &Snapshot, seen| {
+            eds(s)
+                .changed_since(seen)
+                .map(|n| n.into_iter().map(str::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(names(&left, seen), Some(vec!["dns+a.test:80".to_string()]));
+        assert_eq!(names(&right, seen), Some(vec!["dns+b.test:80".to_string()]));
+        // Not descended from what was seen: unknown, so the caller checks everything.
+        assert_eq!(names(&right, eds(&left).generation()), None);
+        let further = change(&left, "dns+b.test:80", "10.0.0.8:80");
+        assert_eq!(names(&further, seen).map(|n| n.len()), Some(2));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::clients::ClientInfo;
 use crate::discovery::{DiscoveryState, Outcome};
-use crate::snapshot::{ResourceType, Snapshot};
+use crate::snapshot::{EdsSource, ResourceType, Snapshot};
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
@@ -40,7 +40,12 @@ pub struct NackReport {
 
 #[derive(Debug, Serialize)]
 pub struct Versions {
+    /// Served over ADS.
     pub clusters: String,
+    /// The same clusters as the plain CDS service serves them (their EDS points at it),
+    /// state of the world and Delta: clients there ACK these.
+    pub plain_clusters: String,
+    pub plain_delta_clusters: String,
     pub endpoints: String,
 }
 
@@ -124,12 +129,18 @@ impl StatusReport {
                 last_success_unix_ms: state.last_success.map(unix_ms),
             })
             .collect();
+        let cds = |source| {
+            let clusters = snapshot.resources_for(ResourceType::Cluster, source);
+            clusters.version.clone()
+        };
         StatusReport {
             generated_at_unix_ms: unix_ms(SystemTime::now()),
             connected_streams: clients.len(),
             clients: clients.iter().map(client_report).collect(),
             versions: Versions {
                 clusters: snapshot.version(ResourceType::Cluster).to_string(),
+                plain_clusters: cds(EdsSource::Grpc),
+                plain_delta_clusters: cds(EdsSource::DeltaGrpc),
                 endpoints: snapshot.version(ResourceType::Endpoint).to_string(),
             },
             upstreams,

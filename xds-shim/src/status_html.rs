@@ -17,9 +17,12 @@ pub fn render(report: &StatusReport) -> String {
         out,
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>xds-shim status</title>\
          <style>{STYLE}</style></head><body><h1>xds-shim</h1>\
-         <p>CDS version <code id=\"cds-version\">{}</code> · EDS version \
+         <p>CDS version <code id=\"cds-version\">{}</code> (plain CDS <code>{}</code>, \
+         plain Delta CDS <code>{}</code>) · EDS version \
          <code id=\"eds-version\">{}</code> · {} connected stream(s)</p><h2>Upstreams</h2>",
         esc(&report.versions.clusters),
+        esc(&report.versions.plain_clusters),
+        esc(&report.versions.plain_delta_clusters),
         esc(&report.versions.endpoints),
         report.connected_streams
     );
@@ -168,6 +171,8 @@ mod tests {
             generated_at_unix_ms: 10_000,
             versions: Versions {
                 clusters: "c1".into(),
+                plain_clusters: "c2".into(),
+                plain_delta_clusters: "c3".into(),
                 endpoints: "e1".into(),
             },
             connected_streams: 0,

@@ -5,8 +5,9 @@
 //!   each resource the client has: seeded from `initial_resource_versions` on
 //!   (re)connect, then updated with every resource sent.
 //! - Subscription changes are applied from every request, whatever its nonce.
-//! - A request whose nonce is the latest sent for its type is an ACK, or a NACK with
-//!   `error_detail`; a non-empty older nonce is stale (no ACK/NACK meaning).
+//! - A request whose nonce is one of the latest response's for its type (assignments
+//!   come in parts) is an ACK, or a NACK with `error_detail`; a non-empty older nonce
+//!   is stale (no ACK/NACK meaning).
 //! - A response carries only resources whose version differs from what the client has,
 //!   and names the subscribed resources that went away in `removed_resources`. Nothing to
 //!   say, nothing sent.
@@ -165,7 +166,7 @@ impl DeltaState {
             .collect()
     }
 
-    /// What is new for the client, in responses of about [`PART_BYTES`] each.
+    /// What is new for the client; assignments in responses of about [`PART_BYTES`] each.
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
         let resources = snapshot.resources_for(kind, self.eds_source());
         let Some(state) = self.types.get_mut(&kind) else {
@@ -189,7 +190,15 @@ impl DeltaState {
         for name in &removed {
             state.known.remove(name);
         }
-        let mut parts = split(changed);
+        // Clusters stay whole: Envoy ends its initial CDS fetch with the first response,
+        // and over plain CDS endpoint answers could start it before later parts arrived.
+        let mut parts = match kind {
+            ResourceType::Endpoint => split(changed),
+            ResourceType::Cluster => vec![DeltaDiscoveryResponse {
+                resources: changed,
+                ..Default::default()
+            }],
+        };
         if let Some(last) = parts.last_mut() {
             last.removed_resources = removed;
         } else {
