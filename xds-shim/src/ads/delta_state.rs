@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 use prost::Message;
 
@@ -30,8 +31,8 @@ const WILDCARD: &str = "*";
 struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
-    /// Resource name → version the client has.
-    known: BTreeMap<String, String>,
+    /// What the client has.
+    known: Known,
     /// Nonces of the latest response, split in parts: an ACK or NACK of any of them is
     /// current.
     latest_nonces: Option<RangeInclusive<u64>>,
@@ -42,9 +43,56 @@ struct TypeState {
     synced: Option<Generation>,
 }
 
+/// The resources (name and version) a client has of one type.
+#[derive(Debug)]
+enum Known {
+    /// As the client listed them on connecting, or as they stood at the last
+    /// subscription change.
+    Listed(BTreeMap<String, String>),
+    /// Exactly the wanted resources of this set, at its versions: what a client has once
+    /// a response went out. Shared with the snapshot, so a stream subscribed to 10,000
+    /// resources keeps no copy of their names and versions.
+    Synced(Arc<BTreeMap<String, Arc<Versioned>>>),
+}
+
+impl Default for Known {
+    fn default() -> Self {
+        Known::Listed(BTreeMap::new())
+    }
+}
+
 impl TypeState {
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
+    }
+
+    /// The version the client has of `name`, if any.
+    fn known_version(&self, name: &str) -> Option<&str> {
+        match &self.known {
+            Known::Listed(versions) => versions.get(name).map(String::as_str),
+            Known::Synced(set) if self.wants(name) => set.get(name).map(|v| v.version.as_str()),
+            Known::Synced(_) => None,
+        }
+    }
+
+    /// Every name the client has.
+    fn known_names(&self) -> Box<dyn Iterator<Item = &String> + '_> {
+        match &self.known {
+            Known::Listed(versions) => Box::new(versions.keys()),
+            Known::Synced(set) => Box::new(set.keys().filter(|name| self.wants(name))),
+        }
+    }
+
+    /// Turns the known resources into a list, before the subscription they depend on
+    /// changes.
+    fn list_known(&mut self) {
+        if let Known::Synced(_) = self.known {
+            let versions = self
+                .known_names()
+                .filter_map(|name| Some((name.clone(), self.known_version(name)?.to_string())))
+                .collect();
+            self.known = Known::Listed(versions);
+        }
     }
 }
 
@@ -97,7 +145,9 @@ impl DeltaState {
             // Legacy wildcard: the first CDS request naming nothing subscribes to all.
             state.wildcard =
                 kind == ResourceType::Cluster && request.resource_names_subscribe.is_empty();
-            state.known = request.initial_resource_versions.into_iter().collect();
+            state.known = Known::Listed(request.initial_resource_versions.into_iter().collect());
+        } else if resubscribed {
+            state.list_known();
         }
         for name in request.resource_names_subscribe {
             if name == WILDCARD {
@@ -113,12 +163,15 @@ impl DeltaState {
                 state.names.remove(&name);
             }
             // Forget it so a later re-subscription sends it again.
-            state.known.remove(&name);
+            if let Known::Listed(versions) = &mut state.known {
+                versions.remove(&name);
+            }
         }
         if resubscribed {
-            state
-                .known
-                .retain(|name, _| state.wildcard || state.names.contains(name));
+            let (wildcard, names) = (state.wildcard, &state.names);
+            if let Known::Listed(versions) = &mut state.known {
+                versions.retain(|name, _| wildcard || names.contains(name));
+            }
             state.synced = None;
         }
 
@@ -179,16 +232,10 @@ impl DeltaState {
             None => all_news(state, resources),
         };
         state.synced = Some(resources.generation());
+        // Once this goes out the client has every wanted resource of this set.
+        state.known = Known::Synced(Arc::clone(&resources.by_name));
         if changed.is_empty() && removed.is_empty() {
             return Vec::new();
-        }
-        for resource in &changed {
-            state
-                .known
-                .insert(resource.name.clone(), resource.version.clone());
-        }
-        for name in &removed {
-            state.known.remove(name);
         }
         // Clusters stay whole: Envoy ends its initial CDS fetch with the first response,
         // and over plain CDS endpoint answers could start it before later parts arrived.
@@ -250,12 +297,14 @@ fn split(changed: Vec<Resource>) -> Vec<DeltaDiscoveryResponse> {
 
 /// The resource to send if the client wants it and has another version of it.
 fn news(state: &TypeState, name: &str, versioned: &Versioned) -> Option<Resource> {
-    (state.wants(name) && state.known.get(name) != Some(&versioned.version)).then(|| Resource {
-        name: name.to_string(),
-        version: versioned.version.clone(),
-        resource: Some(versioned.resource.clone()),
-        ..Default::default()
-    })
+    (state.wants(name) && state.known_version(name) != Some(versioned.version.as_str())).then(
+        || Resource {
+            name: name.to_string(),
+            version: versioned.version.clone(),
+            resource: Some(versioned.resource.clone()),
+            ..Default::default()
+        },
+    )
 }
 
 /// Every wanted resource the client lacks, and every known one that went away.
@@ -274,8 +323,7 @@ fn all_news(state: &TypeState, resources: &Resources) -> (Vec<Resource>, Vec<Str
             .collect()
     };
     let removed = state
-        .known
-        .keys()
+        .known_names()
         .filter(|name| !resources.by_name.contains_key(*name))
         .cloned()
         .collect();
@@ -293,7 +341,7 @@ fn news_among(
     for name in names {
         match resources.by_name.get(name) {
             Some(versioned) => changed.extend(news(state, name, versioned)),
-            None if state.known.contains_key(name) => removed.push(name.to_string()),
+            None if state.known_version(name).is_some() => removed.push(name.to_string()),
             None => {}
         }
     }
@@ -504,6 +552,27 @@ mod tests {
         assert!(matches!(kind, RequestKind::Stale { .. }));
         let (kind, _) = delta.on_request(request(ENDPOINT_TYPE_URL, &[], &push.nonce), &moved);
         assert!(matches!(kind, RequestKind::Ack { .. }));
+    }
+
+    #[test]
+    fn a_new_name_sends_only_that_name() {
+        let snap = snapshot(&[
+            ("dns+a:80", &["10.0.0.1:80"]),
+            ("dns+b:80", &["10.0.0.2:80"]),
+        ]);
+        let mut delta = DeltaState::new();
+        let (_, first) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
+        let first = only(first);
+        assert_eq!(names(&first), ["dns+a:80"]);
+        // The client has a (from the response); adding b must not resend a.
+        let (_, more) = delta.on_request(
+            request(ENDPOINT_TYPE_URL, &["dns+b:80"], &first.nonce),
+            &snap,
+        );
+        assert_eq!(names(&only(more)), ["dns+b:80"]);
+        // a changes: only a, though both are subscribed.
+        let moved = updated(&snap, "dns+a:80", "10.0.0.7");
+        assert_eq!(names(&only(delta.on_snapshot(&moved))), ["dns+a:80"]);
     }
 
     #[test]
