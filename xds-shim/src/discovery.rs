@@ -255,6 +255,14 @@ impl DiscoveryState {
         self.upstreams.values().all(|s| s.last_success.is_some())
     }
 
+    /// When the next draining address is due to leave, if any drains.
+    pub fn next_drain_end(&self) -> Option<SystemTime> {
+        self.upstreams
+            .values()
+            .flat_map(|s| s.draining.iter().map(|d| d.until))
+            .min()
+    }
+
     /// Folds one round of answers in. Upstreams whose name was not resolved this round are
     /// untouched, apart from draining members whose time is up.
     pub fn apply(&mut self, results: &RoundResults, at: SystemTime) -> Vec<Event> {

@@ -340,6 +340,13 @@ pub async fn run<R: AddressResolver>(
         } else {
             regular.min(retry_at)
         };
+        // Draining addresses leave when their time is up, not at their name's next
+        // resolution (which a long interval or TTL may put far later).
+        let drain_end = state.next_drain_end().map(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            Instant::now() + left
+        });
+        let wake = drain_end.map_or(wake, |end| wake.min(end));
         let forced = tokio::select! {
             _ = shutdown.wait() => return,
             _ = tokio::time::sleep_until(wake) => None,
@@ -361,6 +368,10 @@ pub async fn run<R: AddressResolver>(
             names.srv.extend(retry.names.srv.iter().cloned());
         }
         if names.is_empty() {
+            if drain_end.is_some_and(|end| end <= now) {
+                // No answers, only the clock: expires the drains that are due.
+                fold_in(&RoundResults::default(), &mut state, &publisher);
+            }
             continue;
         }
         // A forced refresh does not wait for this round (10,000 names take
@@ -738,6 +749,51 @@ mod tests {
         assert!(snapshots.has_changed().unwrap());
         let current = Arc::clone(&snapshots.borrow_and_update());
         assert_eq!(current.members()["dns+fast.test:80"].members.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_on_time_whatever_the_interval() {
+        let resolver = FakeResolver(Mutex::default());
+        let ip = |last| IpAddr::from(Ipv4Addr::new(10, 0, 0, last));
+        resolver.set("a.test", Ok(vec![ip(1), ip(2)]));
+        let policy = crate::discovery::Policy {
+            drain: Duration::from_millis(300),
+            ..Default::default()
+        };
+        let mut state = DiscoveryState::with_policy(["dns+a.test:80".parse().unwrap()], policy);
+        let publisher = Publisher::new(&state);
+        round(&resolver, &mut state, &publisher).await;
+        resolver.set("a.test", Ok(vec![ip(1)]));
+        round(&resolver, &mut state, &publisher).await;
+        let mut snapshots = publisher.snapshots.subscribe();
+        let served = |s: &Snapshot| s.members()["dns+a.test:80"].members.len();
+        assert_eq!(
+            served(&snapshots.borrow_and_update()),
+            2,
+            "one live, one draining"
+        );
+
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let (_service, asks) = crate::forced::channel();
+        // An hour between resolutions: only the drain's own deadline can wake the loop.
+        let timing = Timing {
+            interval: Duration::from_secs(3_600),
+            ttl_floor: None,
+        };
+        tokio::spawn(run(
+            resolver,
+            state,
+            timing,
+            publisher,
+            shutdown,
+            Names::default(),
+            asks,
+        ));
+        tokio::time::timeout(Duration::from_secs(10), snapshots.changed())
+            .await
+            .expect("the draining address outlived --drain")
+            .unwrap();
+        assert_eq!(served(&snapshots.borrow_and_update()), 1);
     }
 
     #[test]
