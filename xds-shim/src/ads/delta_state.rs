@@ -38,9 +38,6 @@ struct TypeState {
     latest_nonces: Option<RangeInclusive<u64>>,
     /// The system version of the latest response, reported as rejected on NACK.
     latest_version: String,
-    /// The snapshot `known` was last brought up to date with, while the subscription
-    /// stayed the same; `None` makes the next response check every resource.
-    synced: Option<Generation>,
 }
 
 /// The resources (name and version) a client has of one type.
@@ -49,10 +46,15 @@ enum Known {
     /// As the client listed them on connecting, or as they stood at the last
     /// subscription change.
     Listed(BTreeMap<String, String>),
-    /// Exactly the wanted resources of this set, at its versions: what a client has once
-    /// a response went out. Shared with the snapshot, so a stream subscribed to 10,000
-    /// resources keeps no copy of their names and versions.
-    Synced(Arc<BTreeMap<String, Arc<Versioned>>>),
+    /// Exactly the wanted resources of the set of generation `seen`, at its versions:
+    /// what a client has once a response went out, while its subscription stays the
+    /// same. Shared with the snapshot, so a stream subscribed to 10,000 resources keeps
+    /// no copy of their names and versions, and the next response need only look at
+    /// what changed since `seen`.
+    Synced {
+        set: Arc<BTreeMap<String, Arc<Versioned>>>,
+        seen: Generation,
+    },
 }
 
 impl Default for Known {
@@ -70,8 +72,10 @@ impl TypeState {
     fn known_version(&self, name: &str) -> Option<&str> {
         match &self.known {
             Known::Listed(versions) => versions.get(name).map(String::as_str),
-            Known::Synced(set) if self.wants(name) => set.get(name).map(|v| v.version.as_str()),
-            Known::Synced(_) => None,
+            Known::Synced { set, .. } if self.wants(name) => {
+                set.get(name).map(|v| v.version.as_str())
+            }
+            Known::Synced { .. } => None,
         }
     }
 
@@ -79,14 +83,14 @@ impl TypeState {
     fn known_names(&self) -> Box<dyn Iterator<Item = &String> + '_> {
         match &self.known {
             Known::Listed(versions) => Box::new(versions.keys()),
-            Known::Synced(set) => Box::new(set.keys().filter(|name| self.wants(name))),
+            Known::Synced { set, .. } => Box::new(set.keys().filter(|name| self.wants(name))),
         }
     }
 
     /// Turns the known resources into a list, before the subscription they depend on
     /// changes.
     fn list_known(&mut self) {
-        if let Known::Synced(_) = self.known {
+        if let Known::Synced { .. } = self.known {
             let versions = self
                 .known_names()
                 .filter_map(|name| Some((name.clone(), self.known_version(name)?.to_string())))
@@ -172,7 +176,6 @@ impl DeltaState {
             if let Known::Listed(versions) = &mut state.known {
                 versions.retain(|name, _| wildcard || names.contains(name));
             }
-            state.synced = None;
         }
 
         let nonce = request.response_nonce;
@@ -227,13 +230,19 @@ impl DeltaState {
         };
         // Up to date with a recent snapshot: only what changed since can be news. This keeps
         // a publish that moves one of 10,000 clusters cheap for hundreds of streams.
-        let (changed, removed) = match state.synced.and_then(|seen| resources.changed_since(seen)) {
+        let since = match state.known {
+            Known::Synced { seen, .. } => resources.changed_since(seen),
+            Known::Listed(_) => None,
+        };
+        let (changed, removed) = match since {
             Some(names) => news_among(state, resources, names),
             None => all_news(state, resources),
         };
-        state.synced = Some(resources.generation());
         // Once this goes out the client has every wanted resource of this set.
-        state.known = Known::Synced(Arc::clone(&resources.by_name));
+        state.known = Known::Synced {
+            set: Arc::clone(&resources.by_name),
+            seen: resources.generation(),
+        };
         if changed.is_empty() && removed.is_empty() {
             return Vec::new();
         }
