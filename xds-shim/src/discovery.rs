@@ -284,17 +284,14 @@ impl DiscoveryState {
         // Only the clusters answered this round, and those with a drain due, can change:
         // with 10,000 upstreams a round of a few names stays small.
         let mut due: BTreeSet<&str> = self.clusters_of.answered(results);
-        if self.next_drain_end().is_some_and(|end| end <= at) {
-            let drains = self.upstreams.iter();
-            let drains = drains.filter(|(_, s)| s.draining.iter().any(|d| d.until <= at));
-            due.extend(drains.map(|(cluster, _)| &**cluster));
-        }
-        let due: Vec<Arc<str>> = due.into_iter().map(Arc::from).collect();
+        let drains = self.upstreams.iter();
+        let drains = drains.filter(|(_, s)| s.draining.iter().any(|d| d.until <= at));
+        due.extend(drains.map(|(cluster, _)| &**cluster));
+        let due: Vec<String> = due.into_iter().map(str::to_owned).collect();
         for cluster in due {
-            let Some(shared) = self.upstreams.get_mut(&cluster) else {
+            let Some(shared) = self.upstreams.get_mut(cluster.as_str()) else {
                 continue;
             };
-            let cluster = cluster.to_string();
             let answer = answer(&shared.upstream, results);
             let drain_ends = shared.draining.iter().any(|d| d.until <= at);
             if answer.is_none() && !drain_ends {

@@ -62,20 +62,16 @@ impl Publisher {
         let next = self.snapshots.borrow().updated(changes);
         // The refresh loop is the only writer, so the check and the send cannot race.
         let news = next.filter(|snapshot| self.snapshots.borrow().versions_differ(snapshot));
-        let published = news.is_some();
         if let Some(snapshot) = news {
+            info!(
+                cds_version = snapshot.version(ResourceType::Cluster),
+                eds_version = snapshot.version(ResourceType::Endpoint),
+                clusters = snapshot.members().len(),
+                "snapshot published"
+            );
             // Timestamped before streams can push it, so push latency counts from here.
             self.metrics.snapshot_published();
             self.snapshots.send_replace(Arc::new(snapshot));
-        }
-        if published {
-            let current = self.snapshots.borrow();
-            info!(
-                cds_version = current.version(ResourceType::Cluster),
-                eds_version = current.version(ResourceType::Endpoint),
-                clusters = current.members().len(),
-                "snapshot published"
-            );
         }
         self.discovery.send_replace(Arc::new(state.clone()));
     }
