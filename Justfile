@@ -1,6 +1,7 @@
 # dnslb: `just demo` runs the system locally, `just test` runs every check.
-# Every recipe installs what it needs (wasm target via rust-toolchain.toml,
-# Envoy via envoy/envoy.sh) and runs from the repo root.
+# Every recipe installs what it needs (the rustup targets and components named in
+# rust-toolchain.toml via `toolchain`, Envoy via envoy/envoy.sh) and runs from the
+# repo root.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -16,12 +17,18 @@ default:
 build: build-filter build-shim
     @ls -l {{wasm}} {{shim}}
 
+# Check the prerequisites (rustup, a C linker, Python 3 with pip) and add the targets and
+# components rust-toolchain.toml names when missing: rustup adds them only when it installs
+# the toolchain itself, not to a `stable` that is already there. Quiet when all is present.
+toolchain:
+    @.ci/toolchain.sh
+
 # Build the proxy-wasm filter for wasm32-wasip1 (release, LTO, size-optimized).
-build-filter:
+build-filter: toolchain
     cargo build -p dnslb-filter --target {{wasm_target}} --profile release-wasm
 
 # Build the xds-shim control plane binary (release).
-build-shim:
+build-shim: toolchain
     cargo build --release -p xds-shim
 
 # Install Envoy (pinned in .envoy-version) if needed and print its path.
@@ -30,19 +37,19 @@ envoy:
     @envoy/envoy.sh --version
 
 # Check formatting and run clippy (-D warnings) for native and wasm32 targets.
-lint:
+lint: toolchain
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p dnslb-filter --target {{wasm_target}} -- -D warnings
 
 # Unit tests: pure logic of the filter, the shim, and the harness.
-unit:
+unit: toolchain
     cargo test --workspace --exclude dnslb-tests
     cargo test -p dnslb-tests --lib --bins
 
 # The runner (wasm-bindgen-cli matching Cargo.lock) is installed into .tools/.
 # Run the filter core's unit tests compiled to wasm32 under Node (wasm-bindgen-test).
-test-wasm:
+test-wasm: toolchain
     #!/usr/bin/env bash
     set -euo pipefail
     version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')

@@ -27,12 +27,13 @@ pub struct Cli {
 
     /// YAML file with any of the settings below (same names, `_` for `-`) and per-upstream
     /// settings. Flags and DNSLB_* variables win over it.
-    #[arg(long, value_name = "FILE", env = "DNSLB_CONFIG", global = true)]
+    #[arg(global = true, long, value_name = "FILE", env = "DNSLB_CONFIG")]
     pub config: Option<String>,
 
     /// Upstream to discover, e.g. dns+backend.test:8080 or srv+_http._tcp.api.test.
     /// Repeatable; the env var takes a comma-separated list. Added to the file's.
     #[arg(
+        global = true,
         long = "upstream",
         value_name = "SPEC",
         env = "DNSLB_UPSTREAM",
@@ -43,6 +44,7 @@ pub struct Cli {
     /// DNS server to query, IP:PORT (a bare IP means port 53). Repeatable. Default: the
     /// system resolver (/etc/resolv.conf, its search list, and /etc/hosts).
     #[arg(
+        global = true,
         long = "nameserver",
         value_name = "IP:PORT",
         env = "DNSLB_NAMESERVER",
@@ -53,6 +55,7 @@ pub struct Cli {
 
     /// How often to re-resolve every upstream: 500ms, 5s, 1m, 1h.
     #[arg(
+        global = true,
         long,
         value_name = "DUR",
         env = "DNSLB_INTERVAL",
@@ -63,6 +66,7 @@ pub struct Cli {
 
     /// Address for the ADS gRPC server (plaintext HTTP/2).
     #[arg(
+        global = true,
         long,
         value_name = "ADDR",
         env = "DNSLB_XDS_LISTEN",
@@ -72,6 +76,7 @@ pub struct Cli {
 
     /// Address for the admin HTTP server (/healthz, /status.json).
     #[arg(
+        global = true,
         long,
         value_name = "ADDR",
         env = "DNSLB_ADMIN_LISTEN",
@@ -81,6 +86,7 @@ pub struct Cli {
 
     /// How long an address gone from DNS is still served, as DRAINING (0s: drop at once).
     #[arg(
+        global = true,
         long,
         value_name = "DUR",
         env = "DNSLB_DRAIN",
@@ -91,6 +97,7 @@ pub struct Cli {
 
     /// NXDOMAIN or empty answers in a row before an upstream's members are dropped.
     #[arg(
+        global = true,
         long,
         value_name = "N",
         env = "DNSLB_EMPTY_AFTER",
@@ -101,47 +108,48 @@ pub struct Cli {
 
     /// How long SERVFAIL/REFUSED/timeouts may keep the last good members (default: for
     /// ever).
-    #[arg(long, value_name = "DUR", env = "DNSLB_MAX_STALE", value_parser = parse_interval)]
+    #[arg(global = true, long, value_name = "DUR", env = "DNSLB_MAX_STALE", value_parser = parse_interval)]
     pub max_stale: Option<Duration>,
 
     /// Most endpoints one DNS answer may yield; beyond, the cut is logged and shown.
-    #[arg(long, value_name = "N", env = "DNSLB_MAX_RECORDS", default_value_t = 1_000,
+    #[arg(global = true, long, value_name = "N", env = "DNSLB_MAX_RECORDS", default_value_t = 1_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_records: u32,
 
     /// Resolve AAAA records as well as A (off by default, as in VictoriaMetrics).
-    #[arg(long, env = "DNSLB_IPV6")]
+    #[arg(global = true, long, env = "DNSLB_IPV6")]
     pub ipv6: bool,
 
     /// Timeout of one DNS query attempt (two attempts per question).
-    #[arg(long, value_name = "DUR", env = "DNSLB_DNS_TIMEOUT", default_value = "2s",
+    #[arg(global = true, long, value_name = "DUR", env = "DNSLB_DNS_TIMEOUT", default_value = "2s",
           value_parser = parse_interval)]
     pub dns_timeout: Duration,
 
     /// DNS queries in flight at once.
-    #[arg(long, value_name = "N", env = "DNSLB_MAX_IN_FLIGHT", default_value_t = 64,
+    #[arg(global = true, long, value_name = "N", env = "DNSLB_MAX_IN_FLIGHT", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
     /// TTL-aware refresh: re-resolve each name when its records' TTL is up, but not more
     /// often than this floor (e.g. 1s). Default: off, every --interval.
-    #[arg(long, value_name = "DUR", env = "DNSLB_TTL_FLOOR", value_parser = parse_interval)]
+    #[arg(global = true, long, value_name = "DUR", env = "DNSLB_TTL_FLOOR", value_parser = parse_interval)]
     pub ttl_floor: Option<Duration>,
 
     /// CA bundle (PEM) that https:// upstreams' certificates are verified against, unless
     /// the upstream has its own `tls.ca_file` in --config. Read by Envoy, not by the shim.
-    #[arg(long, value_name = "FILE", env = "DNSLB_CA_FILE",
+    #[arg(global = true, long, value_name = "FILE", env = "DNSLB_CA_FILE",
           default_value = crate::resources::SYSTEM_CA_FILE, value_parser = config_file::parse_ca_file)]
     pub ca_file: String,
 
     /// Log line format; the level comes from RUST_LOG (default info).
-    #[arg(long, value_enum, env = "DNSLB_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    #[arg(global = true, long, value_enum, env = "DNSLB_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate the configuration (flags, variables, --config) and print the effective one.
+    /// Validate the configuration (every flag below, its DNSLB_* variable, --config) and
+    /// print the effective one. Flags go before or after `check`.
     Check,
 }
 

@@ -128,6 +128,57 @@ fn check_prints_the_effective_config() {
     }
 }
 
+/// Flags are global: `check` takes them after the subcommand as well as before it, the file
+/// still fills in what no flag set, and `check --help` lists what it validates.
+#[test]
+fn check_takes_the_flags_after_the_subcommand() {
+    let output = run(&["check", "--upstream", "dns+backend.test:80"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("- spec: dns+backend.test:80\n"), "{stdout}");
+
+    let (_guard, path) = config_file(b"upstreams: [dns+a.test:80]\ninterval: 10s\ndrain: 1s\n");
+    let output = run(
+        &[
+            "check",
+            "--config",
+            &path,
+            "--interval",
+            "2s",
+            "--upstream",
+            "dns+b.test:81",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "dns+a.test:80",
+        "dns+b.test:81",
+        "\ninterval: 2s\n",
+        "\ndrain: 1s\n",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");
+    }
+
+    let output = run(&["check", "--upstream", "dns+bad..name:80"], &[]);
+    assert_rejected(&output, &["--upstream", "dns+bad..name:80"]);
+
+    let output = run(&["check", "--help"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--upstream",
+        "--nameserver",
+        "--interval",
+        "--drain",
+        "--config",
+        "--ca-file",
+    ] {
+        assert!(help.contains(flag), "check --help lacks {flag}:\n{help}");
+    }
+}
+
 #[test]
 fn invalid_config_exits_2_naming_key_and_value() {
     for (text, needles) in [
