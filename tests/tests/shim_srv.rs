@@ -109,12 +109,13 @@ fn srv_backends_on_different_ports_all_serve() {
     assert_eq!(served, want.iter().collect::<Vec<_>>(), "{counts:?}");
     assert!(counts.values().all(|&n| n >= 5), "{counts:?}");
 
-    // The backend sees the SRV name as the authority, and the endpoints carry the target.
+    // The backend sees the SRV name as the authority, and the endpoints carry it as their
+    // hostname (what Envoy's auto_host_rewrite writes).
     let report = stack.get_backend(&cluster, "/host").unwrap();
     assert_eq!(report.host, SRV_NAME);
     let clusters = stack.envoy.clusters().unwrap();
     assert!(
-        clusters.contains(&format!("{cluster}::127.0.0.3:{p1}::hostname::b.test")),
+        clusters.contains(&format!("{cluster}::127.0.0.3:{p1}::hostname::{SRV_NAME}")),
         "{clusters}"
     );
 }

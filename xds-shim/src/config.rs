@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config_file::{CircuitBreakers, FileError, UpstreamSettings};
+use crate::config_file::{CircuitBreakers, Ejection, FileError, LbPolicy, UpstreamSettings};
 use crate::discovery::Policy;
+use crate::duration::human;
 use crate::logging::LogFormat;
 use crate::resolve::Settings;
 use crate::resources::TlsTarget;
@@ -89,7 +90,9 @@ impl Config {
                         s.connect_timeout
                             .unwrap_or(crate::resources::DEFAULT_CONNECT_TIMEOUT),
                     ),
-                    circuit_breakers: s.circuit_breakers,
+                    circuit_breakers: crate::resources::effective_limits(s.circuit_breakers),
+                    outlier_detection: s.outlier_detection.unwrap_or(Ejection::DEFAULT),
+                    lb_policy: s.lb_policy,
                     tls: TlsTarget::of(u, &s.tls, &self.ca_file),
                 }
             })
@@ -142,19 +145,10 @@ struct EffectiveUpstream {
     spec: String,
     interval: String,
     connect_timeout: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    circuit_breakers: Option<CircuitBreakers>,
     /// `https://` upstreams only: the effective roots and SNI, defaults filled in.
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<TlsTarget>,
-}
-
-/// `5s`, `250ms`, `0s`: the syntax the flags and the file accept.
-fn human(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
+    circuit_breakers: CircuitBreakers,
+    outlier_detection: Ejection,
+    lb_policy: LbPolicy,
 }

@@ -9,7 +9,11 @@
 //!     interval: 10s
 //!     connect_timeout: 2s
 //!     circuit_breakers: {max_connections: 100, max_pending_requests: 100,
-//!                        max_requests: 1000, max_retries: 3}
+//!                        max_requests: 1000,
+//!                        retry_budget: {budget_percent: 50, min_retry_concurrency: 32}}
+//!     outlier_detection: {consecutive_local_origin_failures: 3, base_ejection_time: 10s,
+//!                         max_ejection_percent: 50, interval: 1s}
+//!     lb_policy: maglev                  # round_robin (default), maglev or ring_hash
 //!   - spec: https://dns+api.internal:8443  # TLS settings: https:// upstreams only
 //!     tls:
 //!       ca_file: /etc/ssl/internal-ca.pem  # instead of the global ca_file
@@ -63,6 +67,8 @@ pub struct UpstreamDto {
     pub interval: Option<Text>,
     pub connect_timeout: Option<Text>,
     pub circuit_breakers: Option<CircuitBreakers>,
+    pub outlier_detection: Option<OutlierDto>,
+    pub lb_policy: Option<LbPolicy>,
     /// A [`TlsDto`], checked on its own so errors name `upstreams[i].tls`.
     pub tls: Option<serde_yaml::Value>,
 }
@@ -90,14 +96,86 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-/// Envoy's default-priority thresholds; unset ones keep Envoy's defaults.
+/// Envoy's default-priority thresholds; unset ones keep Envoy's defaults, except the retry
+/// limit: without `max_retries` or `retry_budget` a cluster gets [`RetryBudget::DEFAULT`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakers {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_pending_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudget>,
+}
+
+/// Retries allowed in flight: `budget_percent` of the cluster's active requests, and never
+/// fewer than `min_retry_concurrency` (Envoy's `retry_budget`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudget {
+    pub budget_percent: u32,
+    pub min_retry_concurrency: u32,
+}
+
+impl RetryBudget {
+    /// Envoy's default without any setting is 3 retries in flight per cluster: under load
+    /// with one dead member most retries were refused (503 UO). Half the active requests
+    /// covers a two-member cluster losing one member; 32 covers bursts at low load.
+    pub const DEFAULT: RetryBudget = RetryBudget {
+        budget_percent: 50,
+        min_retry_concurrency: 32,
+    };
+}
+
+/// Which load balancer Envoy uses when no endpoint is named (`x-dnslb-endpoint`): round
+/// robin, or a consistent hash over the route's `hash_policy` (hash affinity).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbPolicy {
+    #[default]
+    RoundRobin,
+    Maglev,
+    RingHash,
+}
+
+/// `outlier_detection:` as written; unset keys keep [`Ejection::DEFAULT`]'s.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierDto {
+    pub consecutive_local_origin_failures: Option<u32>,
+    pub base_ejection_time: Option<Text>,
+    pub max_ejection_percent: Option<u32>,
+    pub interval: Option<Text>,
+}
+
+/// Ejection of members that fail locally (refused or timed-out connections, resets):
+/// Envoy's outlier detection on local-origin errors only, so a backend's own 5xx answers
+/// never eject it. `consecutive_local_origin_failures: 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Ejection {
+    pub consecutive_local_origin_failures: u32,
+    #[serde(serialize_with = "crate::duration::serialize_human")]
+    pub base_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+    #[serde(serialize_with = "crate::duration::serialize_human")]
+    pub interval: Duration,
+}
+
+impl Ejection {
+    /// Three refused connects in a row eject a member at once. Envoy's default
+    /// `max_ejection_percent` (10 %) ejects nothing below ten members; half lets one of two
+    /// or three go while the rest keep serving.
+    pub const DEFAULT: Ejection = Ejection {
+        consecutive_local_origin_failures: 3,
+        base_ejection_time: Duration::from_secs(10),
+        max_ejection_percent: 50,
+        interval: Duration::from_secs(1),
+    };
 }
 
 /// Settings one upstream may override. Cheap to clone (strings are shared `Arc<str>`):
@@ -109,6 +187,9 @@ pub struct UpstreamSettings {
     /// Envoy cluster connect timeout (default 1 s).
     pub connect_timeout: Option<Duration>,
     pub circuit_breakers: Option<CircuitBreakers>,
+    /// Outlier detection (default [`Ejection::DEFAULT`]).
+    pub outlier_detection: Option<Ejection>,
+    pub lb_policy: LbPolicy,
     /// Only ever set for `https://` upstreams.
     pub tls: TlsSettings,
 }
@@ -202,13 +283,74 @@ pub fn upstreams(file: &FileConfig) -> Result<Vec<(Upstream, UpstreamSettings)>,
                     UpstreamSettings {
                         interval: duration("interval", &dto.interval)?,
                         connect_timeout: duration("connect_timeout", &dto.connect_timeout)?,
-                        circuit_breakers: dto.circuit_breakers,
+                        circuit_breakers: match dto.circuit_breakers {
+                            Some(limits) => Some(circuit_breakers(i, limits)?),
+                            None => None,
+                        },
+                        outlier_detection: match &dto.outlier_detection {
+                            Some(outlier) => Some(ejection(i, outlier)?),
+                            None => None,
+                        },
+                        lb_policy: dto.lb_policy.unwrap_or_default(),
                         tls,
                     },
                 ))
             }
         })
         .collect()
+}
+
+/// `upstreams[i].circuit_breakers`: a retry budget replaces `max_retries` in Envoy, so
+/// both at once would silently drop one.
+fn circuit_breakers(i: usize, limits: CircuitBreakers) -> Result<CircuitBreakers, FileError> {
+    let key = format!("upstreams[{i}].circuit_breakers");
+    if let (Some(max), Some(_)) = (limits.max_retries, limits.retry_budget) {
+        let why = "retry_budget replaces max_retries in Envoy: set one of them";
+        return Err(FileError::invalid(key, &max.to_string(), why));
+    }
+    if let Some(budget) = limits.retry_budget {
+        if !(1..=100).contains(&budget.budget_percent) {
+            let key = format!("{key}.retry_budget.budget_percent");
+            return Err(FileError::invalid(
+                key,
+                &budget.budget_percent.to_string(),
+                "a percentage from 1 to 100",
+            ));
+        }
+    }
+    Ok(limits)
+}
+
+/// `upstreams[i].outlier_detection`, unset keys from [`Ejection::DEFAULT`].
+fn ejection(i: usize, dto: &OutlierDto) -> Result<Ejection, FileError> {
+    let key = |name: &str| format!("upstreams[{i}].outlier_detection.{name}");
+    let duration = |name: &str, value: &Option<Text>, default: Duration| match value {
+        Some(Text(v)) => parse_duration(v).map_err(|e| FileError::invalid(key(name), v, e)),
+        None => Ok(default),
+    };
+    let default = Ejection::DEFAULT;
+    let max_ejection_percent = dto
+        .max_ejection_percent
+        .unwrap_or(default.max_ejection_percent);
+    if !(1..=100).contains(&max_ejection_percent) {
+        return Err(FileError::invalid(
+            key("max_ejection_percent"),
+            &max_ejection_percent.to_string(),
+            "a percentage from 1 to 100",
+        ));
+    }
+    Ok(Ejection {
+        consecutive_local_origin_failures: dto
+            .consecutive_local_origin_failures
+            .unwrap_or(default.consecutive_local_origin_failures),
+        base_ejection_time: duration(
+            "base_ejection_time",
+            &dto.base_ejection_time,
+            default.base_ejection_time,
+        )?,
+        max_ejection_percent,
+        interval: duration("interval", &dto.interval, default.interval)?,
+    })
 }
 
 /// `upstreams[i].tls`. Only an `https://` upstream has a TLS context to change: on a plain
@@ -322,6 +464,62 @@ mod tests {
         assert_eq!(ups[1].1.interval, Some(Duration::from_secs(10)));
         assert_eq!(ups[1].1.connect_timeout, Some(Duration::from_millis(250)));
         assert_eq!(ups[1].1.circuit_breakers.unwrap().max_connections, Some(7));
+    }
+
+    #[test]
+    fn ejection_budget_and_lb_policy_per_upstream() {
+        let file = parse(
+            "upstreams:\n  - spec: dns+a.test:80\n    lb_policy: maglev\n    \
+             outlier_detection: {consecutive_local_origin_failures: 5, base_ejection_time: 2s}\n    \
+             circuit_breakers: {retry_budget: {budget_percent: 20, min_retry_concurrency: 4}}\n",
+        )
+        .unwrap();
+        let ups = upstreams(&file).unwrap();
+        let settings = &ups[0].1;
+        assert_eq!(settings.lb_policy, LbPolicy::Maglev);
+        let ejection = settings.outlier_detection.unwrap();
+        assert_eq!(ejection.consecutive_local_origin_failures, 5);
+        assert_eq!(ejection.base_ejection_time, Duration::from_secs(2));
+        assert_eq!(ejection.max_ejection_percent, 50);
+        let budget = settings.circuit_breakers.unwrap().retry_budget.unwrap();
+        assert_eq!(
+            (budget.budget_percent, budget.min_retry_concurrency),
+            (20, 4)
+        );
+
+        for (text, needles) in [
+            (
+                "  - spec: dns+a.test:80\n    lb_policy: random\n",
+                &["upstreams[0]", "random"][..],
+            ),
+            (
+                "  - spec: dns+a.test:80\n    outlier_detection: {max_ejection_percent: 101}\n",
+                &["upstreams[0].outlier_detection.max_ejection_percent", "101"],
+            ),
+            (
+                "  - spec: dns+a.test:80\n    outlier_detection: {interval: 5}\n",
+                &["upstreams[0].outlier_detection.interval", "5"],
+            ),
+            (
+                "  - spec: dns+a.test:80\n    circuit_breakers: \
+                 {max_retries: 3, retry_budget: {budget_percent: 20, min_retry_concurrency: 3}}\n",
+                &[
+                    "upstreams[0].circuit_breakers",
+                    "retry_budget replaces max_retries",
+                ],
+            ),
+            (
+                "  - spec: dns+a.test:80\n    circuit_breakers: \
+                 {retry_budget: {budget_percent: 0, min_retry_concurrency: 3}}\n",
+                &["budget_percent", "0"],
+            ),
+        ] {
+            let file = parse(&format!("upstreams:\n{text}")).unwrap();
+            let err = upstreams(&file).unwrap_err().to_string();
+            for needle in needles {
+                assert!(err.contains(needle), "{err} lacks {needle}");
+            }
+        }
     }
 
     #[test]

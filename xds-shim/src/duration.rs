@@ -53,6 +53,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(millis))
 }
 
+/// `5s`, `250ms`, `0s`: the syntax the flags and the file accept.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// [`human`] for `#[serde(serialize_with)]`.
+pub fn serialize_human<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&human(*d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

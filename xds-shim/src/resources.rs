@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
+use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::thresholds::RetryBudget as ProtoRetryBudget;
 use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::CommonLbConfig;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
@@ -11,6 +12,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 };
 use envoy_types::pb::envoy::config::cluster::v3::load_balancing_policy::Policy;
 use envoy_types::pb::envoy::config::cluster::v3::CircuitBreakers;
+use envoy_types::pb::envoy::config::cluster::v3::OutlierDetection;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType;
@@ -25,9 +27,12 @@ use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
+use envoy_types::pb::envoy::extensions::load_balancing_policies::maglev::v3::Maglev;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::override_host::v3::override_host::OverrideHostSource;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::override_host::v3::OverrideHost;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::ring_hash::v3::RingHash;
 use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
+use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 use envoy_types::util::pack_any;
 
@@ -42,7 +47,10 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
 
-use crate::config_file::{CircuitBreakers as CircuitBreakerLimits, TlsSettings, UpstreamSettings};
+use crate::config_file::{
+    CircuitBreakers as CircuitBreakerLimits, Ejection, LbPolicy, RetryBudget, TlsSettings,
+    UpstreamSettings,
+};
 use crate::member::Member;
 use crate::snapshot::EdsSource;
 use crate::upstream::Upstream;
@@ -51,6 +59,8 @@ use crate::upstream::Upstream;
 pub const ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
 const OVERRIDE_HOST_POLICY: &str = "envoy.load_balancing_policies.override_host";
 const ROUND_ROBIN_POLICY: &str = "envoy.load_balancing_policies.round_robin";
+const MAGLEV_POLICY: &str = "envoy.load_balancing_policies.maglev";
+const RING_HASH_POLICY: &str = "envoy.load_balancing_policies.ring_hash";
 /// Envoy's connect timeout for an upstream without its own `connect_timeout`.
 pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
@@ -79,8 +89,10 @@ impl TlsTarget {
 /// The Envoy cluster that reaches the shim (the bootstrap snippets name it so).
 pub const XDS_CLUSTER: &str = "dnslb_xds";
 
-/// An EDS cluster whose LB honours the filter's endpoint choice and falls back to round
-/// robin when there is none (or it is exhausted). Its endpoints come from `source`.
+/// An EDS cluster whose LB honours the endpoint a request names (`x-dnslb-endpoint`: a
+/// sticky session) and otherwise, or when that is exhausted, uses `settings.lb_policy`
+/// (round robin by default). Its endpoints come from `source`. Every cluster gets a retry
+/// budget and ejects members that fail locally, unless its settings say otherwise.
 pub fn cluster(
     name: &str,
     source: EdsSource,
@@ -109,11 +121,13 @@ pub fn cluster(
             }),
             ..Default::default()
         }),
-        connect_timeout: Some(ProtoDuration {
-            seconds: i64::try_from(connect_timeout.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(connect_timeout.subsec_nanos()).unwrap_or(0),
-        }),
-        circuit_breakers: settings.circuit_breakers.map(circuit_breakers),
+        connect_timeout: Some(proto_duration(connect_timeout)),
+        circuit_breakers: Some(circuit_breakers(effective_limits(
+            settings.circuit_breakers,
+        ))),
+        outlier_detection: outlier_detection(
+            settings.outlier_detection.unwrap_or(Ejection::DEFAULT),
+        ),
         load_balancing_policy: Some(single_policy(
             OVERRIDE_HOST_POLICY,
             pack_any(OverrideHost {
@@ -122,10 +136,7 @@ pub fn cluster(
                     metadata: None,
                 }],
                 selected_host_key: None,
-                fallback_policy: Some(single_policy(
-                    ROUND_ROBIN_POLICY,
-                    pack_any(RoundRobin::default()),
-                )),
+                fallback_policy: Some(fallback_policy(settings.lb_policy)),
             }),
         )),
         ..Default::default()
@@ -165,6 +176,23 @@ fn transport_socket(tls: &TlsTarget) -> TransportSocket {
     }
 }
 
+fn fallback_policy(policy: LbPolicy) -> LoadBalancingPolicy {
+    match policy {
+        LbPolicy::RoundRobin => single_policy(ROUND_ROBIN_POLICY, pack_any(RoundRobin::default())),
+        LbPolicy::Maglev => single_policy(MAGLEV_POLICY, pack_any(Maglev::default())),
+        LbPolicy::RingHash => single_policy(RING_HASH_POLICY, pack_any(RingHash::default())),
+    }
+}
+
+/// An upstream's limits with the default retry budget filled in when it set no retry limit.
+pub fn effective_limits(limits: Option<CircuitBreakerLimits>) -> CircuitBreakerLimits {
+    let mut limits = limits.unwrap_or_default();
+    if limits.max_retries.is_none() && limits.retry_budget.is_none() {
+        limits.retry_budget = Some(RetryBudget::DEFAULT);
+    }
+    limits
+}
+
 /// Default-priority thresholds; unset limits keep Envoy's defaults.
 fn circuit_breakers(limits: CircuitBreakerLimits) -> CircuitBreakers {
     let value = |limit: Option<u32>| limit.map(|value| UInt32Value { value });
@@ -174,9 +202,47 @@ fn circuit_breakers(limits: CircuitBreakerLimits) -> CircuitBreakers {
             max_pending_requests: value(limits.max_pending_requests),
             max_requests: value(limits.max_requests),
             max_retries: value(limits.max_retries),
+            retry_budget: limits.retry_budget.map(|budget| ProtoRetryBudget {
+                budget_percent: Some(Percent {
+                    value: f64::from(budget.budget_percent),
+                }),
+                min_retry_concurrency: value(Some(budget.min_retry_concurrency)),
+                ..Default::default()
+            }),
             ..Default::default()
         }],
         ..Default::default()
+    }
+}
+
+/// Local-origin failures only (`split_external_local_origin_errors`): refused or timed-out
+/// connects and resets eject, a backend's own 5xx answers do not (their enforcement is 0).
+fn outlier_detection(ejection: Ejection) -> Option<OutlierDetection> {
+    if ejection.consecutive_local_origin_failures == 0 {
+        return None;
+    }
+    let value = |value: u32| Some(UInt32Value { value });
+    Some(OutlierDetection {
+        split_external_local_origin_errors: true,
+        consecutive_local_origin_failure: value(ejection.consecutive_local_origin_failures),
+        enforcing_consecutive_local_origin_failure: value(100),
+        enforcing_local_origin_success_rate: value(0),
+        enforcing_consecutive_5xx: value(0),
+        enforcing_success_rate: value(0),
+        enforcing_consecutive_gateway_failure: value(0),
+        enforcing_failure_percentage: value(0),
+        enforcing_failure_percentage_local_origin: value(0),
+        max_ejection_percent: value(ejection.max_ejection_percent),
+        base_ejection_time: Some(proto_duration(ejection.base_ejection_time)),
+        interval: Some(proto_duration(ejection.interval)),
+        ..Default::default()
+    })
+}
+
+fn proto_duration(d: std::time::Duration) -> ProtoDuration {
+    ProtoDuration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
     }
 }
 
@@ -225,7 +291,9 @@ fn single_policy(
 
 /// One locality per priority level. Levels are the ranks of the distinct SRV priorities
 /// (lowest value = level 0), so `10, 20` and `0, 1` give the same levels; A records are all
-/// level 0. Each endpoint carries the DNS name it came from (Envoy shows it in /clusters).
+/// level 0. Each endpoint's `hostname` is the authority its requests carry upstream (Envoy's
+/// `auto_host_rewrite` copies it): `HOST:PORT` for `dns+HOST:PORT`, the SRV name for
+/// `srv+NAME`, what the backend would see without dnslb.
 ///
 /// Weights: the SRV weight, unscaled. Envoy needs at least 1, so weight 0 becomes 1: RFC
 /// 2782 gives weight-0 records "a very small chance" next to weighted ones, and 1 is the
@@ -235,6 +303,7 @@ fn single_policy(
 /// `named_endpoints` is a map and would encode in hash order; it stays empty so the
 /// encoding, and hence the version, is deterministic.
 pub fn load_assignment(cluster_name: &str, members: &[Member]) -> ClusterLoadAssignment {
+    let authority = backend_authority(cluster_name);
     let priorities: BTreeSet<u16> = members.iter().map(|m| m.priority).collect();
     let endpoints = priorities
         .iter()
@@ -244,7 +313,10 @@ pub fn load_assignment(cluster_name: &str, members: &[Member]) -> ClusterLoadAss
                 members.iter().filter(|m| m.priority == *priority).collect();
             at_level.sort_unstable_by_key(|m| m.addr);
             LocalityLbEndpoints {
-                lb_endpoints: at_level.into_iter().map(lb_endpoint).collect(),
+                lb_endpoints: at_level
+                    .into_iter()
+                    .map(|m| lb_endpoint(m, authority))
+                    .collect(),
                 priority: level,
                 ..Default::default()
             }
@@ -257,7 +329,15 @@ pub fn load_assignment(cluster_name: &str, members: &[Member]) -> ClusterLoadAss
     }
 }
 
-fn lb_endpoint(member: &Member) -> LbEndpoint {
+/// What the backend of cluster `dns+HOST:PORT` / `srv+NAME` sees as its authority.
+pub fn backend_authority(cluster_name: &str) -> &str {
+    cluster_name
+        .strip_prefix("dns+")
+        .or_else(|| cluster_name.strip_prefix("srv+"))
+        .unwrap_or(cluster_name)
+}
+
+fn lb_endpoint(member: &Member, authority: &str) -> LbEndpoint {
     let health = if member.draining {
         HealthStatus::Draining
     } else {
@@ -270,7 +350,7 @@ fn lb_endpoint(member: &Member) -> LbEndpoint {
         }),
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
             address: Some(socket_address(member.addr)),
-            hostname: member.hostname.clone(),
+            hostname: authority.to_string(),
             ..Default::default()
         })),
         ..Default::default()
@@ -409,14 +489,14 @@ mod tests {
                 (
                     0,
                     "10.0.0.9:8080".into(),
-                    "backend.test".into(),
+                    "backend.test:8080".into(),
                     healthy,
                     None
                 ),
                 (
                     0,
                     "10.0.0.10:8080".into(),
-                    "backend.test".into(),
+                    "backend.test:8080".into(),
                     healthy,
                     None
                 ),
@@ -439,7 +519,8 @@ mod tests {
         );
         let healthy = HealthStatus::Healthy as i32;
         let draining = HealthStatus::Draining as i32;
-        let host = || "backend.test".to_string();
+        // The authority requests carry upstream: the SRV name, not the target.
+        let host = || "_h._tcp.api.test".to_string();
         assert_eq!(
             flat(&cla),
             vec![
@@ -486,6 +567,82 @@ mod tests {
         assert_eq!(t.max_connections.as_ref().unwrap().value, 5);
         assert_eq!(t.max_retries.as_ref().unwrap().value, 2);
         assert!(t.max_requests.is_none());
+    }
+
+    #[test]
+    fn every_cluster_gets_a_retry_budget_and_local_origin_ejection() {
+        let c = cluster("dns+b.test:80", EdsSource::Ads, &Default::default(), None);
+        let t = &c.circuit_breakers.unwrap().thresholds[0];
+        assert!(t.max_retries.is_none());
+        let budget = t.retry_budget.as_ref().unwrap();
+        assert_eq!(budget.budget_percent.as_ref().unwrap().value, 50.0);
+        assert_eq!(budget.min_retry_concurrency.as_ref().unwrap().value, 32);
+        let od = c.outlier_detection.unwrap();
+        assert!(od.split_external_local_origin_errors);
+        assert_eq!(od.consecutive_local_origin_failure.unwrap().value, 3);
+        assert_eq!(
+            od.enforcing_consecutive_local_origin_failure.unwrap().value,
+            100
+        );
+        // A backend's own 5xx answers never eject it.
+        assert_eq!(od.enforcing_consecutive_5xx.unwrap().value, 0);
+        assert_eq!(od.enforcing_success_rate.unwrap().value, 0);
+        assert_eq!(od.max_ejection_percent.unwrap().value, 50);
+        assert_eq!(od.base_ejection_time.unwrap().seconds, 10);
+
+        // An explicit max_retries keeps Envoy's plain limit; zero failures turns ejection off.
+        let settings = UpstreamSettings {
+            circuit_breakers: Some(CircuitBreakerLimits {
+                max_retries: Some(9),
+                ..Default::default()
+            }),
+            outlier_detection: Some(Ejection {
+                consecutive_local_origin_failures: 0,
+                ..Ejection::DEFAULT
+            }),
+            ..Default::default()
+        };
+        let c = cluster("dns+b.test:80", EdsSource::Ads, &settings, None);
+        let t = &c.circuit_breakers.unwrap().thresholds[0];
+        assert_eq!(t.max_retries.as_ref().unwrap().value, 9);
+        assert!(t.retry_budget.is_none());
+        assert!(c.outlier_detection.is_none());
+    }
+
+    #[test]
+    fn lb_policy_picks_the_fallback_behind_override_host() {
+        for (policy, name) in [
+            (
+                LbPolicy::RoundRobin,
+                "envoy.load_balancing_policies.round_robin",
+            ),
+            (LbPolicy::Maglev, "envoy.load_balancing_policies.maglev"),
+            (
+                LbPolicy::RingHash,
+                "envoy.load_balancing_policies.ring_hash",
+            ),
+        ] {
+            let settings = UpstreamSettings {
+                lb_policy: policy,
+                ..Default::default()
+            };
+            let c = cluster("dns+b.test:80", EdsSource::Ads, &settings, None);
+            let policy = &c.load_balancing_policy.unwrap().policies[0];
+            let any = policy
+                .typed_extension_config
+                .as_ref()
+                .unwrap()
+                .typed_config
+                .as_ref()
+                .unwrap();
+            let oh = OverrideHost::decode(any.value.as_slice()).unwrap();
+            let fallback = oh.fallback_policy.unwrap();
+            let ext = fallback.policies[0]
+                .typed_extension_config
+                .as_ref()
+                .unwrap();
+            assert_eq!(ext.name, name);
+        }
     }
 
     /// The UpstreamTlsContext of a cluster: (SNI, CA file). The DNS SAN required is the SNI.

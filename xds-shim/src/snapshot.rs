@@ -444,8 +444,8 @@ mod tests {
             "e3b0c44298fc1c14" // sha256("")
         );
         let one = Snapshot::build(members(&[("dns+a.test:80", "a.test", &["10.0.0.1:80"])]));
-        assert_eq!(one.version(ResourceType::Cluster), "3f9328f126590063");
-        assert_eq!(one.version(ResourceType::Endpoint), "b5c5e3e399290030");
+        assert_eq!(one.version(ResourceType::Cluster), "1c0e597648088747");
+        assert_eq!(one.version(ResourceType::Endpoint), "2ebb7b0794f06f7f");
     }
 
     #[test]
