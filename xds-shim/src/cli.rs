@@ -151,6 +151,35 @@ pub enum Command {
     /// Validate the configuration (every flag below, its DNSLB_* variable, --config) and
     /// print the effective one. Flags go before or after `check`.
     Check,
+    /// Print the recommended Envoy bootstrap (YAML) for an Envoy next to this shim: Envoy
+    /// routes, rewrites, balances and retries natively; the dnslb filter runs only where it
+    /// adds something (cookie affinity, its status path).
+    EnvoyBootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BootstrapArgs {
+    /// Envoy's HTTP listener.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:10000")]
+    pub listen: SocketAddr,
+    /// Envoy's admin interface.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    /// Where Envoy reaches this shim's xDS port (--xds-listen).
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:18000")]
+    pub xds: SocketAddr,
+    /// The dnslb filter (.wasm) as Envoy sees the path. Needed for cookie affinity, the
+    /// status path and --absolute-form; without it round robin and hash affinity run with
+    /// no filter at all.
+    #[arg(long, value_name = "FILE")]
+    pub wasm: Option<String>,
+    /// The dnslb filter configuration (JSON, as in the README): affinity, retries, aliases.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    pub filter_config: String,
+    /// Add the network filter for clients that use Envoy as their HTTP proxy
+    /// (`GET http://dns+NAME:PORT/...`). Needs --wasm.
+    #[arg(long)]
+    pub absolute_form: bool,
 }
 
 impl Cli {

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod ads;
 pub mod app;
+pub mod bootstrap;
 pub mod cli;
 pub mod clients;
 pub mod config;

@@ -9,15 +9,19 @@ use tracing::{error, info};
 use xds_shim::cli::{Cli, Command};
 use xds_shim::config::Config;
 use xds_shim::config_file::{self, FileConfig};
-use xds_shim::{app, logging, shutdown};
+use xds_shim::{app, bootstrap, logging, shutdown};
 
 fn main() -> ExitCode {
     let config = match configure() {
-        Ok((Some(Command::Check), config)) => {
+        Ok(Setup::Bootstrap(yaml)) => {
+            print!("{yaml}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Setup::Run(Some(Command::Check), config)) => {
             print!("{}", config.to_yaml());
             return ExitCode::SUCCESS;
         }
-        Ok((None, config)) => config,
+        Ok(Setup::Run(_, config)) => *config,
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::from(2);
@@ -62,11 +66,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// What the command line asks for.
+enum Setup {
+    /// `envoy-bootstrap`: the YAML to print.
+    Bootstrap(String),
+    /// Run the shim, or `check` its configuration.
+    Run(Option<Command>, Box<Config>),
+}
+
 /// Flags, variables and the `--config` file, merged and validated. clap prints its own
 /// errors (naming the flag and value) and exits with 2.
-fn configure() -> Result<(Option<Command>, Config), Box<dyn std::error::Error>> {
+fn configure() -> Result<Setup, Box<dyn std::error::Error>> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Some(Command::EnvoyBootstrap(args)) = &cli.command {
+        let request = bootstrap::request(
+            args.listen,
+            args.admin,
+            args.xds,
+            args.wasm.clone(),
+            &args.filter_config,
+            args.absolute_form,
+        )?;
+        return Ok(Setup::Bootstrap(bootstrap::render(&request)));
+    }
     let file = match &cli.config {
         Some(path) => config_file::load(path)?,
         None => FileConfig::default(),
@@ -78,5 +101,5 @@ fn configure() -> Result<(Option<Command>, Config), Box<dyn std::error::Error>> 
         )
     };
     let config = cli.to_config_with(&file, explicit)?;
-    Ok((cli.command, config))
+    Ok(Setup::Run(cli.command, Box::new(config)))
 }

@@ -1,0 +1,483 @@
+//! `xds-shim envoy-bootstrap`: the recommended Envoy bootstrap, as YAML. Pure: a function of
+//! its flags and the dnslb filter configuration (parsed by the filter's own code, so both
+//! accept the same JSON).
+//!
+//! Envoy does the per-request work natively here: the route sends `Host: dns+NAME:PORT` to
+//! the cluster of exactly that name (`cluster_header: ":authority"`), rewrites the authority
+//! from the picked endpoint's `hostname` (`auto_host_rewrite`), balances with the cluster's
+//! own policy (round robin; Maglev over the route's `hash_policy` for hash affinity),
+//! retries on another host (`previous_hosts`, then lower SRV levels), answers 400 for
+//! malformed names and 404 for unknown upstreams. The dnslb filter is in the chain but off
+//! by default; it is enabled only on the routes where it adds what Envoy lacks: the sealed
+//! affinity cookie (cookie mode) and its status path. The route never changes with the
+//! upstreams, so it is static here rather than served over RDS.
+
+use std::net::SocketAddr;
+
+use dnslb_filter::config::{Affinity, Config as FilterConfig, HashKey};
+use serde_json::{json, Value};
+
+use crate::resources::XDS_CLUSTER;
+
+/// The filter's name in the HTTP filter chain and in `typed_per_filter_config`.
+const FILTER_NAME: &str = "dnslb";
+/// Headers a client may not send: the filter's own (`x-dnslb-endpoint` names a member).
+const CLIENT_HEADER_PREFIX: &str = "x-dnslb-";
+/// Failures where the backend never saw the request: safe to retry for every method.
+const RETRY_ON_ANY: &str = "connect-failure,refused-stream,reset-before-request";
+/// Idempotent methods also retry after the backend saw the request.
+const RETRY_ON_IDEMPOTENT: &str = "connect-failure,refused-stream,reset-before-request,reset,5xx";
+const IDEMPOTENT_METHODS: &str = "GET|HEAD|OPTIONS|TRACE|PUT|DELETE";
+/// One DNS label (lowercase; `_` for SRV names). Lengths are not checked here (a bounded
+/// repeat would blow up Envoy's RE2 program-size limit): a name too long for DNS cannot
+/// be a cluster, so it gets Envoy's 404.
+const LABEL: &str = "[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?";
+/// 1-99999; above 65535 likewise ends as an unknown cluster.
+const PORT: &str = "[1-9][0-9]{0,4}";
+
+/// What `envoy-bootstrap` was asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub xds: SocketAddr,
+    /// The filter's `.wasm`; without it the bootstrap has no dnslb filter (round robin and
+    /// hash affinity need none).
+    pub wasm: Option<String>,
+    /// The filter configuration JSON, as given (`{}` by default).
+    pub filter_json: String,
+    pub filter: FilterConfig,
+    /// Adds the network filter that turns HTTP-proxy (absolute-form) requests into
+    /// origin form before Envoy's HTTP codec.
+    pub absolute_form: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("--filter-config {json:?}: {why}")]
+    FilterConfig { json: String, why: String },
+    #[error("{0} needs --wasm FILE: the dnslb filter provides it")]
+    NeedsWasm(&'static str),
+}
+
+/// Checks the request: the filter JSON must be valid, and what only the filter can do needs
+/// the filter.
+pub fn request(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    xds: SocketAddr,
+    wasm: Option<String>,
+    filter_json: &str,
+    absolute_form: bool,
+) -> Result<Request, BootstrapError> {
+    let filter = FilterConfig::from_bytes(Some(filter_json.as_bytes())).map_err(|e| {
+        BootstrapError::FilterConfig {
+            json: filter_json.to_string(),
+            why: e.to_string(),
+        }
+    })?;
+    if wasm.is_none() {
+        if matches!(filter.affinity, Affinity::Cookie(_)) {
+            return Err(BootstrapError::NeedsWasm("cookie affinity"));
+        }
+        if absolute_form {
+            return Err(BootstrapError::NeedsWasm("--absolute-form"));
+        }
+    }
+    Ok(Request {
+        listen,
+        admin,
+        xds,
+        wasm,
+        filter_json: filter_json.to_string(),
+        filter,
+        absolute_form,
+    })
+}
+
+/// The bootstrap as YAML, with a header comment saying how it was made.
+pub fn render(request: &Request) -> String {
+    let yaml = serde_yaml::to_string(&bootstrap(request))
+        .unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+    let mut out = String::from(
+        "# Envoy bootstrap for dnslb, printed by `xds-shim envoy-bootstrap`.\n\
+         # Clusters (one per dns+/srv+ upstream) and endpoints come from xds-shim over ADS.\n",
+    );
+    if matches!(request.filter.affinity, Affinity::Hash(_)) {
+        out.push_str(
+            "# Hash affinity: give the upstreams `lb_policy: maglev` (or ring_hash) in the\n\
+             # shim's --config, or Envoy balances them round robin and ignores the hash.\n",
+        );
+    }
+    out.push_str(&yaml);
+    out
+}
+
+fn bootstrap(request: &Request) -> Value {
+    let mut network_filters = Vec::new();
+    if let (true, Some(wasm)) = (request.absolute_form, &request.wasm) {
+        network_filters.push(json!({
+            "name": "dnslb_absolute_form",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+                "config": {
+                    "name": "dnslb_absolute_form",
+                    "root_id": "dnslb_absolute_form",
+                    "vm_config": vm_config(wasm),
+                }
+            }
+        }));
+    }
+    network_filters.push(connection_manager(request));
+    json!({
+        "node": { "id": "dnslb", "cluster": "dnslb" },
+        "admin": { "address": socket_address(request.admin) },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{ "envoy_grpc": { "cluster_name": XDS_CLUSTER } }],
+            },
+            "cds_config": { "ads": {}, "resource_api_version": "V3" },
+        },
+        "static_resources": {
+            "listeners": [{
+                "name": "dnslb",
+                "address": socket_address(request.listen),
+                "filter_chains": [{ "filters": network_filters }],
+            }],
+            "clusters": [xds_cluster(request.xds)],
+        },
+    })
+}
+
+fn connection_manager(request: &Request) -> Value {
+    let mut http_filters = Vec::new();
+    if let Some(wasm) = &request.wasm {
+        // Every route that needs nothing of it turns it off, so those requests never enter
+        // the VM. (Envoy cannot enable a filter per route without a per-route config, which
+        // the wasm filter has none of, so it is on in the chain and off per route.)
+        http_filters.push(json!({
+            "name": FILTER_NAME,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": {
+                    "name": FILTER_NAME,
+                    "root_id": FILTER_NAME,
+                    "vm_config": vm_config(wasm),
+                    "configuration": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": filter_configuration(&request.filter_json),
+                    },
+                },
+            },
+        }));
+    }
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+        },
+    }));
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "dnslb",
+            // Before routing: a client cannot name the member it wants.
+            "early_header_mutation_extensions": [{
+                "name": "dnslb_strip_client_headers",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                    "mutations": [{
+                        "remove_on_match": {
+                            "key_matcher": { "prefix": CLIENT_HEADER_PREFIX },
+                        },
+                    }],
+                },
+            }],
+            "route_config": route_config(request),
+            "http_filters": http_filters,
+        },
+    })
+}
+
+/// The filter's JSON with `routing: envoy`: Envoy routes, the filter only adds its part.
+fn filter_configuration(json: &str) -> String {
+    let mut value: Value = serde_json::from_str(json).unwrap_or_else(|_| json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert("routing".into(), json!("envoy"));
+    }
+    value.to_string()
+}
+
+fn route_config(request: &Request) -> Value {
+    let config = &request.filter;
+    let mut virtual_hosts = Vec::new();
+    let mut aliases: Vec<_> = config.aliases.iter().collect();
+    aliases.sort();
+    for (authority, cluster) in aliases {
+        let mut routes = status_route(request);
+        routes.extend(upstream_routes(
+            request,
+            json!({ "cluster": cluster }),
+            None,
+        ));
+        virtual_hosts.push(json!({
+            "name": format!("alias {authority}"),
+            "domains": [authority],
+            "routes": routes,
+        }));
+    }
+    let valid = format!(r"(dns\+{LABEL}(\.{LABEL})*:{PORT}|srv\+{LABEL}(\.{LABEL})*)");
+    let mut routes = status_route(request);
+    routes.extend(upstream_routes(
+        request,
+        json!({
+            "cluster_header": ":authority",
+            "cluster_not_found_response_code": "NOT_FOUND",
+            "auto_host_rewrite": true,
+        }),
+        Some(&valid),
+    ));
+    let mut malformed = json!({
+        "match": { "prefix": "/" },
+        "direct_response": {
+            "status": 400,
+            "body": { "inline_string": "dnslb: malformed upstream in Host: expected lowercase dns+NAME:PORT or srv+NAME\n" },
+        },
+    });
+    without_filter(request, &mut malformed);
+    routes.push(malformed);
+    virtual_hosts.push(json!({
+        "name": "dnslb",
+        "domains": ["dns+*", "srv+*"],
+        "routes": routes,
+    }));
+    let mut other = status_route(request);
+    let mut not_ours = json!({
+        "match": { "prefix": "/" },
+        "direct_response": {
+            "status": 404,
+            "body": { "inline_string": "dnslb: not a dns+ or srv+ authority\n" },
+        },
+    });
+    without_filter(request, &mut not_ours);
+    other.push(not_ours);
+    virtual_hosts.push(json!({ "name": "other", "domains": ["*"], "routes": other }));
+    json!({
+        "name": "dnslb",
+        // The dnslb clusters arrive by CDS after the routes load.
+        "validate_clusters": false,
+        "virtual_hosts": virtual_hosts,
+    })
+}
+
+/// The filter answers its status path itself, before the route's direct response.
+fn status_route(request: &Request) -> Vec<Value> {
+    if request.wasm.is_none() {
+        return Vec::new();
+    }
+    vec![json!({
+        "match": { "path": request.filter.status_path },
+        "direct_response": { "status": 404 },
+    })]
+}
+
+/// Two routes to the upstream: idempotent methods retry on more failures than others.
+fn upstream_routes(request: &Request, action: Value, authority: Option<&str>) -> Vec<Value> {
+    let config = &request.filter;
+    let authority_match = authority.map(|regex| {
+        json!({ "name": ":authority", "string_match": { "safe_regex": { "regex": regex } } })
+    });
+    let cookie = matches!(config.affinity, Affinity::Cookie(_)) && request.wasm.is_some();
+    [
+        (Some(IDEMPOTENT_METHODS), RETRY_ON_IDEMPOTENT),
+        (None, RETRY_ON_ANY),
+    ]
+    .into_iter()
+    .map(|(methods, retry_on)| {
+        let mut headers: Vec<Value> = authority_match.iter().cloned().collect();
+        if let Some(methods) = methods {
+            headers.push(json!({
+                "name": ":method",
+                "string_match": { "safe_regex": { "regex": methods } },
+            }));
+        }
+        let mut action = action.clone();
+        if let Some(object) = action.as_object_mut() {
+            object.insert(
+                "retry_policy".into(),
+                retry_policy(config.retries, retry_on),
+            );
+            if let Affinity::Hash(key) = &config.affinity {
+                object.insert("hash_policy".into(), json!([hash_policy(key)]));
+            }
+        }
+        let mut route = json!({
+            "match": { "prefix": "/", "headers": headers },
+            "route": action,
+        });
+        if !cookie {
+            without_filter(request, &mut route);
+        }
+        route
+    })
+    .collect()
+}
+
+fn retry_policy(retries: u32, retry_on: &str) -> Value {
+    json!({
+        "retry_on": retry_on,
+        "num_retries": retries,
+        // Each retry on a member not tried yet, then on the next SRV priority level.
+        "retry_host_predicate": [{
+            "name": "envoy.retry_host_predicates.previous_hosts",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+            },
+        }],
+        "host_selection_retry_max_attempts": 5,
+        "retry_priority": {
+            "name": "envoy.retry_priorities.previous_priorities",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+                "update_frequency": 2,
+            },
+        },
+    })
+}
+
+fn hash_policy(key: &HashKey) -> Value {
+    match key {
+        HashKey::SourceIp => json!({ "connection_properties": { "source_ip": true } }),
+        HashKey::Header(name) => json!({ "header": { "header_name": name } }),
+    }
+}
+
+/// Turns the dnslb filter off on `route` (when the bootstrap has it at all).
+fn without_filter(request: &Request, route: &mut Value) {
+    if request.wasm.is_some() {
+        route["typed_per_filter_config"] = json!({
+            FILTER_NAME: {
+                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "disabled": true,
+            },
+        });
+    }
+}
+
+fn vm_config(wasm: &str) -> Value {
+    json!({
+        "vm_id": "dnslb",
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": { "local": { "filename": wasm } },
+    })
+}
+
+fn xds_cluster(xds: SocketAddr) -> Value {
+    json!({
+        "name": XDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": { "http2_protocol_options": {} },
+            },
+        },
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(xds) } }] }],
+        },
+    })
+}
+
+fn socket_address(addr: SocketAddr) -> Value {
+    json!({ "socket_address": { "address": addr.ip().to_string(), "port_value": addr.port() } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str, wasm: bool) -> Result<Request, BootstrapError> {
+        request(
+            "127.0.0.1:10000".parse().unwrap(),
+            "127.0.0.1:9901".parse().unwrap(),
+            "127.0.0.1:18000".parse().unwrap(),
+            wasm.then(|| "/x/dnslb_filter.wasm".to_string()),
+            json,
+            false,
+        )
+    }
+
+    #[test]
+    fn round_robin_leaves_the_filter_off_on_upstream_routes() {
+        let yaml = render(&req("{}", true).unwrap());
+        assert!(yaml.contains("cluster_header: :authority"), "{yaml}");
+        assert!(yaml.contains("auto_host_rewrite: true"));
+        assert!(yaml.contains("envoy.retry_host_predicates.previous_hosts"));
+        assert!(yaml.contains("disabled: true"));
+        // Enabled on the status routes only (one per virtual host).
+        assert_eq!(
+            yaml.matches("envoy.config.route.v3.FilterConfig").count(),
+            2
+        );
+        assert!(!yaml.contains("hash_policy"));
+        assert!(
+            yaml.contains(r#"{\"routing\":\"envoy\"}"#) || yaml.contains(r#""routing":"envoy""#)
+        );
+    }
+
+    #[test]
+    fn cookie_mode_enables_the_filter_on_upstream_routes() {
+        let yaml = render(&req(r#"{"affinity":{"mode":"cookie"}}"#, true).unwrap());
+        assert_eq!(
+            yaml.matches("envoy.config.route.v3.FilterConfig").count(),
+            4
+        );
+        assert_eq!(
+            req(r#"{"affinity":{"mode":"cookie"}}"#, false).unwrap_err(),
+            BootstrapError::NeedsWasm("cookie affinity")
+        );
+    }
+
+    #[test]
+    fn hash_mode_is_envoys_hash_policy() {
+        let yaml = render(
+            &req(
+                r#"{"affinity":{"mode":"hash","key":"header:x-user"}}"#,
+                false,
+            )
+            .unwrap(),
+        );
+        assert!(yaml.contains("header_name: x-user"), "{yaml}");
+        assert!(yaml.contains("lb_policy: maglev"));
+        assert!(!yaml.contains("wasm"));
+        let yaml = render(&req(r#"{"affinity":{"mode":"hash"}}"#, false).unwrap());
+        assert!(yaml.contains("source_ip: true"), "{yaml}");
+    }
+
+    #[test]
+    fn aliases_become_virtual_hosts() {
+        let yaml = render(
+            &req(
+                r#"{"aliases":{"vminsert:8480":"dns+vminsert.svc:8480"}}"#,
+                false,
+            )
+            .unwrap(),
+        );
+        assert!(yaml.contains("- vminsert:8480"), "{yaml}");
+        assert!(yaml.contains("cluster: dns+vminsert.svc:8480"), "{yaml}");
+    }
+
+    #[test]
+    fn bad_filter_config_names_the_value() {
+        let err = req(r#"{"retries":"many"}"#, true).unwrap_err().to_string();
+        assert!(
+            err.contains("--filter-config") && err.contains("many"),
+            "{err}"
+        );
+    }
+}
