@@ -427,9 +427,7 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let shared = &self.shared;
-        let mut host = HostRequest {
-            metrics: &shared.metrics,
-        };
+        let mut host = HostRequest { shared };
         let verdict = Worker {
             config: &shared.config,
             membership: &mut shared.membership.borrow_mut(),
@@ -448,7 +446,7 @@ impl HttpContext for Request {
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         request::on_response_headers(
             &mut HostResponse {
-                refreshes: &self.shared.refreshes,
+                shared: &self.shared,
             },
             &self.pending,
             &self.shared.config,
@@ -467,12 +465,20 @@ fn property_text(path: Vec<&str>) -> Option<String> {
 
 /// The current request, through the host.
 struct HostRequest<'a> {
-    metrics: &'a RefCell<Metrics>,
+    shared: &'a Shared,
 }
 
 impl RequestHost for HostRequest<'_> {
     fn headers(&self) -> Vec<(String, Vec<u8>)> {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    /// The host call behind the SDK's `get_http_request_header`, as bytes:
+    /// that helper unwraps, and panics on a value that is not UTF-8.
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
     }
 
     fn set_header(&mut self, name: &str, value: &str) {
@@ -510,13 +516,13 @@ impl RequestHost for HostRequest<'_> {
     }
 
     fn count(&mut self, counter: Counter) {
-        self.metrics.borrow_mut().count(counter);
+        self.shared.metrics.borrow_mut().count(counter);
     }
 }
 
 /// The current response, through the host.
 struct HostResponse<'a> {
-    refreshes: &'a RefCell<BTreeSet<String>>,
+    shared: &'a Shared,
 }
 
 impl ResponseHost for HostResponse<'_> {
@@ -538,7 +544,10 @@ impl ResponseHost for HostResponse<'_> {
     }
 
     fn request_refresh(&mut self, cluster: &str) {
-        self.refreshes.borrow_mut().insert(cluster.to_string());
+        let mut refreshes = self.shared.refreshes.borrow_mut();
+        if !refreshes.contains(cluster) {
+            refreshes.insert(cluster.to_string());
+        }
     }
 }
 
