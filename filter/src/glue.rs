@@ -2,7 +2,7 @@
 //! directly (not the SDK traits' helpers, which unwrap) so that a host error
 //! is logged instead of trapping the VM.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -146,6 +146,18 @@ struct Shared {
     /// Clusters to re-resolve, sent by the root context on its next tick
     /// (at most once a second per cluster and worker).
     refreshes: RefCell<BTreeSet<String>>,
+    /// Unix seconds as of the last tick: cookie expiries need no finer
+    /// clock, and reading it saves a host call per cookie.
+    clock: Cell<u64>,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        match self.clock.get() {
+            0 => now_unix(),
+            t => t,
+        }
+    }
 }
 
 /// One per plugin and VM, so one per Envoy worker (plus one on the main thread).
@@ -172,6 +184,7 @@ impl Default for Root {
                 membership: RefCell::default(),
                 metrics: RefCell::default(),
                 refreshes: RefCell::default(),
+                clock: Cell::default(),
             }),
             stream: None,
             reported_failure: false,
@@ -375,6 +388,7 @@ impl RootContext for Root {
             membership: RefCell::default(),
             metrics: RefCell::new(Metrics::define()),
             refreshes: RefCell::default(),
+            clock: Cell::new(now_unix()),
         });
         if let Err(status) = hostcalls::set_tick_period(TICK) {
             log(
@@ -387,6 +401,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        self.shared.clock.set(now_unix());
         self.send_refreshes();
         self.shared.metrics.borrow_mut().flush();
         if self.stream.is_none() {
@@ -512,7 +527,7 @@ impl RequestHost for HostRequest<'_> {
     }
 
     fn now(&self) -> u64 {
-        now_unix()
+        self.shared.now()
     }
 
     fn count(&mut self, counter: Counter) {
@@ -540,7 +555,7 @@ impl ResponseHost for HostResponse<'_> {
     }
 
     fn now(&self) -> u64 {
-        now_unix()
+        self.shared.now()
     }
 
     fn request_refresh(&mut self, cluster: &str) {
