@@ -41,6 +41,8 @@ struct ConfigDto {
     affinity: Option<AffinityDto>,
     #[serde(default)]
     status: StatusDto,
+    /// `filter` (the filter routes, picks and retries) or `envoy`.
+    routing: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +91,22 @@ pub struct Config {
     pub affinity: Affinity,
     pub status_path: String,
     pub status_sources: Vec<Cidr>,
+    pub routing: Routing,
+}
+
+/// Who does the per-request routing work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Routing {
+    /// The filter sets the cluster header, rewrites the authority, picks the
+    /// endpoint with its failover chain and sets the retry headers: what the
+    /// snippets with `cluster_header: x-dnslb-cluster` rely on.
+    #[default]
+    Filter,
+    /// Envoy routes by `:authority`, rewrites the host, picks and retries
+    /// natively; the filter only serves the status path and, in cookie mode,
+    /// names the cookie's endpoint. `retries` and `headers.cluster` have no
+    /// effect.
+    Envoy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +191,7 @@ fn unreachable_defaults() -> Config {
         affinity: Affinity::None,
         status_path: DEFAULT_STATUS_PATH.into(),
         status_sources: loopback(),
+        routing: Routing::Filter,
     }
 }
 
@@ -343,6 +362,14 @@ fn affinity(dto: Option<AffinityDto>) -> Result<Affinity, ConfigError> {
     }
 }
 
+fn routing(value: Option<String>) -> Result<Routing, ConfigError> {
+    match value.as_deref() {
+        None | Some("filter") => Ok(Routing::Filter),
+        Some("envoy") => Ok(Routing::Envoy),
+        Some(other) => Err(invalid("routing", other, "filter or envoy")),
+    }
+}
+
 impl TryFrom<ConfigDto> for Config {
     type Error = ConfigError;
 
@@ -409,6 +436,7 @@ impl TryFrom<ConfigDto> for Config {
             affinity: affinity(dto.affinity)?,
             status_path,
             status_sources,
+            routing: routing(dto.routing)?,
         })
     }
 }
@@ -524,6 +552,21 @@ mod tests {
         assert!(e.contains("status.path"), "{e}");
         assert_eq!(Config::from_bytes(Some(&[0xff])), Err(ConfigError::NotUtf8));
         assert!(Config::from_bytes(Some(b"{")).is_err());
+    }
+
+    #[test]
+    fn routing_is_filter_unless_envoy() {
+        assert_eq!(parse("{}").unwrap().routing, Routing::Filter);
+        let c = parse(r#"{"routing": "filter"}"#).unwrap();
+        assert_eq!(c.routing, Routing::Filter);
+        let c = parse(r#"{"routing": "envoy", "affinity": {"mode": "cookie"}}"#).unwrap();
+        assert_eq!(c.routing, Routing::Envoy);
+        for bad in [r#""Envoy""#, r#""""#, r#""native""#] {
+            let e = err(&format!(r#"{{"routing": {bad}}}"#));
+            assert!(e.contains("routing") && e.contains(bad), "{e}");
+        }
+        let e = err(r#"{"routing": 1}"#);
+        assert!(e.contains("invalid type"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,10 @@ const MAC_LEN: usize = 16;
 /// The longest cookie value this codec produces, with room to spare; longer
 /// values are rejected before any decoding work.
 pub const MAX_VALUE_LEN: usize = 96;
+/// The most bytes `MAX_VALUE_LEN` base64 characters decode to.
+const MAX_BODY_LEN: usize = MAX_VALUE_LEN / 4 * 3;
+/// An IPv6 address and a port.
+const MAX_ADDRESS_LEN: usize = 18;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CookieError {
@@ -96,9 +100,12 @@ pub fn open(key: &[u8], cluster: &str, value: &str, now: u64) -> Result<SocketAd
     if value.len() > MAX_VALUE_LEN {
         return Err(CookieError::Malformed);
     }
-    let body = URL_SAFE_NO_PAD
-        .decode(value)
+    // Decoded on the stack: opening the cookie of every request allocates nothing.
+    let mut decoded = [0u8; MAX_BODY_LEN];
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(value, &mut decoded)
         .map_err(|_| CookieError::Malformed)?;
+    let body = decoded.get(..len).ok_or(CookieError::Malformed)?;
     let (signed, mac) = body
         .split_at_checked(
             body.len()
@@ -126,12 +133,14 @@ pub fn open(key: &[u8], cluster: &str, value: &str, now: u64) -> Result<SocketAd
         return Err(CookieError::Expired);
     }
     let stream = keystream(key, cluster, expiry);
-    let plain: Vec<u8> = sealed
-        .iter()
-        .zip(stream.iter())
-        .map(|(c, k)| c ^ k)
-        .collect();
-    address_from(&plain).ok_or(CookieError::Malformed)
+    let mut plain = [0u8; MAX_ADDRESS_LEN];
+    let plain = plain
+        .get_mut(..sealed.len())
+        .ok_or(CookieError::Malformed)?;
+    for ((p, c), k) in plain.iter_mut().zip(sealed).zip(&stream) {
+        *p = c ^ k;
+    }
+    address_from(plain).ok_or(CookieError::Malformed)
 }
 
 /// Finds cookie `name` in a `Cookie` header value. More than one cookie of

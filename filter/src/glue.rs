@@ -2,7 +2,7 @@
 //! directly (not the SDK traits' helpers, which unwrap) so that a host error
 //! is logged instead of trapping the VM.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -146,6 +146,18 @@ struct Shared {
     /// Clusters to re-resolve, sent by the root context on its next tick
     /// (at most once a second per cluster and worker).
     refreshes: RefCell<BTreeSet<String>>,
+    /// Unix seconds as of the last tick: cookie expiries need no finer
+    /// clock, and reading it saves a host call per cookie.
+    clock: Cell<u64>,
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        match self.clock.get() {
+            0 => now_unix(),
+            t => t,
+        }
+    }
 }
 
 /// One per plugin and VM, so one per Envoy worker (plus one on the main thread).
@@ -172,6 +184,7 @@ impl Default for Root {
                 membership: RefCell::default(),
                 metrics: RefCell::default(),
                 refreshes: RefCell::default(),
+                clock: Cell::default(),
             }),
             stream: None,
             reported_failure: false,
@@ -375,6 +388,7 @@ impl RootContext for Root {
             membership: RefCell::default(),
             metrics: RefCell::new(Metrics::define()),
             refreshes: RefCell::default(),
+            clock: Cell::new(now_unix()),
         });
         if let Err(status) = hostcalls::set_tick_period(TICK) {
             log(
@@ -387,6 +401,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        self.shared.clock.set(now_unix());
         self.send_refreshes();
         self.shared.metrics.borrow_mut().flush();
         if self.stream.is_none() {
@@ -427,9 +442,7 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let shared = &self.shared;
-        let mut host = HostRequest {
-            metrics: &shared.metrics,
-        };
+        let mut host = HostRequest { shared };
         let verdict = Worker {
             config: &shared.config,
             membership: &mut shared.membership.borrow_mut(),
@@ -448,7 +461,7 @@ impl HttpContext for Request {
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         request::on_response_headers(
             &mut HostResponse {
-                refreshes: &self.shared.refreshes,
+                shared: &self.shared,
             },
             &self.pending,
             &self.shared.config,
@@ -467,12 +480,20 @@ fn property_text(path: Vec<&str>) -> Option<String> {
 
 /// The current request, through the host.
 struct HostRequest<'a> {
-    metrics: &'a RefCell<Metrics>,
+    shared: &'a Shared,
 }
 
 impl RequestHost for HostRequest<'_> {
     fn headers(&self) -> Vec<(String, Vec<u8>)> {
         hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    /// The host call behind the SDK's `get_http_request_header`, as bytes:
+    /// that helper unwraps, and panics on a value that is not UTF-8.
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
     }
 
     fn set_header(&mut self, name: &str, value: &str) {
@@ -506,17 +527,17 @@ impl RequestHost for HostRequest<'_> {
     }
 
     fn now(&self) -> u64 {
-        now_unix()
+        self.shared.now()
     }
 
     fn count(&mut self, counter: Counter) {
-        self.metrics.borrow_mut().count(counter);
+        self.shared.metrics.borrow_mut().count(counter);
     }
 }
 
 /// The current response, through the host.
 struct HostResponse<'a> {
-    refreshes: &'a RefCell<BTreeSet<String>>,
+    shared: &'a Shared,
 }
 
 impl ResponseHost for HostResponse<'_> {
@@ -534,11 +555,14 @@ impl ResponseHost for HostResponse<'_> {
     }
 
     fn now(&self) -> u64 {
-        now_unix()
+        self.shared.now()
     }
 
     fn request_refresh(&mut self, cluster: &str) {
-        self.refreshes.borrow_mut().insert(cluster.to_string());
+        let mut refreshes = self.shared.refreshes.borrow_mut();
+        if !refreshes.contains(cluster) {
+            refreshes.insert(cluster.to_string());
+        }
     }
 }
 

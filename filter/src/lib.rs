@@ -7,10 +7,14 @@ pub mod absolute_form;
 pub mod authority;
 pub mod config;
 pub mod cookie;
+pub mod envoy_routing;
 pub mod members;
 pub mod request;
 pub mod stats;
 pub mod xds;
+
+#[cfg(test)]
+mod test_support;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod glue;

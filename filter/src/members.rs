@@ -5,6 +5,8 @@
 //! `--concurrency 1`, k*n requests over n equal members give exactly k each.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
 
 /// One member of a cluster, as the control plane described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +32,9 @@ pub struct ClusterMembers {
     members: Vec<Member>,
     /// Smooth weighted round robin's running weights, parallel to `members`.
     current: Vec<i64>,
+    /// Member addresses parsed and sorted, with their index in `members`:
+    /// a cookie's endpoint is found in O(log n), without formatting it.
+    by_addr: Vec<(SocketAddr, usize)>,
 }
 
 impl ClusterMembers {
@@ -37,7 +42,17 @@ impl ClusterMembers {
         members.sort_by(|a, b| (a.priority, &a.address).cmp(&(b.priority, &b.address)));
         members.dedup_by(|a, b| a.address == b.address);
         let current = vec![0; members.len()];
-        Self { members, current }
+        let mut by_addr: Vec<_> = members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| Some((m.address.parse::<SocketAddr>().ok()?, i)))
+            .collect();
+        by_addr.sort_unstable();
+        Self {
+            members,
+            current,
+            by_addr,
+        }
     }
 
     pub fn members(&self) -> &[Member] {
@@ -65,6 +80,13 @@ impl ClusterMembers {
     /// The member at `address`, if any.
     pub fn find(&self, address: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.address == address)
+    }
+
+    /// The member at `addr` (draining ones included), in O(log n).
+    pub fn member_at(&self, addr: SocketAddr) -> Option<&Member> {
+        let found = self.by_addr.binary_search_by_key(&addr, |(a, _)| *a).ok()?;
+        let (_, index) = self.by_addr.get(found)?;
+        self.members.get(*index)
     }
 
     /// Picks the next member by smooth weighted round robin (nginx's: equal
@@ -159,7 +181,9 @@ fn mix(mut z: u64) -> u64 {
 /// Members of every cluster the control plane serves.
 #[derive(Debug, Default)]
 pub struct Membership {
-    clusters: HashMap<String, ClusterMembers>,
+    /// Names are shared so that a request can keep its cluster's name until
+    /// the response without copying it.
+    clusters: HashMap<Rc<str>, ClusterMembers>,
     /// Version of the last accepted update; empty before the first one.
     version: String,
     /// Whether any update arrived: before it, no cluster is known.
@@ -174,11 +198,11 @@ impl Membership {
         let mut next = HashMap::with_capacity(clusters.len());
         for (name, members) in clusters {
             let fresh = ClusterMembers::new(members);
-            let kept = match self.clusters.remove(&name) {
+            let kept = match self.clusters.remove(name.as_str()) {
                 Some(old) if old.members == fresh.members => old,
                 _ => fresh,
             };
-            next.insert(name, kept);
+            next.insert(Rc::from(name), kept);
         }
         self.clusters = next;
         self.version = version;
@@ -193,9 +217,14 @@ impl Membership {
         self.clusters.get_mut(cluster)
     }
 
+    /// The cluster's shared name with its members.
+    pub fn get_shared(&self, cluster: &str) -> Option<(&Rc<str>, &ClusterMembers)> {
+        self.clusters.get_key_value(cluster)
+    }
+
     /// All clusters, sorted by name.
     pub fn clusters(&self) -> Vec<(&str, &ClusterMembers)> {
-        let mut all: Vec<_> = self.clusters.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut all: Vec<_> = self.clusters.iter().map(|(k, v)| (&**k, v)).collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         all
     }
@@ -341,6 +370,29 @@ mod tests {
             .filter(|k| c.hash_chain(format!("{k}").as_bytes(), 0)[0] == "a:1")
             .count();
         assert!((5_700..=6_300).contains(&a), "a got {a} of 8000");
+    }
+
+    #[test]
+    fn member_at_finds_any_member_by_address() {
+        let mut d = m("10.0.9.9:80");
+        d.draining = true;
+        let many: Vec<Member> = (1..=300)
+            .map(|i| m(&format!("10.0.{}.{}:80", i / 256, i % 256)))
+            .chain([d, m("[2001:db8::1]:443"), m("not an address")])
+            .collect();
+        let c = ClusterMembers::new(many);
+        let at = |a: &str| c.member_at(a.parse().unwrap()).map(|m| m.address.as_str());
+        assert_eq!(at("10.0.1.7:80"), Some("10.0.1.7:80"));
+        assert_eq!(at("10.0.9.9:80"), Some("10.0.9.9:80"), "draining included");
+        assert_eq!(at("[2001:db8::1]:443"), Some("[2001:db8::1]:443"));
+        assert_eq!(at("10.0.1.7:81"), None);
+        assert_eq!(at("10.9.9.9:80"), None);
+
+        let mut ms = Membership::default();
+        ms.replace("1".into(), vec![("y".into(), vec![m("c:1")])]);
+        let (name, members) = ms.get_shared("y").unwrap();
+        assert_eq!((&**name, members.members().len()), ("y", 1));
+        assert!(ms.get_shared("x").is_none());
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Per-request decisions, written against small host traits so that the
-//! glue is the only code that talks to Envoy.
+//! glue is the only code that talks to Envoy. This module routes in the
+//! filter (`routing: "filter"`); [`crate::envoy_routing`] is the lean path
+//! for `routing: "envoy"`. Both share the traits, the status path and the
+//! cookie handling here.
 
 use std::net::{IpAddr, SocketAddr};
 
 use serde_json::json;
 
 use crate::authority::{self, Upstream};
-use crate::config::{Affinity, Config, CookieAffinity, HashKey};
+use crate::config::{Affinity, Config, CookieAffinity, HashKey, Routing};
 use crate::cookie::{self, CookieError};
+use crate::envoy_routing::CookieSession;
 use crate::members::{ClusterMembers, Membership};
 use crate::stats::Counter;
 
@@ -17,6 +21,7 @@ pub const HEADER_PREFIX: &str = "x-dnslb-";
 pub const AUTHORITY: &str = ":authority";
 pub const PATH: &str = ":path";
 pub const METHOD: &str = ":method";
+pub const COOKIE: &str = "cookie";
 const RETRY_ON: &str = "x-envoy-retry-on";
 const MAX_RETRIES: &str = "x-envoy-max-retries";
 /// Retry headers a client might send to steer Envoy; the filter decides.
@@ -40,6 +45,9 @@ pub trait RequestHost {
     /// Every request header, in order, repeated names included. Read once
     /// per request: each host call costs a trip out of the VM.
     fn headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// One request header by its lowercase name (the first, if repeated):
+    /// one host call, for paths that need only a few headers.
+    fn header(&self, name: &str) -> Option<Vec<u8>>;
     fn set_header(&mut self, name: &str, value: &str);
     fn remove_header(&mut self, name: &str);
     /// Answers locally; the request never reaches a backend.
@@ -66,6 +74,17 @@ pub struct Pending {
     cookie: Option<PendingCookie>,
     /// The cluster and the member the filter picked first.
     picked: Option<(String, String)>,
+    /// `routing: "envoy"`, cookie affinity: what the response completes.
+    session: Option<CookieSession>,
+}
+
+impl Pending {
+    pub(crate) fn session(session: CookieSession) -> Self {
+        Self {
+            session: Some(session),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -90,14 +109,34 @@ pub struct Worker<'a> {
     pub cookie_key: &'a [u8],
 }
 
-fn stop(host: &mut impl RequestHost, counter: Counter, status: u32, body: String) -> Verdict {
+/// A local reply was sent: the request goes no further.
+#[derive(Debug)]
+pub(crate) struct Replied;
+
+impl From<Replied> for Verdict {
+    fn from(_: Replied) -> Self {
+        Verdict::Stop
+    }
+}
+
+/// Answers with a short plain-text error and counts it.
+pub(crate) fn reply(
+    host: &mut impl RequestHost,
+    counter: Counter,
+    status: u32,
+    body: String,
+) -> Replied {
     host.count(counter);
     host.respond(
         status,
         "text/plain; charset=utf-8",
         &format!("dnslb: {body}\n"),
     );
-    Verdict::Stop
+    Replied
+}
+
+fn stop(host: &mut impl RequestHost, counter: Counter, status: u32, body: String) -> Verdict {
+    reply(host, counter, status, body).into()
 }
 
 fn is_idempotent(method: &[u8]) -> bool {
@@ -130,6 +169,9 @@ impl Worker<'_> {
     /// cluster, rewrites the authority, writes the pick with its failover
     /// chain and the retry policy. Bad input gets a short 4xx.
     pub fn on_request_headers(&mut self, host: &mut impl RequestHost) -> Verdict {
+        if self.config.routing == Routing::Envoy {
+            return self.on_request_headers_envoy(host);
+        }
         host.count(Counter::Requests);
         let headers = Headers(host.headers());
         let config = self.config;
@@ -218,7 +260,7 @@ impl Worker<'_> {
                             });
                             chain
                         }
-                        Err(verdict) => return verdict,
+                        Err(replied) => return replied.into(),
                     }
                 }
             };
@@ -242,9 +284,14 @@ impl Worker<'_> {
         Verdict::Continue(pending)
     }
 
-    /// The status path: what this worker knows, for allowed sources only.
+    /// The status path, if this request asks for it.
     fn status(&self, host: &mut impl RequestHost, headers: &Headers) -> Option<Verdict> {
-        let path = headers.get(PATH)?;
+        self.status_reply(host, headers.get(PATH)?)
+    }
+
+    /// The status path: what this worker knows, for allowed sources only;
+    /// `None` for any other path.
+    pub(crate) fn status_reply(&self, host: &mut impl RequestHost, path: &[u8]) -> Option<Verdict> {
         let path = path.split(|&b| b == b'?').next().unwrap_or_default();
         if path != self.config.status_path.as_bytes() {
             return None;
@@ -325,7 +372,7 @@ fn cookie_pick<'m>(
     settings: &CookieAffinity,
     key: &[u8],
     failover: usize,
-) -> Result<(Vec<&'m str>, Option<String>), Verdict> {
+) -> Result<(Vec<&'m str>, Option<String>), Replied> {
     let joined = headers
         .0
         .iter()
@@ -333,28 +380,7 @@ fn cookie_pick<'m>(
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
         .collect::<Vec<_>>()
         .join(";");
-    let value = match cookie::find(&joined, &settings.name) {
-        Ok(v) => v,
-        Err(e) => return Err(stop(host, Counter::BadRequests, 400, e.to_string())),
-    };
-    let sticky = match value {
-        None => None,
-        Some(v) if v.len() > MAX_COOKIE_VALUE => {
-            return Err(stop(
-                host,
-                Counter::BadRequests,
-                400,
-                "oversized affinity cookie".into(),
-            ));
-        }
-        Some(v) => match cookie::open(key, cluster, v, host.now()) {
-            Ok(addr) => Some(addr),
-            Err(CookieError::Malformed | CookieError::Forged | CookieError::Expired) => {
-                host.count(Counter::CookiesRejected);
-                None
-            }
-        },
-    };
+    let sticky = read_cookie(host, &joined, cluster, settings, key)?;
     let Some(addr) = sticky else {
         host.count(Counter::AffinityMisses);
         host.count(Counter::PicksRoundRobin);
@@ -371,10 +397,42 @@ fn cookie_pick<'m>(
     host.count(Counter::AffinityFailovers);
     if settings.strict {
         let why = format!("the affinity endpoint of {cluster} is gone; retry without the cookie");
-        return Err(stop(host, Counter::NoMembers, 503, why));
+        return Err(reply(host, Counter::NoMembers, 503, why));
     }
     host.count(Counter::PicksRoundRobin);
     Ok((members.next_chain(failover), None))
+}
+
+/// The endpoint the request's affinity cookie names, if the cookie is
+/// genuine, of this cluster and not expired (others are counted and
+/// ignored). A repeated or huge cookie ends the request with a 400.
+pub(crate) fn read_cookie(
+    host: &mut impl RequestHost,
+    header: &str,
+    cluster: &str,
+    settings: &CookieAffinity,
+    key: &[u8],
+) -> Result<Option<SocketAddr>, Replied> {
+    let value = match cookie::find(header, &settings.name) {
+        Ok(v) => v,
+        Err(e) => return Err(reply(host, Counter::BadRequests, 400, e.to_string())),
+    };
+    match value {
+        None => Ok(None),
+        Some(v) if v.len() > MAX_COOKIE_VALUE => Err(reply(
+            host,
+            Counter::BadRequests,
+            400,
+            "oversized affinity cookie".into(),
+        )),
+        Some(v) => match cookie::open(key, cluster, v, host.now()) {
+            Ok(addr) => Ok(Some(addr)),
+            Err(CookieError::Malformed | CookieError::Forged | CookieError::Expired) => {
+                host.count(Counter::CookiesRejected);
+                Ok(None)
+            }
+        },
+    }
 }
 
 /// After the response headers: when the member picked first did not answer
@@ -388,6 +446,14 @@ pub fn on_response_headers(
     config: &Config,
     key: &[u8],
 ) {
+    if let Some(session) = &pending.session {
+        session.on_response_headers(host, config, key);
+        return;
+    }
+    // Nothing picked, no cookie to set: spare the host call.
+    if pending.picked.is_none() && pending.cookie.is_none() {
+        return;
+    }
     let Some(upstream) = host.upstream_address() else {
         return;
     };
@@ -405,8 +471,19 @@ pub fn on_response_headers(
     let Ok(addr) = upstream.parse::<SocketAddr>() else {
         return;
     };
+    add_cookie(host, settings, key, &pc.cluster, addr);
+}
+
+/// Sets the affinity cookie naming `addr` of `cluster`.
+pub(crate) fn add_cookie(
+    host: &mut impl ResponseHost,
+    settings: &CookieAffinity,
+    key: &[u8],
+    cluster: &str,
+    addr: SocketAddr,
+) {
     let expiry = host.now().saturating_add(settings.max_age);
-    let value = cookie::seal(key, &pc.cluster, addr, expiry);
+    let value = cookie::seal(key, cluster, addr, expiry);
     host.add_header(
         "set-cookie",
         &cookie::set_cookie(&settings.name, &value, settings.max_age, settings.secure),
@@ -416,142 +493,10 @@ pub fn on_response_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::*;
     // The same tests run natively and, under Node, compiled to wasm32.
-    use crate::members::Member;
-    use std::collections::BTreeMap;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
-    const CLUSTER: &str = "dns+backend.test:8080";
-
-    #[derive(Default)]
-    struct FakeHost {
-        headers: Vec<(String, Vec<u8>)>,
-        reply: Option<(u32, String)>,
-        source: Option<IpAddr>,
-        counts: BTreeMap<&'static str, u32>,
-        upstream: Option<String>,
-        added: Vec<(String, String)>,
-        refreshes: Vec<String>,
-        now: u64,
-    }
-
-    impl FakeHost {
-        fn with(pairs: &[(&str, &[u8])]) -> Self {
-            Self {
-                headers: pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_vec()))
-                    .collect(),
-                source: Some("127.0.0.1".parse().unwrap()),
-                now: 1_000,
-                ..Self::default()
-            }
-        }
-        fn header(&self, name: &str) -> Option<Vec<u8>> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        }
-        fn text(&self, name: &str) -> Option<String> {
-            self.header(name)
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-        }
-        fn count_of(&self, c: Counter) -> u32 {
-            self.counts.get(c.name()).copied().unwrap_or(0)
-        }
-    }
-
-    impl RequestHost for FakeHost {
-        fn headers(&self) -> Vec<(String, Vec<u8>)> {
-            self.headers.clone()
-        }
-        fn set_header(&mut self, name: &str, value: &str) {
-            self.remove_header(name);
-            self.headers.push((name.into(), value.as_bytes().to_vec()));
-        }
-        fn remove_header(&mut self, name: &str) {
-            self.headers.retain(|(k, _)| k != name);
-        }
-        fn respond(&mut self, status: u32, _content_type: &str, body: &str) {
-            self.reply = Some((status, body.into()));
-        }
-        fn source_ip(&self) -> Option<IpAddr> {
-            self.source
-        }
-        fn now(&self) -> u64 {
-            self.now
-        }
-        fn count(&mut self, counter: Counter) {
-            *self.counts.entry(counter.name()).or_default() += 1;
-        }
-    }
-
-    impl ResponseHost for FakeHost {
-        fn upstream_address(&self) -> Option<String> {
-            self.upstream.clone()
-        }
-        fn add_header(&mut self, name: &str, value: &str) {
-            self.added.push((name.into(), value.into()));
-        }
-        fn now(&self) -> u64 {
-            self.now
-        }
-        fn request_refresh(&mut self, cluster: &str) {
-            self.refreshes.push(cluster.into());
-        }
-    }
-
-    fn member(a: &str) -> Member {
-        Member {
-            address: a.into(),
-            weight: 1,
-            priority: 0,
-            draining: false,
-        }
-    }
-
-    fn membership() -> Membership {
-        let mut m = Membership::default();
-        m.replace(
-            "v1".into(),
-            vec![
-                (
-                    CLUSTER.into(),
-                    vec![
-                        member("127.0.0.2:8080"),
-                        member("127.0.0.3:8080"),
-                        member("127.0.0.4:8080"),
-                    ],
-                ),
-                ("dns+empty.test:80".into(), vec![]),
-            ],
-        );
-        m
-    }
-
-    fn config(json: &str) -> Config {
-        Config::from_bytes(Some(json.as_bytes())).unwrap()
-    }
-
-    fn run(config: &Config, membership: &mut Membership, host: &mut FakeHost) -> Verdict {
-        Worker {
-            config,
-            membership,
-            cookie_key: KEY,
-        }
-        .on_request_headers(host)
-    }
-
-    fn get(authority: &[u8]) -> FakeHost {
-        FakeHost::with(&[
-            (":method", b"GET"),
-            (":path", b"/x"),
-            (":authority", authority),
-        ])
-    }
 
     #[test]
     fn dns_authority_is_routed_rewritten_and_retried() {
@@ -705,26 +650,6 @@ mod tests {
         let mut h = get(CLUSTER.as_bytes());
         run(&c, &mut m, &mut h);
         assert_eq!(h.count_of(Counter::PicksHash), 1);
-    }
-
-    fn cookie_config() -> Config {
-        config(r#"{"affinity": {"mode": "cookie"}}"#)
-    }
-
-    fn respond(c: &Config, pending: &Pending, upstream: &str) -> Option<String> {
-        let mut h = FakeHost::with(&[]);
-        h.upstream = Some(upstream.into());
-        on_response_headers(&mut h, pending, c, KEY);
-        h.added.first().map(|(_, v)| v.clone())
-    }
-
-    fn cookie_value(set_cookie: &str) -> String {
-        set_cookie
-            .split(';')
-            .next()
-            .unwrap()
-            .trim_start_matches("dnslb=")
-            .to_string()
     }
 
     #[test]
