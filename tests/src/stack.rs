@@ -106,6 +106,42 @@ pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path, filter_config: &str) -> Re
     Ok(text)
 }
 
+/// What `xds-shim envoy-bootstrap` prints for these ports, the wasm filter and its
+/// configuration: the recommended native path. `absolute_form` adds the network filter.
+pub fn shim_bootstrap(
+    ports: EnvoyPorts,
+    wasm: Option<&Path>,
+    filter_config: &str,
+    absolute_form: bool,
+) -> Result<String> {
+    let at = |port: u16| SocketAddr::new(LOOPBACK, port).to_string();
+    let mut cmd = Command::new(built(shim_binary())?);
+    cmd.args(["envoy-bootstrap", "--listen", &at(ports.listener)])
+        .args(["--admin", &at(ports.admin), "--xds", &at(ports.xds)])
+        .args(["--filter-config", filter_config]);
+    if let Some(wasm) = wasm {
+        cmd.arg("--wasm").arg(wasm);
+    }
+    if absolute_form {
+        cmd.arg("--absolute-form");
+    }
+    let output = cmd
+        .output()
+        .map_err(HarnessError::io("run xds-shim envoy-bootstrap"))?;
+    if !output.status.success() {
+        return Err(HarnessError::Process {
+            name: "xds-shim envoy-bootstrap".into(),
+            reason: format!("exit {}", output.status),
+            log_tail: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    String::from_utf8(output.stdout).map_err(|e| HarnessError::Process {
+        name: "xds-shim envoy-bootstrap".into(),
+        reason: format!("output is not UTF-8: {e}"),
+        log_tail: String::new(),
+    })
+}
+
 /// GET `path` from `addr`, parsed as JSON.
 /// A double-quoted YAML scalar (JSON string syntax is valid YAML).
 fn yaml_string(text: &str) -> String {
@@ -270,6 +306,16 @@ impl Stack {
             .collect();
         services.sort();
         Ok(services)
+    }
+
+    /// [`Stack::wait_serving`] for the native path, where no filter picks: Envoy has exactly
+    /// `hosts` in `cluster` and a request to it is answered by a backend.
+    pub fn wait_serving_native(&self, cluster: &str, hosts: &[SocketAddr]) -> Result<()> {
+        self.envoy.wait_cluster_hosts(cluster, hosts, STARTUP)?;
+        wait_until(&format!("Envoy to serve {cluster}"), STARTUP, POLL, || {
+            Ok(self.get(cluster, "/warmup")?.status == 200)
+        })
+        .map_err(|e| e.with_detail(&format_log_tail("envoy", &self.envoy.log_tail(40))))
     }
 
     /// Waits until the filter knows the members of `authority`'s cluster:
