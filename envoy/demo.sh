@@ -44,7 +44,14 @@ start xds-shim target/release/xds-shim --nameserver "$dns_addr" \
   --upstream dns+backend.test:8080 --upstream dns+api.test:8080 --upstream dns+static.test:8080 \
   --upstream srv+_http._tcp.backend.test
 wait_for "xds-shim" curl -sf http://127.0.0.1:18001/healthz
-start envoy envoy/envoy.sh -c envoy/demo.yaml --concurrency 1 --disable-hot-restart --drain-time-s 1
+# The recommended bootstrap, as the shim prints it: Envoy routes, balances and retries
+# natively; the filter (configuration in envoy/demo-filter.json, cookie affinity) runs
+# only where it adds something. DNSLB_FILTER_CONFIG='{}' runs plain round robin.
+target/release/xds-shim envoy-bootstrap --listen 127.0.0.1:10000 --admin 127.0.0.1:9901 \
+  --xds 127.0.0.1:18000 --wasm "$root/target/wasm32-wasip1/release-wasm/dnslb_filter.wasm" \
+  --filter-config "${DNSLB_FILTER_CONFIG:-$(cat envoy/demo-filter.json)}" --absolute-form \
+  >"$logs/envoy.yaml"
+start envoy envoy/envoy.sh -c "$logs/envoy.yaml" --concurrency 1 --disable-hot-restart --drain-time-s 1
 wait_for "Envoy" curl -sf http://127.0.0.1:9901/ready
 wait_for "the dns+backend.test:8080 cluster" \
   bash -c 'curl -sf http://127.0.0.1:9901/clusters | grep -q "^dns+backend.test:8080::127.0.0.4:8080::"'

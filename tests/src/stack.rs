@@ -1,6 +1,7 @@
 //! The whole system on loopback, for end-to-end tests: the DNS server, fake
 //! backend processes, the real `xds-shim` binary and a real Envoy running the
-//! demo bootstrap (`envoy/demo.yaml`) with this test's ports.
+//! filter-routing bootstrap (`envoy/filter-routing.yaml`) or the one `xds-shim
+//! envoy-bootstrap` prints, with this test's ports.
 
 use std::{
     fs,
@@ -62,12 +63,17 @@ pub struct EnvoyPorts {
     pub xds: u16,
 }
 
-/// `envoy/demo.yaml` with the given ports, wasm path and filter configuration
-/// (JSON): the tests run the file the demo runs, so the two cannot drift.
+/// `envoy/filter-routing.yaml` (the snippets' configuration, filter routing) with the given
+/// ports, wasm path and filter configuration (JSON), so the file cannot drift from what
+/// the tests run.
 /// Each value replaced must occur exactly once, so an edit of the demo that
 /// moves them fails loudly here.
-pub fn demo_bootstrap(ports: EnvoyPorts, wasm: &Path, filter_config: &str) -> Result<String> {
-    let path = workspace_root().join("envoy").join("demo.yaml");
+pub fn filter_routing_bootstrap(
+    ports: EnvoyPorts,
+    wasm: &Path,
+    filter_config: &str,
+) -> Result<String> {
+    let path = workspace_root().join("envoy").join("filter-routing.yaml");
     let mut text =
         fs::read_to_string(&path).map_err(HarnessError::io(format!("read {}", path.display())))?;
     let replacements = [
@@ -198,11 +204,11 @@ impl Stack {
     /// started first and handed to `seed` so the records exist before the shim
     /// first resolves.
     pub fn start(opts: StackOptions, seed: impl FnOnce(&DnsServer)) -> Result<Stack> {
-        Self::start_with(opts, seed, demo_bootstrap)
+        Self::start_with(opts, seed, filter_routing_bootstrap)
     }
 
     /// [`Stack::start`] with another Envoy bootstrap: `bootstrap(ports, wasm,
-    /// filter_config)` returns the YAML, as [`demo_bootstrap`] does.
+    /// filter_config)` returns the YAML, as [`filter_routing_bootstrap`] does.
     pub fn start_with(
         opts: StackOptions,
         seed: impl FnOnce(&DnsServer),

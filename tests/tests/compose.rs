@@ -234,11 +234,12 @@ fn envoy_is_the_pinned_official_image_on_the_rendered_demo_config() {
     );
 
     let config = read(&format!("{DIR}/rendered/envoy.yaml"));
+    // The HTTP filter and the absolute-form network filter, one VM (vm_id dnslb).
     assert_eq!(
         config
             .matches("filename: /etc/dnslb/dnslb_filter.wasm")
             .count(),
-        1
+        2
     );
     validate_bootstrap(
         "the compose Envoy config",

@@ -7,7 +7,7 @@ mod support;
 use std::fs;
 
 use dnslb_tests::{
-    stack::{demo_bootstrap, filter_wasm, EnvoyPorts},
+    stack::{filter_routing_bootstrap, filter_wasm, EnvoyPorts},
     Envoy, TempDir,
 };
 
@@ -21,15 +21,15 @@ fn validate(name: &str, yaml: &str) {
 }
 
 #[test]
-fn demo_bootstrap_validates() {
+fn filter_routing_bootstrap_validates() {
     let ports = EnvoyPorts {
         admin: 9901,
         listener: 10000,
         xds: 18000,
     };
     validate(
-        "demo.yaml",
-        &demo_bootstrap(ports, &filter_wasm(), "{}").unwrap(),
+        "filter-routing.yaml",
+        &filter_routing_bootstrap(ports, &filter_wasm(), "{}").unwrap(),
     );
 }
 

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::Path};
 
 use crate::{
     error::{HarnessError, Result},
-    stack::{demo_bootstrap, EnvoyPorts},
+    stack::{filter_routing_bootstrap, EnvoyPorts},
 };
 
 /// Native Envoy load balancing of a STRICT_DNS cluster.
@@ -161,7 +161,7 @@ pub fn dnslb_bootstrap(
     filter_config: &str,
     absolute_form: bool,
 ) -> Result<String> {
-    let text = demo_bootstrap(ports, wasm, filter_config)?;
+    let text = filter_routing_bootstrap(ports, wasm, filter_config)?;
     if absolute_form {
         return Ok(text);
     }

@@ -7,7 +7,7 @@
 use std::{fs, path::Path};
 
 use dnslb_tests::{
-    stack::{demo_bootstrap, filter_wasm, EnvoyPorts},
+    stack::{filter_routing_bootstrap, filter_wasm, EnvoyPorts},
     workspace_root, Envoy, TempDir,
 };
 use serde::Deserialize;
@@ -211,7 +211,7 @@ pub fn point_cluster_at(bootstrap: &mut Value, name: &str, address: &str, port: 
     socket["port_value"] = Value::Number(port.into());
 }
 
-/// The demo bootstrap as the stack runs it ([`demo_bootstrap`]) with `dynamic` as its
+/// The demo bootstrap as the stack runs it ([`filter_routing_bootstrap`]) with `dynamic` as its
 /// `dynamic_resources`: the demo taking its clusters from the shim another way.
 pub fn demo_with_dynamic_resources(
     ports: EnvoyPorts,
@@ -219,7 +219,7 @@ pub fn demo_with_dynamic_resources(
     filter_config: &str,
     dynamic: Value,
 ) -> dnslb_tests::Result<String> {
-    let demo = demo_bootstrap(ports, wasm, filter_config)?;
+    let demo = filter_routing_bootstrap(ports, wasm, filter_config)?;
     let mut bootstrap = parse_yaml("the demo bootstrap", &demo);
     bootstrap["dynamic_resources"] = dynamic;
     Ok(serde_yaml::to_string(&bootstrap).unwrap())
