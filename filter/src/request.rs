@@ -58,6 +58,8 @@ pub trait ResponseHost {
     fn now(&self) -> u64;
     /// Asks the control plane to re-resolve `cluster` soon.
     fn request_refresh(&mut self, cluster: &str);
+    /// Fresh random bytes for a cookie's nonce; `None` without randomness.
+    fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]>;
 }
 
 /// What the response phase must do.
@@ -86,8 +88,8 @@ pub enum Verdict {
 pub struct Worker<'a> {
     pub config: &'a Config,
     pub membership: &'a mut Membership,
-    /// The affinity cookie key (configured or this Envoy's random one).
-    pub cookie_key: &'a [u8],
+    /// The affinity cookie keys (configured or this Envoy's random one).
+    pub cookie_key: &'a cookie::Keyring,
 }
 
 fn stop(host: &mut impl RequestHost, counter: Counter, status: u32, body: String) -> Verdict {
@@ -323,7 +325,7 @@ fn cookie_pick<'m>(
     members: &'m mut ClusterMembers,
     cluster: &str,
     settings: &CookieAffinity,
-    key: &[u8],
+    key: &cookie::Keyring,
     failover: usize,
 ) -> Result<(Vec<&'m str>, Option<String>), Verdict> {
     let joined = headers
@@ -349,7 +351,12 @@ fn cookie_pick<'m>(
         }
         Some(v) => match cookie::open(key, cluster, v, host.now()) {
             Ok(addr) => Some(addr),
-            Err(CookieError::Malformed | CookieError::Forged | CookieError::Expired) => {
+            Err(
+                CookieError::Malformed
+                | CookieError::Version(_)
+                | CookieError::Forged
+                | CookieError::Expired,
+            ) => {
                 host.count(Counter::CookiesRejected);
                 None
             }
@@ -386,7 +393,7 @@ pub fn on_response_headers(
     host: &mut impl ResponseHost,
     pending: &Pending,
     config: &Config,
-    key: &[u8],
+    key: &cookie::Keyring,
 ) {
     let Some(upstream) = host.upstream_address() else {
         return;
@@ -405,8 +412,13 @@ pub fn on_response_headers(
     let Ok(addr) = upstream.parse::<SocketAddr>() else {
         return;
     };
+    let Some(nonce) = host.cookie_nonce() else {
+        return;
+    };
     let expiry = host.now().saturating_add(settings.max_age);
-    let value = cookie::seal(key, &pc.cluster, addr, expiry);
+    let Ok(value) = cookie::seal(key, &pc.cluster, addr, expiry, nonce) else {
+        return;
+    };
     host.add_header(
         "set-cookie",
         &cookie::set_cookie(&settings.name, &value, settings.max_age, settings.secure),
@@ -423,7 +435,12 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const NONCE: [u8; cookie::NONCE_LEN] = [7; cookie::NONCE_LEN];
     const CLUSTER: &str = "dns+backend.test:8080";
+
+    fn keys() -> cookie::Keyring {
+        cookie::Keyring::new(KEY, &[])
+    }
 
     #[derive(Default)]
     struct FakeHost {
@@ -435,6 +452,7 @@ mod tests {
         added: Vec<(String, String)>,
         refreshes: Vec<String>,
         now: u64,
+        nonces: u8,
     }
 
     impl FakeHost {
@@ -502,6 +520,10 @@ mod tests {
         fn request_refresh(&mut self, cluster: &str) {
             self.refreshes.push(cluster.into());
         }
+        fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]> {
+            self.nonces += 1;
+            Some([self.nonces; cookie::NONCE_LEN])
+        }
     }
 
     fn member(a: &str) -> Member {
@@ -540,7 +562,7 @@ mod tests {
         Worker {
             config,
             membership,
-            cookie_key: KEY,
+            cookie_key: &keys(),
         }
         .on_request_headers(host)
     }
@@ -587,7 +609,7 @@ mod tests {
         let answered = |upstream: &str| {
             let mut r = FakeHost::with(&[]);
             r.upstream = Some(upstream.into());
-            on_response_headers(&mut r, &pending, &c, KEY);
+            on_response_headers(&mut r, &pending, &c, &keys());
             r.refreshes
         };
         assert!(answered("127.0.0.2:8080").is_empty());
@@ -599,7 +621,7 @@ mod tests {
         };
         let mut r = FakeHost::with(&[]);
         r.upstream = Some("10.0.0.1:80".into());
-        on_response_headers(&mut r, &pending, &c, KEY);
+        on_response_headers(&mut r, &pending, &c, &keys());
         assert!(r.refreshes.is_empty());
     }
 
@@ -714,7 +736,7 @@ mod tests {
     fn respond(c: &Config, pending: &Pending, upstream: &str) -> Option<String> {
         let mut h = FakeHost::with(&[]);
         h.upstream = Some(upstream.into());
-        on_response_headers(&mut h, pending, c, KEY);
+        on_response_headers(&mut h, pending, c, &keys());
         h.added.first().map(|(_, v)| v.clone())
     }
 
@@ -790,21 +812,34 @@ mod tests {
         let c = cookie_config();
         let mut m = membership();
         let foreign = cookie::seal(
-            KEY,
+            &keys(),
             "dns+other.test:80",
             "127.0.0.3:8080".parse().unwrap(),
             5_000,
-        );
-        let expired = cookie::seal(KEY, CLUSTER, "127.0.0.3:8080".parse().unwrap(), 10);
-        for bad in ["garbage", foreign.as_str(), expired.as_str()] {
+            NONCE,
+        )
+        .unwrap();
+        let expired = cookie::seal(
+            &keys(),
+            CLUSTER,
+            "127.0.0.3:8080".parse().unwrap(),
+            10,
+            NONCE,
+        )
+        .unwrap();
+        // Sealed by the version-1 codec for 127.0.0.2:8080 of CLUSTER, expiry 5000.
+        let v1 = "AQAAAAAAABOIBoCJD3I1biKfpxyi6w1HcSYZ2TIHqr4";
+        for bad in ["garbage", foreign.as_str(), expired.as_str(), v1] {
             let mut h = get(CLUSTER.as_bytes());
             h.headers
                 .push(("cookie".into(), format!("dnslb={bad}").into_bytes()));
-            assert!(
-                matches!(run(&c, &mut m, &mut h), Verdict::Continue(_)),
-                "{bad}"
-            );
+            let Verdict::Continue(pending) = run(&c, &mut m, &mut h) else {
+                panic!("{bad}")
+            };
             assert_eq!(h.count_of(Counter::CookiesRejected), 1, "{bad}");
+            // A new pick, and a new cookie even from the endpoint it named.
+            assert_eq!(h.count_of(Counter::PicksRoundRobin), 1, "{bad}");
+            assert!(respond(&c, &pending, "127.0.0.2:8080").is_some(), "{bad}");
         }
         // Two cookies of our name (in one header or two): which one? 400.
         let mut h = get(CLUSTER.as_bytes());
