@@ -360,7 +360,7 @@ impl RootContext for Root {
         };
         let cookie_key = match &config.affinity {
             Affinity::Cookie(c) => match &c.secret {
-                Some(secret) => Keyring::new(secret, &[]),
+                Some(secret) => Keyring::new(secret, &c.previous_secrets),
                 None => match shared_cookie_key() {
                     Ok(key) => Keyring::new(&key, &[]),
                     Err(e) => {
