@@ -23,6 +23,11 @@ pub const DEFAULT_STATUS_PATH: &str = "/dnslb/status";
 pub const DEFAULT_COOKIE_MAX_AGE: u64 = 86_400;
 /// More retries than this only lengthens a header Envoy cuts anyway.
 const MAX_RETRIES: u32 = 10;
+/// Cookie secrets are keys, not passwords: shorter ones are guessable.
+const MIN_SECRET_LEN: usize = 16;
+/// A cookie no key opens costs one decryption per key; rotation needs one
+/// or two previous secrets, so this bounds the cost of foreign cookies.
+const MAX_PREVIOUS_SECRETS: usize = 4;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,8 +69,10 @@ struct AffinityDto {
     /// Cookie lifetime in seconds.
     max_age: Option<u64>,
     secure: Option<bool>,
-    /// Cookie signing secret; without one, a random key per Envoy.
+    /// Cookie key secret; without one, a random key per Envoy.
     secret: Option<String>,
+    /// Secrets `secret` replaced: their cookies are still read.
+    previous_secrets: Option<Vec<String>>,
     /// When the sticky endpoint is gone: 503 instead of a new pick.
     strict: Option<bool>,
 }
@@ -124,6 +131,8 @@ pub struct CookieAffinity {
     pub secure: bool,
     /// Configured secret; `None` means a random key shared by one Envoy's workers.
     pub secret: Option<Vec<u8>>,
+    /// Secrets cookies are still opened with (never sealed); empty without `secret`.
+    pub previous_secrets: Vec<Vec<u8>>,
     pub strict: bool,
 }
 
@@ -276,6 +285,47 @@ fn parse_cidr(text: &str) -> Result<Cidr, ConfigError> {
     Ok(Cidr { addr, prefix })
 }
 
+/// Checks `affinity.previous_secrets`; errors name the entry, never its value.
+fn previous_secrets(
+    list: Option<Vec<String>>,
+    has_secret: bool,
+) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let field = "affinity.previous_secrets";
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if !has_secret {
+        return Err(invalid(
+            field,
+            "(hidden)",
+            "needs affinity.secret: new cookies are sealed with it",
+        ));
+    }
+    if list.len() > MAX_PREVIOUS_SECRETS {
+        return Err(invalid(
+            field,
+            format!("{} entries", list.len()),
+            format!("at most {MAX_PREVIOUS_SECRETS}"),
+        ));
+    }
+    let total = list.len();
+    list.into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if s.len() < MIN_SECRET_LEN {
+                let entry = format!("entry {} of {total} (hidden)", i + 1);
+                Err(invalid(
+                    field,
+                    entry,
+                    format!("at least {MIN_SECRET_LEN} bytes"),
+                ))
+            } else {
+                Ok(s.into_bytes())
+            }
+        })
+        .collect()
+}
+
 fn affinity(dto: Option<AffinityDto>) -> Result<Affinity, ConfigError> {
     let Some(dto) = dto else {
         return Ok(Affinity::None);
@@ -286,6 +336,7 @@ fn affinity(dto: Option<AffinityDto>) -> Result<Affinity, ConfigError> {
         ("affinity.max_age", dto.max_age.is_some()),
         ("affinity.secure", dto.secure.is_some()),
         ("affinity.secret", dto.secret.is_some()),
+        ("affinity.previous_secrets", dto.previous_secrets.is_some()),
         ("affinity.strict", dto.strict.is_some()),
     ];
     let key_set = [("affinity.key", dto.key.is_some())];
@@ -333,16 +384,22 @@ fn affinity(dto: Option<AffinityDto>) -> Result<Affinity, ConfigError> {
                 ));
             }
             let secret = match dto.secret {
-                Some(s) if s.len() < 16 => {
-                    return Err(invalid("affinity.secret", "(hidden)", "at least 16 bytes"))
+                Some(s) if s.len() < MIN_SECRET_LEN => {
+                    return Err(invalid(
+                        "affinity.secret",
+                        "(hidden)",
+                        format!("at least {MIN_SECRET_LEN} bytes"),
+                    ))
                 }
                 s => s.map(String::into_bytes),
             };
+            let previous_secrets = previous_secrets(dto.previous_secrets, secret.is_some())?;
             Ok(Affinity::Cookie(CookieAffinity {
                 name,
                 max_age,
                 secure: dto.secure.unwrap_or(false),
                 secret,
+                previous_secrets,
                 strict: dto.strict.unwrap_or(false),
             }))
         }
@@ -501,6 +558,7 @@ mod tests {
         assert_eq!(cookie.name, "dnslb");
         assert_eq!(cookie.max_age, 86_400);
         assert!(!cookie.secure && !cookie.strict && cookie.secret.is_none());
+        assert!(cookie.previous_secrets.is_empty());
         let c = parse(
             r#"{"affinity":{"mode":"cookie","cookie_name":"lb","max_age":60,"secure":true,
                 "secret":"0123456789abcdef","strict":true}}"#,
@@ -512,6 +570,19 @@ mod tests {
         assert_eq!((cookie.name.as_str(), cookie.max_age), ("lb", 60));
         assert!(cookie.secure && cookie.strict);
         assert_eq!(cookie.secret.as_deref(), Some(&b"0123456789abcdef"[..]));
+        assert!(cookie.previous_secrets.is_empty());
+        let c = parse(
+            r#"{"affinity":{"mode":"cookie","secret":"0123456789abcdef",
+                "previous_secrets":["previous one, 16+","the one before it"]}}"#,
+        )
+        .unwrap();
+        let Affinity::Cookie(cookie) = c.affinity else {
+            panic!()
+        };
+        assert_eq!(
+            cookie.previous_secrets,
+            [&b"previous one, 16+"[..], b"the one before it"]
+        );
 
         let c = parse(r#"{"affinity":{"mode":"hash"}}"#).unwrap();
         assert_eq!(c.affinity, Affinity::Hash(HashKey::SourceIp));
@@ -539,6 +610,35 @@ mod tests {
         assert!(e.contains("affinity.cookie_name does not apply"), "{e}");
         let e = err(r#"{"affinity": {"mode": "cookie", "secret": "short"}}"#);
         assert!(e.contains("affinity.secret") && !e.contains("short"), "{e}");
+        let e = err(
+            r#"{"affinity": {"mode": "cookie", "secret": "0123456789abcdef",
+                "previous_secrets": ["0123456789abcdef", "short"]}}"#,
+        );
+        assert!(
+            e.contains("affinity.previous_secrets") && e.contains("entry 2 of 2"),
+            "{e}"
+        );
+        assert!(!e.contains("short") && !e.contains("0123"), "{e}");
+        for list in [r#"["0123456789abcdef"]"#, "[]"] {
+            let e = err(&format!(
+                r#"{{"affinity": {{"mode": "cookie", "previous_secrets": {list}}}}}"#
+            ));
+            assert!(
+                e.contains("affinity.previous_secrets") && e.contains("needs affinity.secret"),
+                "{e}"
+            );
+        }
+        let e = err(&format!(
+            r#"{{"affinity": {{"mode": "cookie", "secret": "0123456789abcdef",
+                "previous_secrets": {:?}}}}}"#,
+            ["0123456789abcdef"; 5]
+        ));
+        assert!(e.contains("5 entries") && e.contains("at most 4"), "{e}");
+        let e = err(r#"{"affinity": {"mode": "hash", "previous_secrets": []}}"#);
+        assert!(
+            e.contains("affinity.previous_secrets does not apply"),
+            "{e}"
+        );
         let e = err(r#"{"affinity": {"mode": "cookie", "cookie_name": "a;b"}}"#);
         assert!(e.contains("a;b"), "{e}");
         let e = err(r#"{"headers": {"cluster": "X Cluster"}}"#);

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use crate::config::{Affinity, Config};
+use crate::cookie;
 use crate::members::ClusterMembers;
 use crate::request::{
     self, Pending, RequestHost, ResponseHost, Verdict, Worker, AUTHORITY, COOKIE, PATH,
@@ -47,7 +48,7 @@ impl CookieSession {
         &self,
         host: &mut impl ResponseHost,
         config: &Config,
-        key: &[u8],
+        key: &cookie::Keyring,
     ) {
         let Affinity::Cookie(settings) = &config.affinity else {
             return;
@@ -191,7 +192,7 @@ impl fmt::Write for AddressText {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cookie;
+
     use crate::members::Membership;
     use crate::request::on_response_headers;
     use crate::test_support::*;
@@ -213,7 +214,7 @@ mod tests {
     }
 
     fn sealed(address: &str) -> String {
-        cookie::seal(KEY, CLUSTER, address.parse().unwrap(), 5_000)
+        cookie::seal(&keys(), CLUSTER, address.parse().unwrap(), 5_000, NONCE).unwrap()
     }
 
     #[test]
@@ -235,7 +236,7 @@ mod tests {
             assert_eq!(h.count_of(Counter::Requests), 1);
             // Nothing for the response either: not even the upstream is read.
             let mut r = FakeHost::with(&[]);
-            on_response_headers(&mut r, &pending, &c, KEY);
+            on_response_headers(&mut r, &pending, &c, &keys());
             assert!(r.added.is_empty() && r.refreshes.is_empty());
             assert!(reads(&r).is_empty(), "{:?}", reads(&r));
         }
@@ -292,17 +293,17 @@ mod tests {
             // The sticky endpoint answered: no new cookie, no refresh.
             let mut r = FakeHost::with(&[]);
             r.upstream = Some("127.0.0.3:8080".into());
-            on_response_headers(&mut r, &pending, &c, KEY);
+            on_response_headers(&mut r, &pending, &c, &keys());
             assert!(r.added.is_empty() && r.refreshes.is_empty());
             // Envoy retried on another host: the cookie follows it, and the
             // cluster is re-resolved.
             let mut r = FakeHost::with(&[]);
             r.upstream = Some("127.0.0.4:8080".into());
-            on_response_headers(&mut r, &pending, &c, KEY);
+            on_response_headers(&mut r, &pending, &c, &keys());
             assert_eq!(r.refreshes, [CLUSTER]);
             let moved = cookie_value(&r.added[0].1);
             assert_eq!(
-                cookie::open(KEY, CLUSTER, &moved, 1_000),
+                cookie::open(&keys(), CLUSTER, &moved, 1_000),
                 Ok("127.0.0.4:8080".parse().unwrap())
             );
         }
@@ -356,7 +357,8 @@ mod tests {
             for mut m in [Membership::default(), membership()] {
                 let authority = "dns+new.test:8080";
                 let value = if m.received() {
-                    cookie::seal(KEY, authority, address.parse().unwrap(), 5_000)
+                    cookie::seal(&keys(), authority, address.parse().unwrap(), 5_000, NONCE)
+                        .unwrap()
                 } else {
                     value.clone()
                 };
@@ -397,12 +399,21 @@ mod tests {
         let c = config(ENVOY_COOKIE);
         let mut m = membership();
         let foreign = cookie::seal(
-            KEY,
+            &keys(),
             "dns+other.test:80",
             "127.0.0.3:8080".parse().unwrap(),
             5_000,
-        );
-        let expired = cookie::seal(KEY, CLUSTER, "127.0.0.3:8080".parse().unwrap(), 10);
+            NONCE,
+        )
+        .unwrap();
+        let expired = cookie::seal(
+            &keys(),
+            CLUSTER,
+            "127.0.0.3:8080".parse().unwrap(),
+            10,
+            NONCE,
+        )
+        .unwrap();
         for bad in ["garbage", foreign.as_str(), expired.as_str()] {
             let mut h = with_cookie(CLUSTER, bad);
             let Verdict::Continue(pending) = run(&c, &mut m, &mut h) else {

@@ -14,6 +14,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::absolute_form::{AbsoluteFormRewriter, Fed, ABSOLUTE_FORM_ROOT_ID};
 use crate::config::{Affinity, Config};
+use crate::cookie::{self, Keyring};
 use crate::members::Membership;
 use crate::request::{self, Pending, RequestHost, ResponseHost, Verdict, Worker};
 use crate::stats::Counter;
@@ -140,7 +141,7 @@ enum Role {
 /// What the root context shares with its HTTP contexts (same worker VM).
 struct Shared {
     config: Config,
-    cookie_key: Vec<u8>,
+    cookie_key: Keyring,
     membership: RefCell<Membership>,
     metrics: RefCell<Metrics>,
     /// Clusters to re-resolve, sent by the root context on its next tick
@@ -180,7 +181,9 @@ impl Default for Root {
             subscription: EdsSubscription::new(config.node_id.clone()),
             shared: Rc::new(Shared {
                 config,
-                cookie_key: Vec::new(),
+                // Never used: requests arrive only after `on_configure`,
+                // which sets the real keys when cookie affinity is on.
+                cookie_key: Keyring::new(&[], &[]),
                 membership: RefCell::default(),
                 metrics: RefCell::default(),
                 refreshes: RefCell::default(),
@@ -370,16 +373,17 @@ impl RootContext for Root {
         };
         let cookie_key = match &config.affinity {
             Affinity::Cookie(c) => match &c.secret {
-                Some(secret) => secret.clone(),
+                Some(secret) => Keyring::new(secret, &c.previous_secrets),
                 None => match shared_cookie_key() {
-                    Ok(key) => key,
+                    Ok(key) => Keyring::new(&key, &[]),
                     Err(e) => {
                         log(LogLevel::Error, &e);
                         return false;
                     }
                 },
             },
-            _ => Vec::new(),
+            // Never used: without cookie affinity no cookie is sealed or opened.
+            _ => Keyring::new(&[], &[]),
         };
         self.subscription = EdsSubscription::new(config.node_id.clone());
         self.shared = Rc::new(Shared {
@@ -562,6 +566,20 @@ impl ResponseHost for HostResponse<'_> {
         let mut refreshes = self.shared.refreshes.borrow_mut();
         if !refreshes.contains(cluster) {
             refreshes.insert(cluster.to_string());
+        }
+    }
+
+    fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]> {
+        let mut nonce = [0u8; cookie::NONCE_LEN];
+        match getrandom::fill(&mut nonce) {
+            Ok(()) => Some(nonce),
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("no randomness for a cookie nonce, no cookie set: {e}"),
+                );
+                None
+            }
         }
     }
 }

@@ -66,6 +66,8 @@ pub trait ResponseHost {
     fn now(&self) -> u64;
     /// Asks the control plane to re-resolve `cluster` soon.
     fn request_refresh(&mut self, cluster: &str);
+    /// Fresh random bytes for a cookie's nonce; `None` without randomness.
+    fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]>;
 }
 
 /// What the response phase must do.
@@ -105,8 +107,8 @@ pub enum Verdict {
 pub struct Worker<'a> {
     pub config: &'a Config,
     pub membership: &'a mut Membership,
-    /// The affinity cookie key (configured or this Envoy's random one).
-    pub cookie_key: &'a [u8],
+    /// The affinity cookie keys (configured or this Envoy's random one).
+    pub cookie_key: &'a cookie::Keyring,
 }
 
 /// A local reply was sent: the request goes no further.
@@ -370,7 +372,7 @@ fn cookie_pick<'m>(
     members: &'m mut ClusterMembers,
     cluster: &str,
     settings: &CookieAffinity,
-    key: &[u8],
+    key: &cookie::Keyring,
     failover: usize,
 ) -> Result<(Vec<&'m str>, Option<String>), Replied> {
     let joined = headers
@@ -411,7 +413,7 @@ pub(crate) fn read_cookie(
     header: &str,
     cluster: &str,
     settings: &CookieAffinity,
-    key: &[u8],
+    key: &cookie::Keyring,
 ) -> Result<Option<SocketAddr>, Replied> {
     let value = match cookie::find(header, &settings.name) {
         Ok(v) => v,
@@ -427,7 +429,12 @@ pub(crate) fn read_cookie(
         )),
         Some(v) => match cookie::open(key, cluster, v, host.now()) {
             Ok(addr) => Ok(Some(addr)),
-            Err(CookieError::Malformed | CookieError::Forged | CookieError::Expired) => {
+            Err(
+                CookieError::Malformed
+                | CookieError::Version(_)
+                | CookieError::Forged
+                | CookieError::Expired,
+            ) => {
                 host.count(Counter::CookiesRejected);
                 Ok(None)
             }
@@ -444,7 +451,7 @@ pub fn on_response_headers(
     host: &mut impl ResponseHost,
     pending: &Pending,
     config: &Config,
-    key: &[u8],
+    key: &cookie::Keyring,
 ) {
     if let Some(session) = &pending.session {
         session.on_response_headers(host, config, key);
@@ -474,16 +481,22 @@ pub fn on_response_headers(
     add_cookie(host, settings, key, &pc.cluster, addr);
 }
 
-/// Sets the affinity cookie naming `addr` of `cluster`.
+/// Sets the affinity cookie naming `addr` of `cluster` (none when the host has no
+/// randomness for its nonce).
 pub(crate) fn add_cookie(
     host: &mut impl ResponseHost,
     settings: &CookieAffinity,
-    key: &[u8],
+    key: &cookie::Keyring,
     cluster: &str,
     addr: SocketAddr,
 ) {
+    let Some(nonce) = host.cookie_nonce() else {
+        return;
+    };
     let expiry = host.now().saturating_add(settings.max_age);
-    let value = cookie::seal(key, cluster, addr, expiry);
+    let Ok(value) = cookie::seal(key, cluster, addr, expiry, nonce) else {
+        return;
+    };
     host.add_header(
         "set-cookie",
         &cookie::set_cookie(&settings.name, &value, settings.max_age, settings.secure),
@@ -532,7 +545,7 @@ mod tests {
         let answered = |upstream: &str| {
             let mut r = FakeHost::with(&[]);
             r.upstream = Some(upstream.into());
-            on_response_headers(&mut r, &pending, &c, KEY);
+            on_response_headers(&mut r, &pending, &c, &keys());
             r.refreshes
         };
         assert!(answered("127.0.0.2:8080").is_empty());
@@ -544,7 +557,7 @@ mod tests {
         };
         let mut r = FakeHost::with(&[]);
         r.upstream = Some("10.0.0.1:80".into());
-        on_response_headers(&mut r, &pending, &c, KEY);
+        on_response_headers(&mut r, &pending, &c, &keys());
         assert!(r.refreshes.is_empty());
     }
 
@@ -715,21 +728,34 @@ mod tests {
         let c = cookie_config();
         let mut m = membership();
         let foreign = cookie::seal(
-            KEY,
+            &keys(),
             "dns+other.test:80",
             "127.0.0.3:8080".parse().unwrap(),
             5_000,
-        );
-        let expired = cookie::seal(KEY, CLUSTER, "127.0.0.3:8080".parse().unwrap(), 10);
-        for bad in ["garbage", foreign.as_str(), expired.as_str()] {
+            NONCE,
+        )
+        .unwrap();
+        let expired = cookie::seal(
+            &keys(),
+            CLUSTER,
+            "127.0.0.3:8080".parse().unwrap(),
+            10,
+            NONCE,
+        )
+        .unwrap();
+        // Sealed by the version-1 codec for 127.0.0.2:8080 of CLUSTER, expiry 5000.
+        let v1 = "AQAAAAAAABOIBoCJD3I1biKfpxyi6w1HcSYZ2TIHqr4";
+        for bad in ["garbage", foreign.as_str(), expired.as_str(), v1] {
             let mut h = get(CLUSTER.as_bytes());
             h.headers
                 .push(("cookie".into(), format!("dnslb={bad}").into_bytes()));
-            assert!(
-                matches!(run(&c, &mut m, &mut h), Verdict::Continue(_)),
-                "{bad}"
-            );
+            let Verdict::Continue(pending) = run(&c, &mut m, &mut h) else {
+                panic!("{bad}")
+            };
             assert_eq!(h.count_of(Counter::CookiesRejected), 1, "{bad}");
+            // A new pick, and a new cookie even from the endpoint it named.
+            assert_eq!(h.count_of(Counter::PicksRoundRobin), 1, "{bad}");
+            assert!(respond(&c, &pending, "127.0.0.2:8080").is_some(), "{bad}");
         }
         // Two cookies of our name (in one header or two): which one? 400.
         let mut h = get(CLUSTER.as_bytes());

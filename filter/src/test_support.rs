@@ -6,12 +6,18 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::config::Config;
+use crate::cookie;
 use crate::members::{Member, Membership};
 use crate::request::{on_response_headers, Pending, RequestHost, ResponseHost, Verdict, Worker};
 use crate::stats::Counter;
 
 pub(crate) const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+pub(crate) const NONCE: [u8; cookie::NONCE_LEN] = [7; cookie::NONCE_LEN];
 pub(crate) const CLUSTER: &str = "dns+backend.test:8080";
+
+pub(crate) fn keys() -> cookie::Keyring {
+    cookie::Keyring::new(KEY, &[])
+}
 
 #[derive(Default)]
 pub(crate) struct FakeHost {
@@ -26,6 +32,8 @@ pub(crate) struct FakeHost {
     /// The header reads the code under test made through the host, in
     /// order; `*` for a read of all headers.
     pub(crate) reads: RefCell<Vec<String>>,
+    /// Nonces drawn so far; each cookie gets the next.
+    pub(crate) nonces: u8,
 }
 
 impl FakeHost {
@@ -99,6 +107,10 @@ impl ResponseHost for FakeHost {
     fn request_refresh(&mut self, cluster: &str) {
         self.refreshes.push(cluster.into());
     }
+    fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]> {
+        self.nonces += 1;
+        Some([self.nonces; cookie::NONCE_LEN])
+    }
 }
 
 pub(crate) fn member(a: &str) -> Member {
@@ -137,7 +149,7 @@ pub(crate) fn run(config: &Config, membership: &mut Membership, host: &mut FakeH
     Worker {
         config,
         membership,
-        cookie_key: KEY,
+        cookie_key: &keys(),
     }
     .on_request_headers(host)
 }
@@ -156,7 +168,7 @@ pub(crate) fn cookie_config() -> Config {
 pub(crate) fn respond(c: &Config, pending: &Pending, upstream: &str) -> Option<String> {
     let mut h = FakeHost::with(&[]);
     h.upstream = Some(upstream.into());
-    on_response_headers(&mut h, pending, c, KEY);
+    on_response_headers(&mut h, pending, c, &keys());
     h.added.first().map(|(_, v)| v.clone())
 }
 
