@@ -45,8 +45,13 @@ pub struct BackendReport {
     pub name: Option<String>,
 }
 
-/// Serves every connection accepted on `listener` until the future is dropped.
-pub async fn serve(listener: TcpListener, name: Option<String>) -> Result<()> {
+/// Serves every connection accepted on `listener` until the future is dropped. Requests
+/// for one of `fail_paths` get 503 (a member that is up but reports itself unhealthy).
+pub async fn serve(
+    listener: TcpListener,
+    name: Option<String>,
+    fail_paths: Arc<[String]>,
+) -> Result<()> {
     let local = listener
         .local_addr()
         .map_err(HarnessError::io("read backend listener address"))?;
@@ -62,8 +67,11 @@ pub async fn serve(listener: TcpListener, name: Option<String>) -> Result<()> {
             }
         };
         let name = name.clone();
+        let fail_paths = Arc::clone(&fail_paths);
         tokio::spawn(async move {
-            let service = service_fn(move |request| respond(request, local, name.clone()));
+            let service = service_fn(move |request| {
+                respond(request, local, name.clone(), Arc::clone(&fail_paths))
+            });
             // Clients resetting connections is normal in failover tests; nothing to report.
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -76,8 +84,15 @@ async fn respond(
     request: Request<Incoming>,
     local: SocketAddr,
     name: Option<Arc<str>>,
+    fail_paths: Arc<[String]>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
+    if fail_paths.iter().any(|p| p == parts.uri.path()) {
+        return Ok(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "failing on purpose\n".into(),
+        ));
+    }
     let body_len = match body.collect().await {
         Ok(collected) => collected.to_bytes().len(),
         Err(error) => {
@@ -156,7 +171,7 @@ impl Backend {
         };
         let name = name.map(str::to_owned);
         runtime.handle().spawn(async move {
-            if let Err(error) = serve(listener, name).await {
+            if let Err(error) = serve(listener, name, Arc::from([])).await {
                 tracing::warn!(%error, "backend stopped");
             }
         });

@@ -13,8 +13,8 @@ use std::{
 };
 
 use dnslb_tests::{
-    free_port, http_get, shim_bootstrap, stack::filter_wasm, wait_until, BackendReport, Srv, Stack,
-    StackOptions, TempDir,
+    free_port, http_get, shim_bootstrap, stack::filter_wasm, wait_until, BackendReport, ChildGuard,
+    Srv, Stack, StackOptions, TempDir,
 };
 
 const NAME: &str = "backend.test";
@@ -419,4 +419,52 @@ fn every_bootstrap_mode_validates() {
         std::fs::write(&path, &yaml).unwrap();
         dnslb_tests::Envoy::validate(&path).unwrap_or_else(|e| panic!("{config}: {e}\n{yaml}"));
     }
+}
+
+/// A member that accepts connections but fails its health check takes no traffic once
+/// Envoy's active health check (`health_check:` in the shim's `--config`) marks it.
+#[test]
+fn a_member_failing_its_health_check_takes_no_traffic() {
+    let port = free_port(ip(2).into()).unwrap();
+    let healthy = addrs(port, &[2, 3]);
+    let sick = SocketAddr::new(ip(4).into(), port);
+    let cluster = format!("dns+{NAME}:{port}");
+    let dir = TempDir::new("health").unwrap();
+    let mut sick_cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fake-backend"));
+    sick_cmd.args(["--listen", &sick.to_string(), "--fail-path", "/healthz"]);
+    let sick_backend = ChildGuard::spawn("sick-backend", sick_cmd, dir.path()).unwrap();
+    sick_backend
+        .wait_for_log("listening on", Duration::from_secs(30))
+        .unwrap();
+    let config = dir.path().join("shim.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams:\n  - spec: {cluster}\n    health_check: {{path: /healthz, interval: 500ms, \
+             timeout: 250ms, healthy_threshold: 1, unhealthy_threshold: 1}}\n"
+        ),
+    )
+    .unwrap();
+    let mut opts = options(cluster.clone(), healthy.clone(), "{}");
+    opts.shim_args = vec!["--config".into(), config.display().to_string()];
+    let stack = start(opts, |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4)]));
+    let mut all = healthy.clone();
+    all.push(sick);
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &all, Duration::from_secs(30))
+        .unwrap();
+    let flag = format!("{cluster}::{sick}::health_flags::/failed_active_hc");
+    wait_until(
+        "Envoy's health check to fail the sick member",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || Ok(stack.envoy.clusters()?.contains(&flag)),
+    )
+    .unwrap();
+    let seen = counts(&stack, &cluster, 20, &[]);
+    assert_eq!(
+        seen.keys().cloned().collect::<Vec<_>>(),
+        healthy.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
 }

@@ -418,12 +418,8 @@ mod tests {
         assert!(yaml.contains("cluster_header: :authority"), "{yaml}");
         assert!(yaml.contains("auto_host_rewrite: true"));
         assert!(yaml.contains("envoy.retry_host_predicates.previous_hosts"));
-        assert!(yaml.contains("disabled: true"));
-        // Enabled on the status routes only (one per virtual host).
-        assert_eq!(
-            yaml.matches("envoy.config.route.v3.FilterConfig").count(),
-            2
-        );
+        // Off on every route but the two status routes: 2 upstream routes, 400, 404.
+        assert_eq!(yaml.matches("disabled: true").count(), 4);
         assert!(!yaml.contains("hash_policy"));
         assert!(
             yaml.contains(r#"{\"routing\":\"envoy\"}"#) || yaml.contains(r#""routing":"envoy""#)
@@ -433,10 +429,8 @@ mod tests {
     #[test]
     fn cookie_mode_enables_the_filter_on_upstream_routes() {
         let yaml = render(&req(r#"{"affinity":{"mode":"cookie"}}"#, true).unwrap());
-        assert_eq!(
-            yaml.matches("envoy.config.route.v3.FilterConfig").count(),
-            4
-        );
+        // Off only on the 400 and 404 answers.
+        assert_eq!(yaml.matches("disabled: true").count(), 2);
         assert_eq!(
             req(r#"{"affinity":{"mode":"cookie"}}"#, false).unwrap_err(),
             BootstrapError::NeedsWasm("cookie affinity")

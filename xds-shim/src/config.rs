@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config_file::{CircuitBreakers, Ejection, FileError, LbPolicy, UpstreamSettings};
+use crate::config_file::{
+    CircuitBreakers, Ejection, FileError, HealthCheck, LbPolicy, UpstreamSettings,
+};
 use crate::discovery::Policy;
 use crate::duration::human;
 use crate::logging::LogFormat;
@@ -93,6 +95,7 @@ impl Config {
                     circuit_breakers: crate::resources::effective_limits(s.circuit_breakers),
                     outlier_detection: s.outlier_detection.unwrap_or(Ejection::DEFAULT),
                     lb_policy: s.lb_policy,
+                    health_check: s.health_check.clone(),
                     tls: TlsTarget::of(u, &s.tls, &self.ca_file),
                 }
             })
@@ -151,4 +154,6 @@ struct EffectiveUpstream {
     circuit_breakers: CircuitBreakers,
     outlier_detection: Ejection,
     lb_policy: LbPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<HealthCheck>,
 }

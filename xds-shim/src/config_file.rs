@@ -14,6 +14,8 @@
 //!     outlier_detection: {consecutive_local_origin_failures: 3, base_ejection_time: 10s,
 //!                         max_ejection_percent: 50, interval: 1s}
 //!     lb_policy: maglev                  # round_robin (default), maglev or ring_hash
+//!     health_check: {path: /healthz, interval: 5s, timeout: 1s,
+//!                    healthy_threshold: 2, unhealthy_threshold: 3}
 //!   - spec: https://dns+api.internal:8443  # TLS settings: https:// upstreams only
 //!     tls:
 //!       ca_file: /etc/ssl/internal-ca.pem  # instead of the global ca_file
@@ -69,6 +71,7 @@ pub struct UpstreamDto {
     pub circuit_breakers: Option<CircuitBreakers>,
     pub outlier_detection: Option<OutlierDto>,
     pub lb_policy: Option<LbPolicy>,
+    pub health_check: Option<HealthCheckDto>,
     /// A [`TlsDto`], checked on its own so errors name `upstreams[i].tls`.
     pub tls: Option<serde_yaml::Value>,
 }
@@ -143,6 +146,30 @@ pub enum LbPolicy {
     RingHash,
 }
 
+/// `health_check:` as written; only `path` is required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckDto {
+    pub path: String,
+    pub interval: Option<Text>,
+    pub timeout: Option<Text>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+}
+
+/// Envoy's active HTTP health check of every member: `GET path` with the upstream's
+/// authority as Host; any status but 200 counts as a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct HealthCheck {
+    pub path: String,
+    #[serde(serialize_with = "crate::duration::serialize_human")]
+    pub interval: Duration,
+    #[serde(serialize_with = "crate::duration::serialize_human")]
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
 /// `outlier_detection:` as written; unset keys keep [`Ejection::DEFAULT`]'s.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +217,8 @@ pub struct UpstreamSettings {
     /// Outlier detection (default [`Ejection::DEFAULT`]).
     pub outlier_detection: Option<Ejection>,
     pub lb_policy: LbPolicy,
+    /// Active HTTP health checks; none by default.
+    pub health_check: Option<HealthCheck>,
     /// Only ever set for `https://` upstreams.
     pub tls: TlsSettings,
 }
@@ -292,6 +321,10 @@ pub fn upstreams(file: &FileConfig) -> Result<Vec<(Upstream, UpstreamSettings)>,
                             None => None,
                         },
                         lb_policy: dto.lb_policy.unwrap_or_default(),
+                        health_check: match &dto.health_check {
+                            Some(check) => Some(health_check(i, check)?),
+                            None => None,
+                        },
                         tls,
                     },
                 ))
@@ -319,6 +352,44 @@ fn circuit_breakers(i: usize, limits: CircuitBreakers) -> Result<CircuitBreakers
         }
     }
     Ok(limits)
+}
+
+/// `upstreams[i].health_check`: an absolute path, durations, thresholds of at least 1.
+fn health_check(i: usize, dto: &HealthCheckDto) -> Result<HealthCheck, FileError> {
+    let key = |name: &str| format!("upstreams[{i}].health_check.{name}");
+    let bad_char = |c: char| c.is_ascii_whitespace() || c.is_ascii_control();
+    if !dto.path.starts_with('/') || dto.path.chars().any(bad_char) {
+        return Err(FileError::invalid(
+            key("path"),
+            &dto.path,
+            "an absolute path without spaces, e.g. /healthz",
+        ));
+    }
+    let duration = |name: &str, value: &Option<Text>, default: Duration| match value {
+        Some(Text(v)) => parse_duration(v).map_err(|e| FileError::invalid(key(name), v, e)),
+        None => Ok(default),
+    };
+    let threshold = |name: &str, value: Option<u32>, default: u32| match value {
+        Some(0) => Err(FileError::invalid(key(name), "0", "must be at least 1")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    let interval = duration("interval", &dto.interval, Duration::from_secs(5))?;
+    let timeout = duration("timeout", &dto.timeout, Duration::from_secs(1))?;
+    if timeout > interval {
+        return Err(FileError::invalid(
+            key("timeout"),
+            &crate::duration::human(timeout),
+            "must not exceed the interval",
+        ));
+    }
+    Ok(HealthCheck {
+        path: dto.path.clone(),
+        interval,
+        timeout,
+        healthy_threshold: threshold("healthy_threshold", dto.healthy_threshold, 2)?,
+        unhealthy_threshold: threshold("unhealthy_threshold", dto.unhealthy_threshold, 3)?,
+    })
 }
 
 /// `upstreams[i].outlier_detection`, unset keys from [`Ejection::DEFAULT`].
@@ -486,8 +557,31 @@ mod tests {
             (budget.budget_percent, budget.min_retry_concurrency),
             (20, 4)
         );
+        assert!(settings.health_check.is_none());
+
+        let file = parse(
+            "upstreams:\n  - spec: dns+a.test:80\n    health_check: {path: /healthz, interval: 2s}\n",
+        )
+        .unwrap();
+        let check = upstreams(&file).unwrap()[0].1.health_check.clone().unwrap();
+        assert_eq!(&*check.path, "/healthz");
+        assert_eq!(check.interval, Duration::from_secs(2));
+        assert_eq!(check.timeout, Duration::from_secs(1));
+        assert_eq!((check.healthy_threshold, check.unhealthy_threshold), (2, 3));
 
         for (text, needles) in [
+            (
+                "  - spec: dns+a.test:80\n    health_check: {path: healthz}\n",
+                &["upstreams[0].health_check.path", "healthz"][..],
+            ),
+            (
+                "  - spec: dns+a.test:80\n    health_check: {path: /h, unhealthy_threshold: 0}\n",
+                &["upstreams[0].health_check.unhealthy_threshold", "0"][..],
+            ),
+            (
+                "  - spec: dns+a.test:80\n    health_check: {path: /h, interval: 1s, timeout: 2s}\n",
+                &["upstreams[0].health_check.timeout", "2s", "interval"][..],
+            ),
             (
                 "  - spec: dns+a.test:80\n    lb_policy: random\n",
                 &["upstreams[0]", "random"][..],

@@ -48,12 +48,14 @@ use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
 
 use crate::config_file::{
-    CircuitBreakers as CircuitBreakerLimits, Ejection, LbPolicy, RetryBudget, TlsSettings,
-    UpstreamSettings,
+    CircuitBreakers as CircuitBreakerLimits, Ejection, HealthCheck as HealthCheckSettings,
+    LbPolicy, RetryBudget, TlsSettings, UpstreamSettings,
 };
 use crate::member::Member;
 use crate::snapshot::EdsSource;
 use crate::upstream::Upstream;
+use envoy_types::pb::envoy::config::core::v3::health_check::{HealthChecker, HttpHealthCheck};
+use envoy_types::pb::envoy::config::core::v3::HealthCheck;
 
 /// The header the dnslb filter fills with the chosen endpoint and its failover chain.
 pub const ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
@@ -128,6 +130,11 @@ pub fn cluster(
         outlier_detection: outlier_detection(
             settings.outlier_detection.unwrap_or(Ejection::DEFAULT),
         ),
+        health_checks: settings
+            .health_check
+            .iter()
+            .map(|check| health_check(check, backend_authority(name)))
+            .collect(),
         load_balancing_policy: Some(single_policy(
             OVERRIDE_HOST_POLICY,
             pack_any(OverrideHost {
@@ -237,6 +244,26 @@ fn outlier_detection(ejection: Ejection) -> Option<OutlierDetection> {
         interval: Some(proto_duration(ejection.interval)),
         ..Default::default()
     })
+}
+
+/// `GET path` with the authority the backend expects (Envoy's default Host would be the
+/// cluster name, `dns+...`). Checked at `interval` even without traffic (Envoy's default
+/// then is once a minute).
+fn health_check(check: &HealthCheckSettings, authority: &str) -> HealthCheck {
+    let value = |value: u32| Some(UInt32Value { value });
+    HealthCheck {
+        timeout: Some(proto_duration(check.timeout)),
+        interval: Some(proto_duration(check.interval)),
+        no_traffic_interval: Some(proto_duration(check.interval)),
+        healthy_threshold: value(check.healthy_threshold),
+        unhealthy_threshold: value(check.unhealthy_threshold),
+        health_checker: Some(HealthChecker::HttpHealthCheck(HttpHealthCheck {
+            host: authority.to_string(),
+            path: check.path.to_string(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
 }
 
 fn proto_duration(d: std::time::Duration) -> ProtoDuration {
@@ -607,6 +634,40 @@ mod tests {
         assert_eq!(t.max_retries.as_ref().unwrap().value, 9);
         assert!(t.retry_budget.is_none());
         assert!(c.outlier_detection.is_none());
+    }
+
+    #[test]
+    fn health_checks_ask_the_backend_authority() {
+        let c = cluster(
+            "srv+_h._tcp.a.test",
+            EdsSource::Ads,
+            &Default::default(),
+            None,
+        );
+        assert!(c.health_checks.is_empty());
+        let settings = UpstreamSettings {
+            health_check: Some(HealthCheckSettings {
+                path: "/healthz".into(),
+                interval: std::time::Duration::from_secs(2),
+                timeout: std::time::Duration::from_millis(500),
+                healthy_threshold: 1,
+                unhealthy_threshold: 2,
+            }),
+            ..Default::default()
+        };
+        let c = cluster("dns+b.test:80", EdsSource::Ads, &settings, None);
+        let check = &c.health_checks[0];
+        let Some(HealthChecker::HttpHealthCheck(http)) = &check.health_checker else {
+            panic!("not an HTTP check");
+        };
+        assert_eq!(
+            (http.host.as_str(), http.path.as_str()),
+            ("b.test:80", "/healthz")
+        );
+        assert_eq!(check.interval.as_ref().unwrap().seconds, 2);
+        assert_eq!(check.no_traffic_interval.as_ref().unwrap().seconds, 2);
+        assert_eq!(check.timeout.as_ref().unwrap().nanos, 500_000_000);
+        assert_eq!(check.unhealthy_threshold.as_ref().unwrap().value, 2);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `fake-backend`: an HTTP/1.1 server that answers 200 with a report of what it received
 //! (see `dnslb_tests::backend`). Exit status 2 on bad flags.
 
-use std::{net::SocketAddr, process::ExitCode};
+use std::{net::SocketAddr, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use dnslb_tests::backend::serve;
@@ -17,6 +17,10 @@ struct Args {
     /// Name reported in `x-backend-name` and the JSON body.
     #[arg(long)]
     name: Option<String>,
+    /// Answer 503 to requests for this path (repeatable): a member that is up but tells
+    /// its health checks it is not.
+    #[arg(long = "fail-path", value_name = "PATH")]
+    fail_paths: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -51,7 +55,11 @@ async fn run(args: Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-        servers.spawn(serve(listener, args.name.clone()));
+        servers.spawn(serve(
+            listener,
+            args.name.clone(),
+            Arc::from(args.fail_paths.clone()),
+        ));
     }
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
