@@ -111,6 +111,21 @@ bench: envoy
     budget=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%d", 570 - (b - a) }')
     target/release/bench --out docs/benchmarks.md --build-seconds "$build" --budget "$budget"
 
+# Chaos soak through a real Envoy and xds-shim under steady wrk load (bounded: `seconds`,
+# at most 300): DNS changes members every second, a member is killed and restarted, DNS
+# answers SERVFAIL for a while, the shim restarts. Writes docs/soak.md; any failed GET
+# fails the run. Installs wrk with apt-get when missing.
+soak seconds="120": build envoy
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v wrk >/dev/null; then
+        sudo=""; [[ $(id -u) -eq 0 ]] || sudo=sudo
+        $sudo apt-get update
+        $sudo apt-get install -y wrk
+    fi
+    cargo build --release -p dnslb-tests --bins
+    target/release/soak --seconds {{seconds}} --out docs/soak.md
+
 # Run the demo locally (no Docker): DNS server, 3 fake backends, xds-shim, Envoy.
 demo: build envoy
     cargo build -p dnslb-tests --bins

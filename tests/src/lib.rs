@@ -14,6 +14,7 @@ mod error;
 pub mod http;
 pub mod process;
 pub mod rogue_dns;
+pub mod soak;
 pub mod stack;
 
 pub use backend::{Backend, BackendReport};
