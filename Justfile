@@ -62,15 +62,18 @@ test-wasm: toolchain
         cargo test -p dnslb-filter --lib --target wasm32-unknown-unknown
 
 # Installs cargo-fuzz and a nightly toolchain if missing.
-# Fuzz the authority parser, cookie codec and absolute-form rewriter, `seconds` each.
+# Fuzz the filter's authority parser, cookie codec and absolute-form rewriter, and the
+# shim's --config file, upstream specs and DNS answer folding, `seconds` each.
 fuzz seconds="60":
     #!/usr/bin/env bash
     set -euo pipefail
     rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
     command -v cargo-fuzz >/dev/null || cargo install --quiet cargo-fuzz --locked
-    cd filter
     for target in authority cookie absolute_form; do
-        cargo +nightly fuzz run "$target" -- -max_total_time={{seconds}}
+        (cd filter && cargo +nightly fuzz run "$target" -- -max_total_time={{seconds}})
+    done
+    for target in config_file upstream_spec dns_fold; do
+        (cd xds-shim && cargo +nightly fuzz run "$target" -- -max_total_time={{seconds}})
     done
 
 # End-to-end tests: real Envoy, real xds-shim, loopback DNS server, fake backends.

@@ -267,6 +267,47 @@ impl Stack {
         http_get(self.listener, path, &[("Host", authority)])
     }
 
+    /// `clients` threads each sending up to `per_client` GETs to `authority` one after
+    /// another (bounded by `deadline` too); returns every failure (status and body, or
+    /// error). The load of the reliability issue: many clients at once.
+    pub fn load(
+        &self,
+        authority: &str,
+        clients: usize,
+        per_client: usize,
+        deadline: Duration,
+    ) -> Vec<String> {
+        let end = std::time::Instant::now() + deadline;
+        let listener = self.listener;
+        let workers: Vec<_> = (0..clients)
+            .map(|w| {
+                let authority = authority.to_string();
+                std::thread::spawn(move || {
+                    let mut failed = Vec::new();
+                    for i in 0..per_client {
+                        if std::time::Instant::now() > end {
+                            break;
+                        }
+                        let target = format!("/load/{w}/{i}");
+                        match http_get(listener, &target, &[("Host", &authority)]) {
+                            Ok(r) if r.status == 200 => {}
+                            Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| vec!["a load thread panicked".into()])
+            })
+            .collect()
+    }
+
     /// One request through Envoy that a fake backend must have answered.
     pub fn get_backend(&self, authority: &str, path: &str) -> Result<BackendReport> {
         let response = self.get(authority, path)?;

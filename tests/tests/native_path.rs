@@ -8,8 +8,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use dnslb_tests::{
@@ -154,32 +153,7 @@ fn a_dead_member_under_load_loses_no_request_and_is_ejected() {
         .wait_cluster_hosts(&cluster, &all, Duration::from_secs(30))
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let listener = stack.listener;
-    let workers: Vec<_> = (0..16)
-        .map(|w| {
-            let cluster = cluster.clone();
-            thread::spawn(move || {
-                let mut failed = Vec::new();
-                for i in 0..100 {
-                    if Instant::now() > deadline {
-                        break;
-                    }
-                    let target = format!("/load/{w}/{i}");
-                    match http_get(listener, &target, &[("Host", &cluster)]) {
-                        Ok(r) if r.status == 200 => {}
-                        Ok(r) => failed.push(format!("{} {}", r.status, r.body)),
-                        Err(e) => failed.push(e.to_string()),
-                    }
-                }
-                failed
-            })
-        })
-        .collect();
-    let failed: Vec<String> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
+    let failed = stack.load(&cluster, 16, 100, Duration::from_secs(60));
     assert!(
         failed.is_empty(),
         "{} failed, e.g. {:?}",
