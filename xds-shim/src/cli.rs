@@ -18,7 +18,7 @@ use crate::upstream::Upstream;
 #[derive(Debug, Parser)]
 #[command(
     name = "xds-shim",
-    version,
+    version = crate::VERSION,
     about = "xDS control plane that turns dns+ upstreams into Envoy EDS clusters"
 )]
 pub struct Cli {

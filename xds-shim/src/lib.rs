@@ -4,6 +4,17 @@
 //! [`discovery::DiscoveryState`], and publishes an immutable [`snapshot::Snapshot`] when
 //! its versions move; each ADS stream ([`ads`]) pushes what its client subscribed to.
 
+/// `0.1.0 (commit abcdef123456)`: what `-V`, the start-up log line and
+/// `dnslb_build_info` say.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DNSLB_COMMIT"),
+    ")"
+);
+/// The git commit the binary was built from ("unknown" outside a checkout).
+pub const COMMIT: &str = env!("DNSLB_COMMIT");
+
 pub mod admin;
 pub mod ads;
 pub mod app;

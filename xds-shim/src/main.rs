@@ -28,6 +28,11 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log_format);
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        commit = xds_shim::COMMIT,
+        "xds-shim starting"
+    );
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -92,6 +92,18 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self, discovery: &DiscoveryState, connected: usize) -> String {
         let mut out = String::new();
+        header(
+            &mut out,
+            "dnslb_build_info",
+            "gauge",
+            "Always 1; the labels say which build of xds-shim runs.",
+        );
+        let _ = writeln!(
+            out,
+            "dnslb_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            escape(env!("CARGO_PKG_VERSION")),
+            escape(crate::COMMIT)
+        );
         let lock = |m: &Mutex<BTreeMap<&'static str, u64>>| {
             m.lock().unwrap_or_else(|e| e.into_inner()).clone()
         };
@@ -258,6 +270,11 @@ mod tests {
             "dnslb_xds_nacks_total 1",
             "dnslb_snapshots_total 1",
             "# TYPE dnslb_xds_push_latency_seconds histogram",
+            &format!(
+                "dnslb_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION"),
+                crate::COMMIT
+            ),
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -47,6 +47,30 @@ fn bad_value_from_environment_exits_2() {
     assert_rejected(&output, &["--interval", "0s"]);
 }
 
+/// `-V` names the version and the commit it was built from.
+#[test]
+fn version_names_the_commit() {
+    let output = run(&["-V"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with(&format!("xds-shim {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    let commit = stdout
+        .trim()
+        .trim_end_matches(')')
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn missing_upstream_exits_2() {
     let output = run(&[], &[]);
