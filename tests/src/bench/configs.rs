@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, path::Path};
 
 use crate::{
-    error::{HarnessError, Result},
+    error::Result,
     stack::{demo_bootstrap, shim_bootstrap, EnvoyPorts},
 };
 
@@ -207,48 +207,6 @@ pub fn legacy_bootstrap(ports: EnvoyPorts, wasm: &Path, filter_config: &str) -> 
     demo_bootstrap(ports, wasm, filter_config)
 }
 
-/// `envoy/demo.yaml` with these ports, wasm and filter configuration; with
-/// `absolute_form: false` the optional absolute-form network filter is left
-/// out (the HTTP filter then gets the VM configuration inline).
-pub fn dnslb_bootstrap(
-    ports: EnvoyPorts,
-    wasm: &Path,
-    filter_config: &str,
-    absolute_form: bool,
-) -> Result<String> {
-    let text = demo_bootstrap(ports, wasm, filter_config)?;
-    if absolute_form {
-        return Ok(text);
-    }
-    let start_marker = "            - name: dnslb_absolute_form\n";
-    let end_marker = "            - name: envoy.filters.network.http_connection_manager\n";
-    let alias = "vm_config: *dnslb_vm";
-    let (Some(start), Some(end)) = (text.find(start_marker), text.find(end_marker)) else {
-        return Err(demo_changed("the absolute-form filter block"));
-    };
-    if end < start || text.matches(alias).count() != 1 {
-        return Err(demo_changed(
-            "`vm_config: *dnslb_vm` once after the network filter",
-        ));
-    }
-    let inline = format!(
-        "vm_config: {{ vm_id: dnslb, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: {} }} }} }}",
-        wasm.display()
-    );
-    let mut out = String::with_capacity(text.len());
-    out.push_str(&text[..start]);
-    out.push_str(&text[end..]);
-    Ok(out.replace(alias, &inline))
-}
-
-fn demo_changed(what: &str) -> HarnessError {
-    HarnessError::Process {
-        name: "envoy/demo.yaml".into(),
-        reason: format!("the benchmark expects {what}; the demo bootstrap changed"),
-        log_tail: String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,21 +291,5 @@ mod tests {
     fn direct_response_is_valid_yaml() {
         let doc = yaml(&direct_response_bootstrap(1, 2));
         assert_eq!(doc["admin"]["address"]["socket_address"]["port_value"], 1);
-    }
-
-    #[test]
-    fn dnslb_without_absolute_form_drops_the_network_filter() {
-        let ports = EnvoyPorts {
-            admin: 1,
-            listener: 2,
-            xds: 3,
-        };
-        let wasm = Path::new("/x/dnslb_filter.wasm");
-        let with = dnslb_bootstrap(ports, wasm, "{}", true).unwrap();
-        assert!(with.contains("root_id: dnslb_absolute_form"));
-        let without = dnslb_bootstrap(ports, wasm, "{}", false).unwrap();
-        assert!(!without.contains("dnslb_absolute_form"));
-        assert!(!without.contains("*dnslb_vm"));
-        assert!(without.contains("filename: /x/dnslb_filter.wasm"));
     }
 }

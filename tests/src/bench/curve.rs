@@ -166,11 +166,7 @@ fn run_point(
     let dnslb_host = format!("dns+{target}:{port}");
     let t = Instant::now();
     let ports = fixture::ports(shim.xds)?;
-    let dnslb = fixture::start_envoy(
-        &configs::dnslb_bootstrap(ports, &wasm, "{}", true)?,
-        ports,
-        1,
-    )?;
+    let dnslb = fixture::start_envoy(&configs::legacy_bootstrap(ports, &wasm, "{}")?, ports, 1)?;
     fixture::wait_host_count(&dnslb, &format!("dns+{target}:{port}"), point.members)?;
     fixture::wait_serving(&dnslb, &dnslb_host, true)?;
     let dnslb_startup = t.elapsed();
