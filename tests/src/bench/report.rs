@@ -3,9 +3,9 @@
 use std::{fmt::Write as _, fs, path::Path};
 
 mod cost;
+mod curve;
 
 use super::{
-    curve::CurveReport,
     dead::{self, DeadOutcome, DeadReport},
     io_error,
     machine::first_line_of,
@@ -92,7 +92,7 @@ pub fn render(r: &Results) -> (String, Vec<(String, String)>) {
         }
     }
     match &r.curve {
-        Ok(c) => curve_section(&mut md, &mut charts, c),
+        Ok(c) => curve::section(&mut md, &mut charts, c),
         Err(e) => {
             let _ = writeln!(md, "## 3. Cost curve\n\nNot measured: {e}\n");
         }
@@ -384,111 +384,6 @@ fn dead_section(md: &mut String, dead: &std::result::Result<DeadReport, String>)
          look again at once, and with retries those requests still succeed.\n\n\
          Shim flags of this scenario: `xds-shim {}`.\n",
         d.shim_args.join(" ")
-    );
-}
-
-fn curve_section(md: &mut String, charts: &mut Vec<(String, String)>, c: &CurveReport) {
-    let _ = writeln!(
-        md,
-        "## 3. Cost curve\n\n\
-         At each point: a fresh xds-shim and a dnslb Envoy (demo bootstrap, `{{}}`) next to \
-         a native Envoy whose STRICT_DNS clusters resolve the same names; all members are \
-         distinct loopback addresses (`127.1.x.y`) served by **one** fake-backend process \
-         listening on all of them (`--listen` repeated). wrk sends to the first upstream \
-         only; the other upstreams exist to load the shim, Envoy and the filter's member \
-         tables. After a 1 s warm-up each, {} interleaved round(s) of `{} threads, {} \
-         connections, {} s`. Memory: Envoy's RSS (includes V8 and the wasm linear memory, \
-         which Envoy's `/memory` allocator figure does not) and `/memory` `allocated`; shim \
-         CPU is its CPU time over the point's life (≈ {} s, mostly idle re-resolution every 5 s).\n",
-        c.rounds,
-        c.load.threads,
-        c.load.connections,
-        c.load.duration.as_secs(),
-        c.load.duration.as_secs() * 2 * c.rounds as u64 + 15
-    );
-    let _ = writeln!(
-        md,
-        "| upstreams × members | dnslb req/s | native req/s | ratio | dnslb p99 | native p99 | dnslb RSS / allocated | native RSS / allocated | ready after (dnslb / native) | shim RSS | shim CPU | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
-    );
-    let mib = |b: Option<u64>| {
-        b.map_or("n/a".into(), |b| {
-            format!("{:.1} MiB", b as f64 / 1024.0 / 1024.0)
-        })
-    };
-    let mut bars = Vec::new();
-    for p in &c.results {
-        let n = p.native.as_ref();
-        let native_rps = n.map_or(f64::NAN, |s| s.rps_median());
-        let _ = writeln!(
-            md,
-            "| {} × {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {:.1} s / {} | {} | {} | {}{} |",
-            p.point.upstreams,
-            p.point.members,
-            fmt_rps(p.dnslb.rps_median()),
-            fmt_rps(native_rps),
-            if native_rps.is_finite() { format!("{:.2}", p.dnslb.rps_median() / native_rps) } else { "—".into() },
-            fmt_ms(p.dnslb.p99_median()),
-            fmt_ms(n.map_or(f64::NAN, |s| s.p99_median())),
-            fmt_mib(p.dnslb.rss_kib),
-            mib(p.dnslb.allocated),
-            fmt_mib(n.and_then(|s| s.rss_kib)),
-            mib(n.and_then(|s| s.allocated)),
-            p.dnslb.startup.as_secs_f64(),
-            n.map_or("n/a".into(), |s| format!("{:.1} s", s.startup.as_secs_f64())),
-            fmt_mib(p.shim_rss_kib),
-            p.shim_cpu_percent.map_or("n/a".into(), |c| format!("{c:.1} %")),
-            p.note,
-            if p.dnslb.errors + n.map_or(0, |s| s.errors) > 0 {
-                format!(" errors: dnslb {}, native {}", p.dnslb.errors, n.map_or(0, |s| s.errors))
-            } else {
-                String::new()
-            }
-        );
-        let label = format!("{} × {}", p.point.upstreams, p.point.members);
-        bars.push(Bar {
-            label: format!("{label} dnslb"),
-            value: p.dnslb.rps_median(),
-            range: Some((min(&p.dnslb.rps), max(&p.dnslb.rps))),
-            color: svg::DNSLB,
-        });
-        if let Some(n) = n {
-            bars.push(Bar {
-                label: format!("{label} native"),
-                value: n.rps_median(),
-                range: Some((min(&n.rps), max(&n.rps))),
-                color: svg::NATIVE,
-            });
-        }
-    }
-    if !c.skipped.is_empty() {
-        let names: Vec<String> = c
-            .skipped
-            .iter()
-            .map(|p| format!("{} × {}", p.upstreams, p.members))
-            .collect();
-        let _ = writeln!(
-            md,
-            "\nNot run (the 10-minute budget was spent): {}.",
-            names.join(", ")
-        );
-    }
-    charts.push((
-        "curve-rps.svg".into(),
-        svg::bar_chart(
-            "Requests/s by upstreams × members",
-            "requests per second",
-            &bars,
-            fmt_rps,
-        ),
-    ));
-    let _ = writeln!(md, "\n![cost curve](benchmarks/curve-rps.svg)\n");
-    let _ = writeln!(
-        md,
-        "With many members both proxies spread the load over many upstream connections \
-         (one pool per host), so part of the drop at 300 and 3000 members is connection \
-         churn that native and dnslb share; the ratio column is the filter's own share. \
-         The shim's CPU and memory above are read from `/proc` while it serves the point; \
-         its own scale figures are in the last section.\n"
     );
 }
 
