@@ -244,7 +244,8 @@ fn results_table(md: &mut String, cost: &CostReport) {
          Envoy's `upstream_rq_retry` of the variant's cluster after the runs; \"requests in \
          the filter\" is the dnslb filter's own counter (`{FILTER_REQUESTS}`, read from \
          Envoy's admin `/stats` after the runs) next to the requests wrk sent (warm-up \
-         included): requests that entered the wasm VM. Envoy RSS is the process's resident \
+         included): requests that entered the wasm VM, a few more than wrk sent where the \
+         harness's readiness and stickiness probes entered it too. Envoy RSS is the process's resident \
          memory after the runs (with a filter, it includes the V8 VMs).\n"
     );
 }
@@ -318,11 +319,11 @@ fn entered(cost: &CostReport, key: &str) -> String {
     match find(cost, key) {
         Some(v) => match v.filter_requests {
             Some(n) => format!(
-                "in this run the filter of the {} Envoy counted {n} requests of the {} wrk sent it",
+                "in this run the filter of the *{}* Envoy counted {n} requests; wrk sent it {}",
                 v.spec.label, v.sent
             ),
             None => format!(
-                "the filter's counter of the {} Envoy could not be read in this run",
+                "the filter's counter of the *{}* Envoy could not be read in this run",
                 v.spec.label
             ),
         },
@@ -587,7 +588,7 @@ pub(super) mod tests {
             "{md}"
         );
         assert!(
-            md.contains("the filter's counter of the dnslb-rr Envoy could not be read"),
+            md.contains("the filter's counter of the *dnslb-rr* Envoy could not be read"),
             "{md}"
         );
         assert!(
@@ -595,7 +596,9 @@ pub(super) mod tests {
             "{md}"
         );
         assert!(
-            md.contains("the filter of the legacy-rr Envoy counted 1000 requests of the 1000"),
+            md.contains(
+                "the filter of the *legacy-rr* Envoy counted 1000 requests; wrk sent it 1000"
+            ),
             "{md}"
         );
         assert!(md.contains("Retries: no variant retried"), "{md}");
