@@ -1,11 +1,12 @@
 //! Envoy bootstraps of the benchmark variants: the native twins written here,
-//! the dnslb ones derived from `envoy/demo.yaml` (what users run).
+//! the dnslb ones printed by `xds-shim envoy-bootstrap` (the recommended path)
+//! and the legacy ones taken from `envoy/filter-routing.yaml` (filter routing).
 
 use std::{net::SocketAddr, path::Path};
 
 use crate::{
-    error::{HarnessError, Result},
-    stack::{filter_routing_bootstrap, EnvoyPorts},
+    error::Result,
+    stack::{filter_routing_bootstrap, shim_bootstrap, EnvoyPorts},
 };
 
 /// Native Envoy load balancing of a STRICT_DNS cluster.
@@ -18,13 +19,49 @@ pub enum NativePolicy {
     Hash,
 }
 
+impl NativePolicy {
+    /// What [`native_bootstrap`] configures for it, for the report.
+    pub fn describe(self) -> String {
+        match self {
+            Self::RoundRobin => "STRICT_DNS cluster, `ROUND_ROBIN`".into(),
+            Self::Cookie => format!(
+                "STRICT_DNS cluster, `ROUND_ROBIN`, `envoy.filters.http.stateful_session` \
+                 (cookie `{NATIVE_COOKIE}`)"
+            ),
+            Self::Hash => {
+                "STRICT_DNS cluster, `MAGLEV`, route `hash_policy` on header `x-user`".into()
+            }
+        }
+    }
+}
+
 /// Cookie of the native stateful_session variant.
 pub const NATIVE_COOKIE: &str = "global-session-cookie";
 
-/// Retries the dnslb filter sets on GET requests (`x-envoy-retry-on`, 2
-/// retries); the native twins get the same route retry policy so both do the
-/// same work per request.
-const RETRY_POLICY: &str = "retry_policy: { retry_on: \"connect-failure,refused-stream,reset-before-request,reset,5xx\", num_retries: 2 }";
+/// The retry policy of the dnslb route for idempotent methods, as
+/// `xds-shim envoy-bootstrap` prints it with the default `retries: 2`
+/// (`xds-shim/src/bootstrap.rs` `retry_policy`): the native twins' route gets
+/// the same, so both do the same work per request.
+pub const RETRY_POLICY: &str = r#"retry_policy:
+  retry_on: "connect-failure,refused-stream,reset-before-request,reset,5xx"
+  num_retries: 2
+  retry_host_predicate:
+    - name: envoy.retry_host_predicates.previous_hosts
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate
+  host_selection_retry_max_attempts: 5
+  retry_priority:
+    name: envoy.retry_priorities.previous_priorities
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig
+      update_frequency: 2
+"#;
+
+/// `text` with every line indented by `spaces`.
+fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
 
 /// One STRICT_DNS cluster: name, DNS name, port.
 #[derive(Debug, Clone)]
@@ -101,11 +138,11 @@ pub fn native_bootstrap(
     format!(
         r#"{head}                          route:
                             cluster: {first}
-                            {RETRY_POLICY}
-{hash_policy}                http_filters:
+{retry}{hash_policy}                http_filters:
 {session}{ROUTER}  clusters:
 {cluster_yaml}"#,
         head = listener_head("native", admin, listener),
+        retry = indent(RETRY_POLICY, 28),
     )
 }
 
@@ -152,54 +189,34 @@ pub fn direct_response_bootstrap(admin: u16, listener: u16) -> String {
     )
 }
 
-/// `envoy/demo.yaml` with these ports, wasm and filter configuration; with
-/// `absolute_form: false` the optional absolute-form network filter is left
-/// out (the HTTP filter then gets the VM configuration inline).
-pub fn dnslb_bootstrap(
+/// The recommended path: what `xds-shim envoy-bootstrap` prints for these
+/// ports, filter configuration and, when given, the wasm filter; without the
+/// absolute-form network filter (no variant sends absolute-form requests).
+pub fn recommended_bootstrap(
     ports: EnvoyPorts,
-    wasm: &Path,
+    wasm: Option<&Path>,
     filter_config: &str,
-    absolute_form: bool,
 ) -> Result<String> {
-    let text = filter_routing_bootstrap(ports, wasm, filter_config)?;
-    if absolute_form {
-        return Ok(text);
-    }
-    let start_marker = "            - name: dnslb_absolute_form\n";
-    let end_marker = "            - name: envoy.filters.network.http_connection_manager\n";
-    let alias = "vm_config: *dnslb_vm";
-    let (Some(start), Some(end)) = (text.find(start_marker), text.find(end_marker)) else {
-        return Err(demo_changed("the absolute-form filter block"));
-    };
-    if end < start || text.matches(alias).count() != 1 {
-        return Err(demo_changed(
-            "`vm_config: *dnslb_vm` once after the network filter",
-        ));
-    }
-    let inline = format!(
-        "vm_config: {{ vm_id: dnslb, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: {} }} }} }}",
-        wasm.display()
-    );
-    let mut out = String::with_capacity(text.len());
-    out.push_str(&text[..start]);
-    out.push_str(&text[end..]);
-    Ok(out.replace(alias, &inline))
+    shim_bootstrap(ports, wasm, filter_config, false)
 }
 
-fn demo_changed(what: &str) -> HarnessError {
-    HarnessError::Process {
-        name: "envoy/demo.yaml".into(),
-        reason: format!("the benchmark expects {what}; the demo bootstrap changed"),
-        log_tail: String::new(),
-    }
+/// The filter-routing path, where the filter routes and picks:
+/// `envoy/filter-routing.yaml` (the snippets' bootstrap, absolute-form network filter
+/// included) with these ports, wasm and filter configuration.
+pub fn legacy_bootstrap(ports: EnvoyPorts, wasm: &Path, filter_config: &str) -> Result<String> {
+    filter_routing_bootstrap(ports, wasm, filter_config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn native_bootstrap_names_resolver_and_policy() {
+    fn yaml(text: &str) -> serde_json::Value {
+        let value: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        serde_json::to_value(value).unwrap()
+    }
+
+    fn bootstraps() -> [String; 3] {
         let dns: SocketAddr = "127.0.0.1:5353".parse().unwrap();
         let clusters = [DnsCluster {
             name: "backend".into(),
@@ -211,29 +228,68 @@ mod tests {
             listener: 2,
             xds: 0,
         };
-        let rr = native_bootstrap(ports, dns, &clusters, NativePolicy::RoundRobin);
-        assert!(rr.contains("port_value: 5353"));
-        assert!(rr.contains("cluster: backend"));
-        assert!(!rr.contains("stateful_session"));
-        let cookie = native_bootstrap(ports, dns, &clusters, NativePolicy::Cookie);
-        assert!(cookie.contains("stateful_session"));
-        let hash = native_bootstrap(ports, dns, &clusters, NativePolicy::Hash);
-        assert!(hash.contains("MAGLEV") && hash.contains("header_name: x-user"));
+        [
+            NativePolicy::RoundRobin,
+            NativePolicy::Cookie,
+            NativePolicy::Hash,
+        ]
+        .map(|p| native_bootstrap(ports, dns, &clusters, p))
     }
 
     #[test]
-    fn dnslb_without_absolute_form_drops_the_network_filter() {
-        let ports = EnvoyPorts {
-            admin: 1,
-            listener: 2,
-            xds: 3,
-        };
-        let wasm = Path::new("/x/dnslb_filter.wasm");
-        let with = dnslb_bootstrap(ports, wasm, "{}", true).unwrap();
-        assert!(with.contains("root_id: dnslb_absolute_form"));
-        let without = dnslb_bootstrap(ports, wasm, "{}", false).unwrap();
-        assert!(!without.contains("dnslb_absolute_form"));
-        assert!(!without.contains("*dnslb_vm"));
-        assert!(without.contains("filename: /x/dnslb_filter.wasm"));
+    fn native_bootstrap_names_resolver_and_policy() {
+        let [rr, cookie, hash] = bootstraps();
+        assert!(rr.contains("port_value: 5353"));
+        assert!(rr.contains("cluster: backend"));
+        assert!(!rr.contains("stateful_session"));
+        assert!(cookie.contains("stateful_session"));
+        assert!(hash.contains("MAGLEV") && hash.contains("header_name: x-user"));
+    }
+
+    /// The twins' route retries as the dnslb route of `xds-shim envoy-bootstrap` does
+    /// (`xds-shim/src/bootstrap.rs` `retry_policy` with 2 retries, idempotent methods).
+    #[test]
+    fn native_routes_carry_the_dnslb_retry_policy() {
+        let want = serde_json::json!({
+            "retry_on": "connect-failure,refused-stream,reset-before-request,reset,5xx",
+            "num_retries": 2,
+            "retry_host_predicate": [{
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+                },
+            }],
+            "host_selection_retry_max_attempts": 5,
+            "retry_priority": {
+                "name": "envoy.retry_priorities.previous_priorities",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+                    "update_frequency": 2,
+                },
+            },
+        });
+        for (text, hash) in bootstraps().iter().zip([false, false, true]) {
+            let doc = yaml(text);
+            let hcm = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"];
+            let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+            assert_eq!(route["cluster"], "backend", "{text}");
+            assert_eq!(route["retry_policy"], want, "{text}");
+            assert_eq!(route["hash_policy"].is_array(), hash, "{text}");
+            assert_eq!(
+                hcm["http_filters"].as_array().map(Vec::len),
+                Some(if text.contains("stateful_session") {
+                    2
+                } else {
+                    1
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn direct_response_is_valid_yaml() {
+        let doc = yaml(&direct_response_bootstrap(1, 2));
+        assert_eq!(doc["admin"]["address"]["socket_address"]["port_value"], 1);
     }
 }

@@ -15,6 +15,10 @@ use super::{
 };
 use crate::{dns::DnsServer, error::Result, process::TempDir, stack::Shim};
 
+/// The filter configuration of the dnslb side: round robin, the filter off on
+/// the route.
+pub const DNSLB_CONFIG: &str = "{}";
+
 /// One point of the curve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Point {
@@ -53,11 +57,44 @@ pub struct PointResult {
     pub note: String,
 }
 
+/// Issue 11: with more members of one name, the dnslb/native throughput ratio
+/// stays within this of its 3-member ratio (no O(n) work per request).
+pub const MAX_RATIO_DROP: f64 = 0.05;
+
+impl PointResult {
+    /// dnslb's median throughput over native's, when both were measured.
+    pub fn ratio(&self) -> Option<f64> {
+        let ratio = self.dnslb.rps_median() / self.native.as_ref()?.rps_median();
+        ratio.is_finite().then_some(ratio)
+    }
+}
+
 pub struct CurveReport {
     pub load: Load,
     pub rounds: usize,
     pub results: Vec<PointResult>,
     pub skipped: Vec<Point>,
+}
+
+impl CurveReport {
+    /// Every measured one-upstream point above 3 members with its ratio, next
+    /// to the 3-member ratio it is held to.
+    pub fn member_goals(&self) -> Vec<(Point, f64, f64)> {
+        let ratio_at = |members| {
+            self.results
+                .iter()
+                .find(|r| r.point.upstreams == 1 && r.point.members == members)
+                .and_then(PointResult::ratio)
+        };
+        let Some(base) = ratio_at(3) else {
+            return Vec::new();
+        };
+        self.results
+            .iter()
+            .filter(|r| r.point.upstreams == 1 && r.point.members > 3)
+            .filter_map(|r| Some((r.point, r.ratio()?, base)))
+            .collect()
+    }
 }
 
 fn upstream_name(point: Point, i: usize) -> String {
@@ -166,13 +203,15 @@ fn run_point(
     let dnslb_host = format!("dns+{target}:{port}");
     let t = Instant::now();
     let ports = fixture::ports(shim.xds)?;
+    // The recommended bootstrap with `{}`: the filter is in the chain but off on the
+    // route, so Envoy alone picks (no filter pick to wait for).
     let dnslb = fixture::start_envoy(
-        &configs::dnslb_bootstrap(ports, &wasm, "{}", true)?,
+        &configs::recommended_bootstrap(ports, Some(&wasm), DNSLB_CONFIG)?,
         ports,
         1,
     )?;
-    fixture::wait_host_count(&dnslb, &format!("dns+{target}:{port}"), point.members)?;
-    fixture::wait_serving(&dnslb, &dnslb_host, true)?;
+    fixture::wait_host_count(&dnslb, &dnslb_host, point.members)?;
+    fixture::wait_serving(&dnslb, &dnslb_host, false)?;
     let dnslb_startup = t.elapsed();
 
     let t = Instant::now();
@@ -254,4 +293,62 @@ pub fn backend_addrs(ips: &[Ipv4Addr], port: u16) -> Vec<SocketAddr> {
     ips.iter()
         .map(|ip| SocketAddr::new((*ip).into(), port))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(upstreams: usize, members: usize, dnslb: f64, native: Option<f64>) -> PointResult {
+        let side = |rps| Side {
+            rps: vec![rps],
+            ..Side::default()
+        };
+        PointResult {
+            point: Point { upstreams, members },
+            dnslb: side(dnslb),
+            native: native.map(side),
+            shim_rss_kib: None,
+            shim_cpu_percent: None,
+            note: String::new(),
+        }
+    }
+
+    fn report(results: Vec<PointResult>) -> CurveReport {
+        CurveReport {
+            load: Load {
+                threads: 1,
+                connections: 8,
+                duration: Duration::from_secs(1),
+            },
+            rounds: 1,
+            results,
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn member_goals_hold_one_upstream_points_to_the_three_member_ratio() {
+        let c = report(vec![
+            result(1, 3, 90.0, Some(100.0)),
+            result(1, 300, 80.0, Some(100.0)),
+            result(1, 3000, 50.0, None),
+            result(100, 3, 10.0, Some(100.0)),
+        ]);
+        let goals = c.member_goals();
+        assert_eq!(goals.len(), 1);
+        let (point, ratio, base) = goals[0];
+        assert_eq!(
+            point,
+            Point {
+                upstreams: 1,
+                members: 300
+            }
+        );
+        assert!((ratio - 0.8).abs() < 1e-9 && (base - 0.9).abs() < 1e-9);
+        assert!(report(vec![result(1, 300, 1.0, Some(1.0))])
+            .member_goals()
+            .is_empty());
+        assert_eq!(result(1, 3, 1.0, Some(0.0)).ratio(), None);
+    }
 }

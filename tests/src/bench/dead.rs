@@ -169,7 +169,7 @@ fn start_side(system: System, shim: Option<&Shim>, base: &Base, port: u16) -> Re
             } else {
                 "{}"
             };
-            let yaml = configs::dnslb_bootstrap(ports, &fixture::wasm()?, config, true)?;
+            let yaml = configs::legacy_bootstrap(ports, &fixture::wasm()?, config)?;
             (yaml, ports, format!("dns+{NAME}:{port}"))
         }
         (_, None) => return Err(fixture::fail("dead member", "a dnslb side needs a shim")),

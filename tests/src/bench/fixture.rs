@@ -140,6 +140,33 @@ pub fn wait_serving(proxy: &Proxy, host: &str, dnslb: bool) -> Result<()> {
     })
 }
 
+/// Waits until the dnslb filter's status path lists `cluster`: the filter's
+/// own membership stream has delivered it (needed for its cookie picks).
+pub fn wait_filter_knows(proxy: &Proxy, cluster: &str) -> Result<()> {
+    wait_until(
+        &format!("the filter to know {cluster}"),
+        STARTUP,
+        POLL,
+        || {
+            proxy.envoy.process().ensure_running()?;
+            let Ok(response) = http_get(proxy.listener, "/dnslb/status", &[]) else {
+                return Ok(false);
+            };
+            Ok(response.status == 200 && response.body.contains(cluster))
+        },
+    )
+}
+
+/// The value of the Envoy counter `name`; `None` when Envoy has no such stat.
+pub fn envoy_counter(proxy: &Proxy, name: &str) -> Option<u64> {
+    proxy
+        .envoy
+        .stat(name)
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Waits until Envoy's `cluster` has `n` hosts.
 pub fn wait_host_count(proxy: &Proxy, cluster: &str, n: usize) -> Result<()> {
     wait_until(

@@ -125,7 +125,8 @@ impl Options {
 
 /// What every phase shares: the DNS server, three backends on
 /// `127.0.0.2-4:port`, the curve's backend process and one xds-shim for
-/// `backend.test` and the propagation name.
+/// `backend.test`, [`cost::HASH_NAME`] (the same three addresses, served with
+/// `lb_policy: maglev` from a `--config` file) and the propagation name.
 pub struct Base {
     pub shim: Shim,
     _backends: Vec<ChildGuard>,
@@ -154,6 +155,7 @@ impl Base {
         let port = fixture::port()?;
         let curve_port = fixture::port()?;
         dns.set_a("backend.test", &BACKENDS);
+        dns.set_a(cost::HASH_NAME, &BACKENDS);
         dns.set_a(propagation::NAME, &BACKENDS[..2]);
         let backends = BACKENDS
             .iter()
@@ -171,12 +173,16 @@ impl Base {
             format!("dns+backend.test:{port}"),
             format!("dns+{}:{port}", propagation::NAME),
         ];
+        let config = dir.path().join("shim.yaml");
+        fs::write(&config, cost::shim_config(port))
+            .map_err(io_error(format!("write {}", config.display())))?;
+        let config = config.display().to_string();
         let shim = Shim::start(
             &upstreams,
             dns.addr(),
             Duration::from_secs(5),
             dir.path(),
-            &[],
+            &["--config", &config],
         )?;
         Ok(Self {
             shim,

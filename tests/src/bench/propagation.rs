@@ -172,11 +172,7 @@ pub fn run(base: &Base, ips: [Ipv4Addr; 3], reps: usize) -> Result<PropagationRe
     base.dns.set_a(NAME, &ips[..2]);
     let wasm = fixture::wasm()?;
     let ports = fixture::ports(base.shim.xds)?;
-    let dnslb = fixture::start_envoy(
-        &configs::dnslb_bootstrap(ports, &wasm, "{}", true)?,
-        ports,
-        1,
-    )?;
+    let dnslb = fixture::start_envoy(&configs::legacy_bootstrap(ports, &wasm, "{}")?, ports, 1)?;
     let ports = fixture::ports(0)?;
     let clusters = [DnsCluster {
         name: "prop".into(),

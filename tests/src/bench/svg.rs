@@ -12,6 +12,8 @@ pub struct Bar {
 
 pub const DNSLB: &str = "#2b6cb0";
 pub const NATIVE: &str = "#718096";
+/// The legacy dnslb path (filter routing): a lighter shade of [`DNSLB`].
+pub const LEGACY: &str = "#90cdf4";
 pub const CEILING: &str = "#38a169";
 
 fn escape(text: &str) -> String {
