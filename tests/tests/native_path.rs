@@ -215,9 +215,17 @@ fn srv_levels_fail_over_natively() {
         .envoy
         .wait_cluster_hosts(&cluster, &[dead, backup], Duration::from_secs(30))
         .unwrap();
-    // The only level-0 member refuses: every request is served by level 1.
+    // The only level-0 member refuses: every request is served by level 1, although the
+    // client asks Envoy for no retries (its x-envoy-* retry headers are not trusted).
     for i in 0..10 {
-        let report = stack.get_backend(&cluster, &format!("/srv/{i}")).unwrap();
+        let headers = [
+            ("Host", cluster.as_str()),
+            ("x-envoy-max-retries", "0"),
+            ("x-envoy-retry-on", "retriable-status-codes"),
+        ];
+        let response = http_get(stack.listener, &format!("/srv/{i}"), &headers).unwrap();
+        assert_eq!(response.status, 200, "request {i}: {}", response.body);
+        let report: BackendReport = response.json().unwrap();
         assert_eq!(report.backend, backup.to_string());
         assert_eq!(report.host, srv, "the backend sees the SRV name");
     }
