@@ -14,6 +14,7 @@ use crate::duration::{parse_duration, DurationError};
 use crate::logging::LogFormat;
 use crate::resolve::Settings;
 use crate::upstream::Upstream;
+use crate::xds_tls::XdsTls;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,7 +65,7 @@ pub struct Cli {
     )]
     pub interval: Duration,
 
-    /// Address for the ADS gRPC server (plaintext HTTP/2).
+    /// Address for the ADS gRPC server (plaintext HTTP/2 unless --xds-tls-cert is given).
     #[arg(
         global = true,
         long,
@@ -73,6 +74,25 @@ pub struct Cli {
         default_value = "127.0.0.1:18000"
     )]
     pub xds_listen: SocketAddr,
+
+    /// Serve the xDS port (ADS, CDS, EDS, Refresh) over TLS with this certificate chain
+    /// (PEM). Needs --xds-tls-key.
+    #[arg(global = true, long, value_name = "FILE", env = "DNSLB_XDS_TLS_CERT")]
+    pub xds_tls_cert: Option<String>,
+
+    /// The private key (PEM) of --xds-tls-cert.
+    #[arg(global = true, long, value_name = "FILE", env = "DNSLB_XDS_TLS_KEY")]
+    pub xds_tls_key: Option<String>,
+
+    /// Also require xDS clients to present a certificate signed by this CA (PEM): mutual
+    /// TLS. Needs --xds-tls-cert and --xds-tls-key.
+    #[arg(
+        global = true,
+        long,
+        value_name = "FILE",
+        env = "DNSLB_XDS_TLS_CLIENT_CA"
+    )]
+    pub xds_tls_client_ca: Option<String>,
 
     /// Address for the admin HTTP server (/healthz, /status.json).
     #[arg(
@@ -218,6 +238,30 @@ impl Cli {
             duration(v).map(Some)
         })?;
         let xds_listen = from_file(pick("xds_listen"), self.xds_listen, &file.xds_listen, addr)?;
+        let path = |v: &str| Ok(Some(v.to_string()));
+        let xds_tls_cert = from_file(
+            pick("xds_tls_cert"),
+            self.xds_tls_cert.clone(),
+            &file.xds_tls_cert,
+            path,
+        )?;
+        let xds_tls_key = from_file(
+            pick("xds_tls_key"),
+            self.xds_tls_key.clone(),
+            &file.xds_tls_key,
+            path,
+        )?;
+        let xds_tls_client_ca = from_file(
+            pick("xds_tls_client_ca"),
+            self.xds_tls_client_ca.clone(),
+            &file.xds_tls_client_ca,
+            path,
+        )?;
+        let xds_tls = XdsTls::load(
+            xds_tls_cert.as_deref(),
+            xds_tls_key.as_deref(),
+            xds_tls_client_ca.as_deref(),
+        )?;
         let admin_listen = from_file(
             pick("admin_listen"),
             self.admin_listen,
@@ -286,6 +330,7 @@ impl Cli {
             nameservers,
             interval,
             xds_listen,
+            xds_tls,
             admin_listen,
             policy: Policy {
                 drain,
@@ -524,6 +569,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ca_file") && err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn xds_tls_settings_merge_and_go_together() {
+        let cli = parse(&["--upstream", "dns+x:1"]).unwrap();
+        assert_eq!(cli.to_config().unwrap().xds_tls, None);
+        // The file's cert without a key is caught after merging; its paths are read.
+        let file = config_file::parse(
+            "xds_tls_cert: /nonexistent/xds.pem
+",
+        )
+        .unwrap();
+        let err = cli
+            .to_config_with(&file, |_| false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--xds-tls-cert needs --xds-tls-key"), "{err}");
+        let file = config_file::parse(
+            "xds_tls_key: /nonexistent/xds.key
+",
+        )
+        .unwrap();
+        let cli = parse(&[
+            "--upstream",
+            "dns+x:1",
+            "--xds-tls-cert",
+            "/nonexistent/c.pem",
+        ])
+        .unwrap();
+        let explicit = |id: &str| id == "xds_tls_cert";
+        let err = cli.to_config_with(&file, explicit).unwrap_err().to_string();
+        assert!(
+            err.contains("--xds-tls-cert") && err.contains("/nonexistent/c.pem"),
+            "{err}"
+        );
+        let cli = parse(&["--upstream", "dns+x:1", "--xds-tls-client-ca", "/ca.pem"]).unwrap();
+        let err = cli.to_config().unwrap_err().to_string();
+        assert!(err.contains("--xds-tls-client-ca needs"), "{err}");
     }
 
     #[test]
