@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::bootstrap::{ClientCert, XdsTlsClient};
 use crate::config::{Config, ConfigError};
 use crate::config_file::{self, FileConfig, FileError};
 use crate::discovery::Policy;
@@ -174,7 +175,7 @@ pub enum Command {
     /// Print the recommended Envoy bootstrap (YAML) for an Envoy next to this shim: Envoy
     /// routes, rewrites, balances and retries natively; the dnslb filter runs only where it
     /// adds something (cookie affinity, its status path).
-    EnvoyBootstrap(BootstrapArgs),
+    EnvoyBootstrap(Box<BootstrapArgs>),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -200,6 +201,41 @@ pub struct BootstrapArgs {
     /// (`GET http://dns+NAME:PORT/...`). Needs --wasm.
     #[arg(long)]
     pub absolute_form: bool,
+    /// Reach the shim over TLS (its --xds-tls-cert), verified against this CA (PEM, as
+    /// Envoy sees the path). The shim's certificate must carry the --xds IP as an IP SAN,
+    /// or the --xds-sni name as a DNS SAN.
+    #[arg(long, value_name = "FILE", value_parser = config_file::parse_ca_file)]
+    pub xds_ca: Option<String>,
+    /// Send NAME as SNI to the shim and require it as a DNS SAN of the shim's certificate,
+    /// instead of the --xds IP. Needs --xds-ca.
+    #[arg(long, value_name = "NAME", requires = "xds_ca", value_parser = parse_xds_sni)]
+    pub xds_sni: Option<String>,
+    /// Certificate (PEM) Envoy presents to a shim that requires one (--xds-tls-client-ca).
+    /// Needs --xds-ca and --xds-client-key.
+    #[arg(long, value_name = "FILE", requires_all = ["xds_ca", "xds_client_key"],
+          value_parser = parse_file)]
+    pub xds_client_cert: Option<String>,
+    /// The private key (PEM) of --xds-client-cert.
+    #[arg(long, value_name = "FILE", requires = "xds_client_cert", value_parser = parse_file)]
+    pub xds_client_key: Option<String>,
+}
+
+impl BootstrapArgs {
+    /// The TLS settings for the `dnslb_xds` cluster; clap has checked that they go together.
+    pub fn xds_tls(&self) -> Option<XdsTlsClient> {
+        let client_cert = match (&self.xds_client_cert, &self.xds_client_key) {
+            (Some(cert), Some(key)) => Some(ClientCert {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        self.xds_ca.as_ref().map(|ca| XdsTlsClient {
+            ca: ca.clone(),
+            sni: self.xds_sni.clone(),
+            client_cert,
+        })
+    }
 }
 
 impl Cli {
@@ -378,6 +414,22 @@ fn parse_nameserver(text: &str) -> Result<SocketAddr, NameserverError> {
         return Err(NameserverError);
     }
     Ok(addr)
+}
+
+/// The name the shim's certificate carries, normalized as upstream hosts are.
+fn parse_xds_sni(text: &str) -> Result<String, config_file::SniError> {
+    config_file::parse_sni(text)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("empty: name a file")]
+pub struct EmptyPath;
+
+fn parse_file(text: &str) -> Result<String, EmptyPath> {
+    if text.is_empty() {
+        return Err(EmptyPath);
+    }
+    Ok(text.to_string())
 }
 
 fn parse_interval(text: &str) -> Result<Duration, DurationError> {
@@ -607,6 +659,70 @@ mod tests {
         let cli = parse(&["--upstream", "dns+x:1", "--xds-tls-client-ca", "/ca.pem"]).unwrap();
         let err = cli.to_config().unwrap_err().to_string();
         assert!(err.contains("--xds-tls-client-ca needs"), "{err}");
+    }
+
+    fn bootstrap_args(args: &[&str]) -> Result<BootstrapArgs, clap::Error> {
+        let cli = parse(&[&["envoy-bootstrap"], args].concat())?;
+        match cli.command {
+            Some(Command::EnvoyBootstrap(args)) => Ok(*args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bootstrap_xds_tls_flags() {
+        assert_eq!(bootstrap_args(&[]).unwrap().xds_tls(), None);
+        let args = bootstrap_args(&["--xds-ca", "/ca.pem", "--xds-sni", "XDS.test."]).unwrap();
+        assert_eq!(
+            args.xds_tls(),
+            Some(XdsTlsClient {
+                ca: "/ca.pem".into(),
+                sni: Some("xds.test".into()),
+                client_cert: None
+            })
+        );
+        let args = bootstrap_args(&[
+            "--xds-ca",
+            "/ca.pem",
+            "--xds-client-cert",
+            "/e.pem",
+            "--xds-client-key",
+            "/e.key",
+        ])
+        .unwrap();
+        let client = args.xds_tls().unwrap().client_cert.unwrap();
+        assert_eq!(
+            (client.cert.as_str(), client.key.as_str()),
+            ("/e.pem", "/e.key")
+        );
+
+        for (args, needles) in [
+            (&["--xds-sni", "x.test"][..], &["--xds-ca"][..]),
+            (
+                &["--xds-client-cert", "/e.pem", "--xds-client-key", "/e.key"],
+                &["--xds-ca"],
+            ),
+            (
+                &["--xds-ca", "/ca.pem", "--xds-client-cert", "/e.pem"],
+                &["--xds-client-key"],
+            ),
+            (
+                &["--xds-ca", "/ca.pem", "--xds-client-key", "/e.key"],
+                &["--xds-client-cert"],
+            ),
+            (&["--xds-ca", ""], &["--xds-ca", "empty"]),
+            (
+                &["--xds-ca", "/ca.pem", "--xds-sni", "10.0.0.1"],
+                &["--xds-sni", "10.0.0.1"],
+            ),
+        ] {
+            let err = bootstrap_args(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let msg = err.to_string();
+            for needle in needles {
+                assert!(msg.contains(needle), "{args:?}: {msg}");
+            }
+        }
     }
 
     #[test]

@@ -418,7 +418,7 @@ pub enum SniError {
 }
 
 /// A host name, normalized as upstream hosts are (the certificate must name it too).
-fn parse_sni(name: &str) -> Result<String, SniError> {
+pub fn parse_sni(name: &str) -> Result<String, SniError> {
     if name.parse::<IpAddr>().is_ok() {
         return Err(SniError::Ip);
     }
