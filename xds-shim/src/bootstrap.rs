@@ -561,10 +561,11 @@ mod tests {
         assert!(yaml.contains("auto_host_rewrite: true"));
         assert!(yaml.contains("envoy.retry_host_predicates.previous_hosts"));
         assert!(yaml.contains("disabled: true"));
-        // Enabled on the status routes only (one per virtual host).
+        // Off per route everywhere but on the status routes: both upstream routes, the
+        // 400 and the 404 route.
         assert_eq!(
             yaml.matches("envoy.config.route.v3.FilterConfig").count(),
-            2
+            4
         );
         assert!(!yaml.contains("hash_policy"));
         assert!(
@@ -575,9 +576,10 @@ mod tests {
     #[test]
     fn cookie_mode_enables_the_filter_on_upstream_routes() {
         let yaml = render(&req(r#"{"affinity":{"mode":"cookie"}}"#, true).unwrap());
+        // Off only on the 400 and the 404 route.
         assert_eq!(
             yaml.matches("envoy.config.route.v3.FilterConfig").count(),
-            4
+            2
         );
         assert_eq!(
             req(r#"{"affinity":{"mode":"cookie"}}"#, false).unwrap_err(),
