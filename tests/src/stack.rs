@@ -120,6 +120,17 @@ pub fn shim_bootstrap(
     filter_config: &str,
     absolute_form: bool,
 ) -> Result<String> {
+    shim_bootstrap_with(ports, wasm, filter_config, absolute_form, &[])
+}
+
+/// [`shim_bootstrap`] with further `envoy-bootstrap` flags (`--xds-ca FILE`, ...).
+pub fn shim_bootstrap_with(
+    ports: EnvoyPorts,
+    wasm: Option<&Path>,
+    filter_config: &str,
+    absolute_form: bool,
+    extra: &[&str],
+) -> Result<String> {
     let at = |port: u16| SocketAddr::new(LOOPBACK, port).to_string();
     let mut cmd = Command::new(built(shim_binary())?);
     cmd.args(["envoy-bootstrap", "--listen", &at(ports.listener)])
@@ -131,6 +142,7 @@ pub fn shim_bootstrap(
     if absolute_form {
         cmd.arg("--absolute-form");
     }
+    cmd.args(extra);
     let output = cmd
         .output()
         .map_err(HarnessError::io("run xds-shim envoy-bootstrap"))?;

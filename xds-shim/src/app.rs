@@ -93,7 +93,13 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
         interval = ?config.interval,
         "serving"
     );
-    let mut ads_server = tokio::spawn(service::serve(xds_listener, ads, forced, shutdown.clone()));
+    let mut ads_server = tokio::spawn(service::serve(
+        xds_listener,
+        ads,
+        forced,
+        config.xds_tls.clone(),
+        shutdown.clone(),
+    ));
 
     let early_exit = tokio::select! {
         _ = shutdown.wait() => None,

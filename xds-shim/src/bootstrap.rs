@@ -11,6 +11,11 @@
 //! by default; it is enabled only on the routes where it adds what Envoy lacks: the sealed
 //! affinity cookie (cookie mode) and its status path. The route never changes with the
 //! upstreams, so it is static here rather than served over RDS.
+//!
+//! With `--xds-ca` Envoy reaches the shim over TLS (ALPN `h2`, which tonic's server
+//! offers) and checks its certificate against that CA and a name: the `--xds` IP as an IP
+//! SAN, or `--xds-sni NAME` as a DNS SAN (also sent as SNI). Envoy checks no name at all
+//! unless told to, and the chain alone would accept any certificate the CA ever signed.
 
 use std::net::SocketAddr;
 
@@ -50,6 +55,26 @@ pub struct Request {
     /// Adds the network filter that turns HTTP-proxy (absolute-form) requests into
     /// origin form before Envoy's HTTP codec.
     pub absolute_form: bool,
+    /// `None`: the `dnslb_xds` cluster speaks plaintext HTTP/2.
+    pub xds_tls: Option<XdsTlsClient>,
+}
+
+/// How Envoy reaches the shim over TLS; paths as Envoy sees them (not opened here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdsTlsClient {
+    /// Roots the shim's certificate is verified against.
+    pub ca: String,
+    /// Sent as SNI and required as a DNS SAN; `None`: the `--xds` IP is required as an IP
+    /// SAN.
+    pub sni: Option<String>,
+    /// Certificate chain and key Envoy presents, for a shim that requires one.
+    pub client_cert: Option<ClientCert>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +94,7 @@ pub fn request(
     wasm: Option<String>,
     filter_json: &str,
     absolute_form: bool,
+    xds_tls: Option<XdsTlsClient>,
 ) -> Result<Request, BootstrapError> {
     let filter = FilterConfig::from_bytes(Some(filter_json.as_bytes())).map_err(|e| {
         BootstrapError::FilterConfig {
@@ -92,6 +118,7 @@ pub fn request(
         filter_json: filter_json.to_string(),
         filter,
         absolute_form,
+        xds_tls,
     })
 }
 
@@ -146,7 +173,7 @@ fn bootstrap(request: &Request) -> Value {
                 "address": socket_address(request.listen),
                 "filter_chains": [{ "filters": network_filters }],
             }],
-            "clusters": [xds_cluster(request.xds)],
+            "clusters": [xds_cluster(request.xds, request.xds_tls.as_ref())],
         },
     })
 }
@@ -375,8 +402,8 @@ fn vm_config(wasm: &str) -> Value {
     })
 }
 
-fn xds_cluster(xds: SocketAddr) -> Value {
-    json!({
+fn xds_cluster(xds: SocketAddr, tls: Option<&XdsTlsClient>) -> Value {
+    let mut cluster = json!({
         "name": XDS_CLUSTER,
         "type": "STATIC",
         "connect_timeout": "1s",
@@ -390,7 +417,42 @@ fn xds_cluster(xds: SocketAddr) -> Value {
             "cluster_name": XDS_CLUSTER,
             "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(xds) } }] }],
         },
-    })
+    });
+    if let Some(tls) = tls {
+        cluster["transport_socket"] = xds_transport_socket(xds, tls);
+    }
+    cluster
+}
+
+/// TLS to the shim: its certificate verified against the CA and a name, ALPN `h2` (gRPC
+/// servers may refuse a TLS connection that does not offer it), and Envoy's own
+/// certificate when given.
+fn xds_transport_socket(xds: SocketAddr, tls: &XdsTlsClient) -> Value {
+    let san = match &tls.sni {
+        Some(name) => json!({ "san_type": "DNS", "matcher": { "exact": name } }),
+        None => json!({ "san_type": "IP_ADDRESS", "matcher": { "exact": xds.ip().to_string() } }),
+    };
+    let mut common = json!({
+        "alpn_protocols": ["h2"],
+        "validation_context": {
+            "trusted_ca": { "filename": tls.ca },
+            "match_typed_subject_alt_names": [san],
+        },
+    });
+    if let Some(client) = &tls.client_cert {
+        common["tls_certificates"] = json!([{
+            "certificate_chain": { "filename": client.cert },
+            "private_key": { "filename": client.key },
+        }]);
+    }
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": common,
+    });
+    if let Some(name) = &tls.sni {
+        context["sni"] = json!(name);
+    }
+    json!({ "name": "envoy.transport_sockets.tls", "typed_config": context })
 }
 
 fn socket_address(addr: SocketAddr) -> Value {
@@ -409,7 +471,87 @@ mod tests {
             wasm.then(|| "/x/dnslb_filter.wasm".to_string()),
             json,
             false,
+            None,
         )
+    }
+
+    /// The `dnslb_xds` cluster of the bootstrap for `tls`, with xDS at `xds`.
+    fn xds_cluster_of(xds: &str, tls: Option<XdsTlsClient>) -> Value {
+        let mut request = req("{}", false).unwrap();
+        request.xds = xds.parse().unwrap();
+        request.xds_tls = tls;
+        let yaml = render(&request);
+        let value: Value = serde_yaml::from_str(&yaml).unwrap();
+        let cluster = &value["static_resources"]["clusters"][0];
+        assert_eq!(cluster["name"], XDS_CLUSTER);
+        cluster.clone()
+    }
+
+    #[test]
+    fn xds_is_plaintext_without_a_ca() {
+        let cluster = xds_cluster_of("127.0.0.1:18000", None);
+        assert!(cluster.get("transport_socket").is_none(), "{cluster}");
+    }
+
+    #[test]
+    fn xds_ca_verifies_the_shim_by_its_ip() {
+        let tls = XdsTlsClient {
+            ca: "/etc/dnslb/xds-ca.pem".into(),
+            sni: None,
+            client_cert: None,
+        };
+        let cluster = xds_cluster_of("10.0.0.7:18000", Some(tls));
+        let socket = &cluster["transport_socket"];
+        assert_eq!(socket["name"], "envoy.transport_sockets.tls");
+        let context = &socket["typed_config"];
+        assert_eq!(
+            context["@type"],
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+        );
+        assert!(context.get("sni").is_none(), "{context}");
+        let common = &context["common_tls_context"];
+        assert_eq!(common["alpn_protocols"], json!(["h2"]));
+        assert_eq!(
+            common["validation_context"],
+            json!({
+                "trusted_ca": { "filename": "/etc/dnslb/xds-ca.pem" },
+                "match_typed_subject_alt_names": [
+                    { "san_type": "IP_ADDRESS", "matcher": { "exact": "10.0.0.7" } },
+                ],
+            })
+        );
+        assert!(common.get("tls_certificates").is_none(), "{common}");
+        // Still HTTP/2 to the shim, now inside TLS.
+        assert!(cluster["typed_extension_protocol_options"]
+            .to_string()
+            .contains("http2_protocol_options"));
+    }
+
+    #[test]
+    fn xds_sni_and_client_certificate() {
+        let tls = XdsTlsClient {
+            ca: "/ca.pem".into(),
+            sni: Some("xds.dnslb.internal".into()),
+            client_cert: Some(ClientCert {
+                cert: "/envoy.pem".into(),
+                key: "/envoy.key".into(),
+            }),
+        };
+        let cluster = xds_cluster_of("[::1]:18000", Some(tls));
+        let context = &cluster["transport_socket"]["typed_config"];
+        assert_eq!(context["sni"], "xds.dnslb.internal");
+        let common = &context["common_tls_context"];
+        assert_eq!(
+            common["validation_context"]["match_typed_subject_alt_names"],
+            json!([{ "san_type": "DNS", "matcher": { "exact": "xds.dnslb.internal" } }])
+        );
+        assert_eq!(
+            common["tls_certificates"],
+            json!([{
+                "certificate_chain": { "filename": "/envoy.pem" },
+                "private_key": { "filename": "/envoy.key" },
+            }])
+        );
     }
 
     #[test]

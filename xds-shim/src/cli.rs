@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::bootstrap::{ClientCert, XdsTlsClient};
 use crate::config::{Config, ConfigError};
 use crate::config_file::{self, FileConfig, FileError};
 use crate::discovery::Policy;
@@ -14,6 +15,7 @@ use crate::duration::{parse_duration, DurationError};
 use crate::logging::LogFormat;
 use crate::resolve::Settings;
 use crate::upstream::Upstream;
+use crate::xds_tls::XdsTls;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,7 +66,7 @@ pub struct Cli {
     )]
     pub interval: Duration,
 
-    /// Address for the ADS gRPC server (plaintext HTTP/2).
+    /// Address for the ADS gRPC server (plaintext HTTP/2 unless --xds-tls-cert is given).
     #[arg(
         global = true,
         long,
@@ -73,6 +75,25 @@ pub struct Cli {
         default_value = "127.0.0.1:18000"
     )]
     pub xds_listen: SocketAddr,
+
+    /// Serve the xDS port (ADS, CDS, EDS, Refresh) over TLS with this certificate chain
+    /// (PEM). Needs --xds-tls-key.
+    #[arg(global = true, long, value_name = "FILE", env = "DNSLB_XDS_TLS_CERT")]
+    pub xds_tls_cert: Option<String>,
+
+    /// The private key (PEM) of --xds-tls-cert.
+    #[arg(global = true, long, value_name = "FILE", env = "DNSLB_XDS_TLS_KEY")]
+    pub xds_tls_key: Option<String>,
+
+    /// Also require xDS clients to present a certificate signed by this CA (PEM): mutual
+    /// TLS. Needs --xds-tls-cert and --xds-tls-key.
+    #[arg(
+        global = true,
+        long,
+        value_name = "FILE",
+        env = "DNSLB_XDS_TLS_CLIENT_CA"
+    )]
+    pub xds_tls_client_ca: Option<String>,
 
     /// Address for the admin HTTP server (/healthz, /status.json).
     #[arg(
@@ -154,7 +175,7 @@ pub enum Command {
     /// Print the recommended Envoy bootstrap (YAML) for an Envoy next to this shim: Envoy
     /// routes, rewrites, balances and retries natively; the dnslb filter runs only where it
     /// adds something (cookie affinity, its status path).
-    EnvoyBootstrap(BootstrapArgs),
+    EnvoyBootstrap(Box<BootstrapArgs>),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -180,6 +201,41 @@ pub struct BootstrapArgs {
     /// (`GET http://dns+NAME:PORT/...`). Needs --wasm.
     #[arg(long)]
     pub absolute_form: bool,
+    /// Reach the shim over TLS (its --xds-tls-cert), verified against this CA (PEM, as
+    /// Envoy sees the path). The shim's certificate must carry the --xds IP as an IP SAN,
+    /// or the --xds-sni name as a DNS SAN.
+    #[arg(long, value_name = "FILE", value_parser = config_file::parse_ca_file)]
+    pub xds_ca: Option<String>,
+    /// Send NAME as SNI to the shim and require it as a DNS SAN of the shim's certificate,
+    /// instead of the --xds IP. Needs --xds-ca.
+    #[arg(long, value_name = "NAME", requires = "xds_ca", value_parser = parse_xds_sni)]
+    pub xds_sni: Option<String>,
+    /// Certificate (PEM) Envoy presents to a shim that requires one (--xds-tls-client-ca).
+    /// Needs --xds-ca and --xds-client-key.
+    #[arg(long, value_name = "FILE", requires_all = ["xds_ca", "xds_client_key"],
+          value_parser = parse_file)]
+    pub xds_client_cert: Option<String>,
+    /// The private key (PEM) of --xds-client-cert.
+    #[arg(long, value_name = "FILE", requires = "xds_client_cert", value_parser = parse_file)]
+    pub xds_client_key: Option<String>,
+}
+
+impl BootstrapArgs {
+    /// The TLS settings for the `dnslb_xds` cluster; clap has checked that they go together.
+    pub fn xds_tls(&self) -> Option<XdsTlsClient> {
+        let client_cert = match (&self.xds_client_cert, &self.xds_client_key) {
+            (Some(cert), Some(key)) => Some(ClientCert {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        self.xds_ca.as_ref().map(|ca| XdsTlsClient {
+            ca: ca.clone(),
+            sni: self.xds_sni.clone(),
+            client_cert,
+        })
+    }
 }
 
 impl Cli {
@@ -218,6 +274,30 @@ impl Cli {
             duration(v).map(Some)
         })?;
         let xds_listen = from_file(pick("xds_listen"), self.xds_listen, &file.xds_listen, addr)?;
+        let path = |v: &str| Ok(Some(v.to_string()));
+        let xds_tls_cert = from_file(
+            pick("xds_tls_cert"),
+            self.xds_tls_cert.clone(),
+            &file.xds_tls_cert,
+            path,
+        )?;
+        let xds_tls_key = from_file(
+            pick("xds_tls_key"),
+            self.xds_tls_key.clone(),
+            &file.xds_tls_key,
+            path,
+        )?;
+        let xds_tls_client_ca = from_file(
+            pick("xds_tls_client_ca"),
+            self.xds_tls_client_ca.clone(),
+            &file.xds_tls_client_ca,
+            path,
+        )?;
+        let xds_tls = XdsTls::load(
+            xds_tls_cert.as_deref(),
+            xds_tls_key.as_deref(),
+            xds_tls_client_ca.as_deref(),
+        )?;
         let admin_listen = from_file(
             pick("admin_listen"),
             self.admin_listen,
@@ -286,6 +366,7 @@ impl Cli {
             nameservers,
             interval,
             xds_listen,
+            xds_tls,
             admin_listen,
             policy: Policy {
                 drain,
@@ -333,6 +414,22 @@ fn parse_nameserver(text: &str) -> Result<SocketAddr, NameserverError> {
         return Err(NameserverError);
     }
     Ok(addr)
+}
+
+/// The name the shim's certificate carries, normalized as upstream hosts are.
+fn parse_xds_sni(text: &str) -> Result<String, config_file::SniError> {
+    config_file::parse_sni(text)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("empty: name a file")]
+pub struct EmptyPath;
+
+fn parse_file(text: &str) -> Result<String, EmptyPath> {
+    if text.is_empty() {
+        return Err(EmptyPath);
+    }
+    Ok(text.to_string())
 }
 
 fn parse_interval(text: &str) -> Result<Duration, DurationError> {
@@ -524,6 +621,108 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ca_file") && err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn xds_tls_settings_merge_and_go_together() {
+        let cli = parse(&["--upstream", "dns+x:1"]).unwrap();
+        assert_eq!(cli.to_config().unwrap().xds_tls, None);
+        // The file's cert without a key is caught after merging; its paths are read.
+        let file = config_file::parse(
+            "xds_tls_cert: /nonexistent/xds.pem
+",
+        )
+        .unwrap();
+        let err = cli
+            .to_config_with(&file, |_| false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--xds-tls-cert needs --xds-tls-key"), "{err}");
+        let file = config_file::parse(
+            "xds_tls_key: /nonexistent/xds.key
+",
+        )
+        .unwrap();
+        let cli = parse(&[
+            "--upstream",
+            "dns+x:1",
+            "--xds-tls-cert",
+            "/nonexistent/c.pem",
+        ])
+        .unwrap();
+        let explicit = |id: &str| id == "xds_tls_cert";
+        let err = cli.to_config_with(&file, explicit).unwrap_err().to_string();
+        assert!(
+            err.contains("--xds-tls-cert") && err.contains("/nonexistent/c.pem"),
+            "{err}"
+        );
+        let cli = parse(&["--upstream", "dns+x:1", "--xds-tls-client-ca", "/ca.pem"]).unwrap();
+        let err = cli.to_config().unwrap_err().to_string();
+        assert!(err.contains("--xds-tls-client-ca needs"), "{err}");
+    }
+
+    fn bootstrap_args(args: &[&str]) -> Result<BootstrapArgs, clap::Error> {
+        let cli = parse(&[&["envoy-bootstrap"], args].concat())?;
+        match cli.command {
+            Some(Command::EnvoyBootstrap(args)) => Ok(*args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bootstrap_xds_tls_flags() {
+        assert_eq!(bootstrap_args(&[]).unwrap().xds_tls(), None);
+        let args = bootstrap_args(&["--xds-ca", "/ca.pem", "--xds-sni", "XDS.test."]).unwrap();
+        assert_eq!(
+            args.xds_tls(),
+            Some(XdsTlsClient {
+                ca: "/ca.pem".into(),
+                sni: Some("xds.test".into()),
+                client_cert: None
+            })
+        );
+        let args = bootstrap_args(&[
+            "--xds-ca",
+            "/ca.pem",
+            "--xds-client-cert",
+            "/e.pem",
+            "--xds-client-key",
+            "/e.key",
+        ])
+        .unwrap();
+        let client = args.xds_tls().unwrap().client_cert.unwrap();
+        assert_eq!(
+            (client.cert.as_str(), client.key.as_str()),
+            ("/e.pem", "/e.key")
+        );
+
+        for (args, needles) in [
+            (&["--xds-sni", "x.test"][..], &["--xds-ca"][..]),
+            (
+                &["--xds-client-cert", "/e.pem", "--xds-client-key", "/e.key"],
+                &["--xds-ca"],
+            ),
+            (
+                &["--xds-ca", "/ca.pem", "--xds-client-cert", "/e.pem"],
+                &["--xds-client-key"],
+            ),
+            (
+                &["--xds-ca", "/ca.pem", "--xds-client-key", "/e.key"],
+                &["--xds-client-cert"],
+            ),
+            (&["--xds-ca", ""], &["--xds-ca", "empty"]),
+            (
+                &["--xds-ca", "/ca.pem", "--xds-sni", "10.0.0.1"],
+                &["--xds-sni", "10.0.0.1"],
+            ),
+        ] {
+            let err = bootstrap_args(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let msg = err.to_string();
+            for needle in needles {
+                assert!(msg.contains(needle), "{args:?}: {msg}");
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::logging::LogFormat;
 use crate::resolve::Settings;
 use crate::resources::TlsTarget;
 use crate::upstream::Upstream;
+use crate::xds_tls::{EffectiveXdsTls, XdsTls, XdsTlsError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -27,6 +28,8 @@ pub struct Config {
     pub nameservers: Vec<SocketAddr>,
     pub interval: Duration,
     pub xds_listen: SocketAddr,
+    /// `None`: the xDS port speaks plaintext HTTP/2.
+    pub xds_tls: Option<XdsTls>,
     pub admin_listen: SocketAddr,
     /// Draining, confirmation of empty answers, maximum staleness.
     pub policy: Policy,
@@ -49,6 +52,8 @@ pub enum ConfigError {
     MixedTls(String),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    XdsTls(#[from] XdsTlsError),
 }
 
 impl Config {
@@ -112,6 +117,7 @@ impl Config {
             dns_timeout: human(self.resolver.timeout),
             max_in_flight: self.resolver.max_in_flight,
             xds_listen: self.xds_listen.to_string(),
+            xds_tls: self.xds_tls.as_ref().map(XdsTls::effective),
             admin_listen: self.admin_listen.to_string(),
             ca_file: self.ca_file.clone(),
             ttl_floor: self.ttl_floor.map(human),
@@ -137,6 +143,8 @@ struct Effective {
     dns_timeout: String,
     max_in_flight: usize,
     xds_listen: String,
+    /// `null`: plaintext.
+    xds_tls: Option<EffectiveXdsTls>,
     admin_listen: String,
     ca_file: String,
     ttl_floor: Option<String>,

@@ -24,9 +24,13 @@
 //! interval: 5s
 //! drain: 30s
 //! ca_file: /etc/ssl/certs/ca-certificates.crt
+//! xds_tls_cert: /etc/dnslb/xds.pem         # the xDS port over TLS (read by the shim)
+//! xds_tls_key: /etc/dnslb/xds.key
+//! xds_tls_client_ca: /etc/dnslb/envoy-ca.pem  # and client certificates required
 //! ```
 //!
-//! CA paths are opened by Envoy, not by the shim (they often run in different containers),
+//! The `xds_tls_*` files are the shim's own and are read and checked at start. The
+//! upstreams' CA paths are opened by Envoy, not by the shim (they often run in different containers),
 //! so the shim does not check that they exist: Envoy rejects a cluster whose file it cannot
 //! read, and the shim logs that NACK with Envoy's message and shows it in `/status`.
 
@@ -60,6 +64,9 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub ca_file: Option<String>,
     pub ttl_floor: Option<String>,
+    pub xds_tls_cert: Option<String>,
+    pub xds_tls_key: Option<String>,
+    pub xds_tls_client_ca: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,7 +489,7 @@ pub enum SniError {
 }
 
 /// A host name, normalized as upstream hosts are (the certificate must name it too).
-fn parse_sni(name: &str) -> Result<String, SniError> {
+pub fn parse_sni(name: &str) -> Result<String, SniError> {
     if name.parse::<IpAddr>().is_ok() {
         return Err(SniError::Ip);
     }

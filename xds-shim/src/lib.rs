@@ -38,3 +38,4 @@ pub mod snapshot;
 pub mod status;
 pub mod status_html;
 pub mod upstream;
+pub mod xds_tls;

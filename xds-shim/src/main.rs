@@ -92,6 +92,7 @@ fn configure() -> Result<Setup, Box<dyn std::error::Error>> {
             args.wasm.clone(),
             &args.filter_config,
             args.absolute_form,
+            args.xds_tls(),
         )?;
         return Ok(Setup::Bootstrap(bootstrap::render(&request)));
     }

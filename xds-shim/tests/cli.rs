@@ -298,3 +298,139 @@ fn non_utf8_flag_or_variable_exits_2() {
         .unwrap();
     assert_rejected(&output, &["UTF-8"]);
 }
+
+/// A certificate for `localhost` and its key, PEM, each in a temp file.
+fn cert_and_key() -> (
+    (tempfile_path::Guard, String),
+    (tempfile_path::Guard, String),
+) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    (
+        config_file(certified.cert.pem().as_bytes()),
+        config_file(certified.signing_key.serialize_pem().as_bytes()),
+    )
+}
+
+#[test]
+fn bad_or_missing_xds_tls_files_exit_2_naming_flag_and_path() {
+    let ((_c, cert), (_k, key)) = cert_and_key();
+    let ((_o, other_cert), _) = cert_and_key();
+    let (_j, junk) = config_file(b"not a certificate\n");
+    let dir = std::env::temp_dir().display().to_string();
+    let up = ["--upstream", "dns+ok.test:80"];
+    for (args, needles) in [
+        (
+            vec![
+                "--xds-tls-cert",
+                "/nonexistent/xds.pem",
+                "--xds-tls-key",
+                &key,
+            ],
+            vec!["--xds-tls-cert", "/nonexistent/xds.pem", "cannot read"],
+        ),
+        (
+            vec!["--xds-tls-cert", &dir, "--xds-tls-key", &key],
+            vec!["--xds-tls-cert", &dir, "cannot read"],
+        ),
+        (
+            vec!["--xds-tls-cert", &junk, "--xds-tls-key", &key],
+            vec!["--xds-tls-cert", &junk, "no PEM CERTIFICATE"],
+        ),
+        (
+            vec!["--xds-tls-cert", &cert, "--xds-tls-key", &junk],
+            vec!["--xds-tls-key", &junk, "no PEM PRIVATE KEY"],
+        ),
+        (
+            vec!["--xds-tls-cert", &other_cert, "--xds-tls-key", &key],
+            vec!["--xds-tls-cert", &other_cert, "--xds-tls-key", &key],
+        ),
+        (
+            vec![
+                "--xds-tls-cert",
+                &cert,
+                "--xds-tls-key",
+                &key,
+                "--xds-tls-client-ca",
+                "/nonexistent/ca.pem",
+            ],
+            vec!["--xds-tls-client-ca", "/nonexistent/ca.pem", "cannot read"],
+        ),
+        (
+            vec![
+                "--xds-tls-cert",
+                &cert,
+                "--xds-tls-key",
+                &key,
+                "--xds-tls-client-ca",
+                &junk,
+            ],
+            vec!["--xds-tls-client-ca", &junk, "no PEM CERTIFICATE"],
+        ),
+        (
+            vec!["--xds-tls-cert", &cert],
+            vec!["--xds-tls-cert needs --xds-tls-key"],
+        ),
+        (
+            vec!["--xds-tls-client-ca", &cert],
+            vec!["--xds-tls-client-ca needs --xds-tls-cert"],
+        ),
+    ] {
+        let all = [&up[..], &args].concat();
+        assert_rejected(&run(&all, &[]), &needles);
+        // `check` validates them the same way, before printing anything.
+        let output = run(&[&["check"], &all[..]].concat(), &[]);
+        assert_rejected(&output, &needles);
+        assert!(output.stdout.is_empty(), "{output:?}");
+    }
+
+    // From the environment and the config file alike.
+    let output = run(
+        &up,
+        &[
+            ("DNSLB_XDS_TLS_CERT", "/nonexistent/env.pem"),
+            ("DNSLB_XDS_TLS_KEY", &key),
+        ],
+    );
+    assert_rejected(&output, &["--xds-tls-cert", "/nonexistent/env.pem"]);
+    let (_f, file) = config_file(
+        format!(
+            "upstreams: [dns+a:80]\nxds_tls_cert: {cert}\nxds_tls_key: /nonexistent/file.key\n"
+        )
+        .as_bytes(),
+    );
+    let output = run(&["check", "--config", &file], &[]);
+    assert_rejected(
+        &output,
+        &["--xds-tls-key", "/nonexistent/file.key", "cannot read"],
+    );
+}
+
+#[test]
+fn check_prints_the_xds_tls_settings() {
+    let ((_c, cert), (_k, key)) = cert_and_key();
+    let output = run(&["check", "--upstream", "dns+a.test:80"], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("\nxds_tls: null\n"), "{stdout}");
+
+    let (_f, file) = config_file(
+        format!("upstreams: [dns+a.test:80]\nxds_tls_cert: {cert}\nxds_tls_key: {key}\n")
+            .as_bytes(),
+    );
+    let output = run(&["check", "--config", &file], &[]);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let want = format!("\nxds_tls:\n  mode: tls\n  cert: {cert}\n  key: {key}\nadmin_listen");
+    assert!(stdout.contains(&want), "{want:?} not in\n{stdout}");
+
+    // Any PEM of roots serves as client CA; this certificate names itself.
+    let output = run(
+        &["check", "--config", &file],
+        &[("DNSLB_XDS_TLS_CLIENT_CA", &cert)],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let want =
+        format!("\nxds_tls:\n  mode: mtls\n  cert: {cert}\n  key: {key}\n  client_ca: {cert}\n");
+    assert!(stdout.contains(&want), "{want:?} not in\n{stdout}");
+}

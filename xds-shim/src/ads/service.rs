@@ -32,6 +32,7 @@ use crate::forced::ResolverService;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
+use crate::xds_tls::XdsTls;
 
 /// Responses waiting for a slow client; beyond this the stream task waits (backpressure).
 const OUTBOUND_BUFFER: usize = 16;
@@ -105,15 +106,29 @@ impl XdsService {
     }
 }
 
-/// Serves ADS, CDS and EDS over plaintext HTTP/2 (h2c) until shutdown, then lets open
-/// streams end.
+/// Serves ADS, CDS and EDS until shutdown, then lets open streams end: over TLS (ALPN
+/// `h2`) when `tls` is given, requiring client certificates when it has a client CA, else
+/// over plaintext HTTP/2 (h2c). Every service on the port is behind the same TLS.
 pub async fn serve(
     listener: TcpListener,
     service: XdsService,
     resolver: ResolverService,
+    tls: Option<XdsTls>,
     shutdown: Shutdown,
 ) -> Result<(), tonic::transport::Error> {
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    match &tls {
+        Some(tls) => {
+            match &tls.client_ca {
+                Some(ca) => info!(cert = %tls.cert.path, client_ca = %ca.path,
+                    "xDS over TLS (mtls): client certificates required"),
+                None => info!(cert = %tls.cert.path, "xDS over TLS (tls)"),
+            }
+            builder = builder.tls_config(tls.server_config())?;
+        }
+        None => info!("xDS over plaintext HTTP/2 (h2c)"),
+    }
+    builder
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
         // Forced re-resolution for the dnslb filter, on the same port.
         .add_service(resolver)
