@@ -22,6 +22,7 @@ pub mod refresh;
 pub mod resolv_conf;
 pub mod resolve;
 pub mod resources;
+pub mod schedule;
 pub mod shutdown;
 pub mod snapshot;
 pub mod status;

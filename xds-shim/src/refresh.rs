@@ -1,7 +1,7 @@
 //! The refresh loop: every interval, resolve each distinct host, fold the answers into the
 //! discovery state, and publish a new snapshot when (and only when) its versions moved.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +14,7 @@ use crate::discovery::{DiscoveryState, Event, HostResult, RoundResults, SrvResul
 use crate::forced::{Ask, RateLimit, RefreshResponse};
 use crate::metrics::Metrics;
 use crate::resolve::AddressResolver;
+use crate::schedule::Schedule;
 use crate::shutdown::Shutdown;
 use crate::snapshot::{ResourceType, Snapshot};
 use crate::upstream::Upstream;
@@ -92,7 +93,7 @@ impl Names {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.hosts.is_empty() && self.srv.is_empty()
     }
 }
@@ -246,53 +247,6 @@ impl Retry {
             (self.delay * 2).min(cap)
         };
         self.names = unanswered;
-    }
-}
-
-/// When each name is next due: every name on its own interval (the smallest of the
-/// upstreams that use it), plus a little jitter each time.
-#[derive(Debug)]
-struct Schedule {
-    /// (is SRV, name) → (next due, interval).
-    due: BTreeMap<(bool, String), (Instant, Duration)>,
-}
-
-impl Schedule {
-    fn new(intervals: BTreeMap<(bool, String), Duration>, now: Instant) -> Self {
-        let due = intervals
-            .into_iter()
-            .map(|(name, every)| (name, (now + jittered(every), every)))
-            .collect();
-        Schedule { due }
-    }
-
-    /// Overrides when `name` is next due (TTL-aware mode); unknown names are ignored.
-    fn set_next(&mut self, name: (bool, String), at: Instant) {
-        if let Some((due, _)) = self.due.get_mut(&name) {
-            *due = at;
-        }
-    }
-
-    fn next(&self) -> Option<Instant> {
-        self.due.values().map(|(at, _)| *at).min()
-    }
-
-    /// The names due by `now`, each rescheduled one interval after it. A slow round
-    /// delays the next instead of bunching up, since this counts from when it is called.
-    fn take_due(&mut self, now: Instant) -> Names {
-        let mut names = Names::default();
-        for ((srv, name), (at, every)) in &mut self.due {
-            if *at <= now {
-                *at = now + jittered(*every);
-                let set = if *srv {
-                    &mut names.srv
-                } else {
-                    &mut names.hosts
-                };
-                set.insert(name.clone());
-            }
-        }
-        names
     }
 }
 
@@ -534,16 +488,6 @@ fn coalesce(first: Ask, asks: &mut mpsc::Receiver<Ask>) -> Vec<Ask> {
         batch.push(ask);
     }
     batch
-}
-
-/// `interval` plus up to a tenth of it, so many shims (or many restarts) do not query in
-/// lockstep. The randomness comes from the std hasher's per-process random keys.
-fn jittered(interval: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(0);
-    let fraction = (hasher.finish() % 1_000) as u32;
-    interval + interval / 10 * fraction / 1_000
 }
 
 fn log_event(event: &Event) {
@@ -812,48 +756,5 @@ mod tests {
         );
         retry.update(Names::default(), cap);
         assert!(retry.names.is_empty() && retry.delay.is_zero());
-    }
-
-    #[test]
-    fn jitter_adds_at_most_a_tenth() {
-        let interval = Duration::from_secs(5);
-        for _ in 0..50 {
-            let d = jittered(interval);
-            assert!(d >= interval && d <= interval + interval / 10, "{d:?}");
-        }
-    }
-
-    #[test]
-    fn schedule_takes_each_name_on_its_own_interval() {
-        let start = Instant::now();
-        let intervals = BTreeMap::from([
-            ((false, "fast.test".to_string()), Duration::from_secs(1)),
-            (
-                (true, "_s._tcp.slow.test".to_string()),
-                Duration::from_secs(10),
-            ),
-        ]);
-        let mut schedule = Schedule::new(intervals, start);
-        assert!(schedule.take_due(start).is_empty());
-        let first = schedule.next().unwrap();
-        assert!(
-            first >= start + Duration::from_secs(1)
-                && first <= start + Duration::from_millis(1_100)
-        );
-        let due = schedule.take_due(start + Duration::from_millis(1_100));
-        assert_eq!(due.hosts.iter().collect::<Vec<_>>(), ["fast.test"]);
-        assert!(due.srv.is_empty());
-        let due = schedule.take_due(start + Duration::from_secs(11));
-        assert_eq!(due.srv.iter().collect::<Vec<_>>(), ["_s._tcp.slow.test"]);
-        assert_eq!(due.hosts.len(), 1);
-
-        // TTL-aware: a name follows what it was told.
-        let later = start + Duration::from_secs(300);
-        schedule.set_next((false, "fast.test".to_string()), later);
-        assert!(schedule
-            .take_due(start + Duration::from_secs(30))
-            .hosts
-            .is_empty());
-        assert_eq!(schedule.take_due(later).hosts.len(), 1);
     }
 }
