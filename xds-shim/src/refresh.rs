@@ -56,11 +56,20 @@ impl Publisher {
         touched: impl IntoIterator<Item = &'a String>,
     ) {
         // Only the touched clusters are compared, and only changed ones encoded: with
-        // 10,000 upstreams a round that changes one cluster stays cheap.
-        let changes = touched
-            .into_iter()
-            .filter_map(|cluster| Some((cluster.clone(), state.membership(cluster)?)));
-        let next = self.snapshots.borrow().updated(changes);
+        // 10,000 upstreams a round that changes one cluster stays cheap. A touched cluster
+        // the state no longer has was removed by a reload and has drained: withdrawn.
+        let mut changes = Vec::new();
+        let mut withdrawn = Vec::new();
+        for cluster in touched {
+            match state.membership(cluster) {
+                Some(membership) => changes.push((cluster.clone(), membership)),
+                None => withdrawn.push(cluster.clone()),
+            }
+        }
+        let next = self
+            .snapshots
+            .borrow()
+            .updated_withdrawing(changes, &withdrawn);
         // The refresh loop is the only writer, so the check and the send cannot race.
         let news = next.filter(|snapshot| self.snapshots.borrow().versions_differ(snapshot));
         if let Some(snapshot) = news {
