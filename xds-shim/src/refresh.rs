@@ -423,6 +423,7 @@ fn follow_ttls<R: AddressResolver>(
 fn names_of(state: &DiscoveryState, cluster: &str) -> Option<Names> {
     let upstream = state
         .upstreams()
+        .filter(|s| s.removed_at.is_none())
         .map(|s| &s.upstream)
         .find(|u| u.cluster_name() == cluster)?;
     let mut names = Names::default();
@@ -530,6 +531,9 @@ fn log_event(event: &Event) {
             "stale longer than allowed; members now draining"
         ),
         Event::DrainEnded { cluster, addrs } => info!(%cluster, ?addrs, "drain ended"),
+        Event::Withdrawn { cluster } => {
+            info!(%cluster, "removed upstream drained; cluster withdrawn")
+        }
         Event::Capped {
             cluster,
             answered,

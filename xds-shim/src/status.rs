@@ -65,6 +65,8 @@ pub struct UpstreamReport {
     pub empty_answers: u32,
     /// Members in the last answer when it was over `--max-records` (then cut to it).
     pub capped_from: Option<usize>,
+    /// Set when a reload removed the upstream: its members drain, then it goes.
+    pub removed_at_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +117,7 @@ impl StatusReport {
                 stale_since_unix_ms: state.stale_since.map(unix_ms),
                 empty_answers: state.empty_answers,
                 capped_from: state.capped_from,
+                removed_at_unix_ms: state.removed_at.map(unix_ms),
                 last_resolution: state.last_attempt.as_ref().map(|attempt| {
                     let (result, error) = match &attempt.outcome {
                         Outcome::Resolved => ("ok", None),

@@ -92,6 +92,13 @@ fn upstream_section(out: &mut String, upstream: &UpstreamReport, now: u64) {
             " · <span class=\"warn\">answer had {total} records; capped</span>"
         );
     }
+    if let Some(at) = upstream.removed_at_unix_ms {
+        let _ = write!(
+            out,
+            " · <span class=\"warn\">removed from the configuration {} ago; draining</span>",
+            age(now, at)
+        );
+    }
     out.push_str("</p>");
     if upstream.members.is_empty() {
         out.push_str("<p class=\"bad\">no endpoints</p>");
@@ -207,6 +214,7 @@ mod tests {
                 stale_since_unix_ms: Some(5_000),
                 empty_answers: 0,
                 capped_from: None,
+                removed_at_unix_ms: Some(9_000),
             }],
             clients: vec![],
         };
@@ -217,6 +225,7 @@ mod tests {
             "STALE for 5.0 s",
             "<td>10.0.0.1:80</td><td>a.test</td><td>10</td><td>5</td>",
             "DRAINING</span> (30.0 s left)",
+            "removed from the configuration 1.0 s ago",
             "&lt;b&gt;",
             "<p id=\"no-clients\">none</p>",
         ] {
