@@ -19,6 +19,7 @@ pub mod logging;
 pub mod member;
 pub mod metrics;
 pub mod refresh;
+pub mod reload;
 pub mod resolv_conf;
 pub mod resolve;
 pub mod resources;

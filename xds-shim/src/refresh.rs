@@ -10,9 +10,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::config::Config;
 use crate::discovery::{DiscoveryState, Event, HostResult, RoundResults, SrvResult};
 use crate::forced::{Ask, RateLimit, RefreshResponse};
 use crate::metrics::Metrics;
+use crate::reload;
 use crate::resolve::AddressResolver;
 use crate::schedule::Schedule;
 use crate::shutdown::Shutdown;
@@ -269,23 +271,44 @@ pub struct Timing {
     pub ttl_floor: Option<Duration>,
 }
 
+impl Timing {
+    pub fn of(config: &Config) -> Self {
+        Timing {
+            interval: config.interval,
+            ttl_floor: config.ttl_floor,
+        }
+    }
+}
+
+/// What reaches the loop besides the clock: forced refreshes (from the filter) and
+/// configuration reloads (SIGHUP).
+pub struct Inbox {
+    pub asks: mpsc::Receiver<Ask>,
+    pub reloads: mpsc::Receiver<reload::Request>,
+}
+
+enum Wake {
+    Clock,
+    Forced(Ask),
+    Reload(Box<reload::Request>),
+}
+
 /// Runs rounds until shutdown (the caller has done the initial one): each name when its
 /// interval (or TTL) is up, and names whose question went unanswered again after a
-/// backoff.
+/// backoff. A reload waits for the round in progress, if any.
 pub async fn run<R: AddressResolver>(
     resolver: R,
     mut state: DiscoveryState,
-    timing: Timing,
+    mut timing: Timing,
     publisher: Publisher,
     mut shutdown: Shutdown,
     initial_unanswered: Names,
-    mut asks: mpsc::Receiver<Ask>,
+    mut inbox: Inbox,
 ) {
-    let interval = timing.interval;
     let mut limit = RateLimit::default();
     let mut retry = Retry::default();
-    retry.update(initial_unanswered, interval);
-    let mut schedule = Schedule::new(state.name_intervals(interval), Instant::now());
+    retry.update(initial_unanswered, timing.interval);
+    let mut schedule = Schedule::new(state.name_intervals(timing.interval), Instant::now());
     if let Some(floor) = timing.ttl_floor {
         // The caller's initial round counts too.
         let all = Names::all(&state);
@@ -293,7 +316,9 @@ pub async fn run<R: AddressResolver>(
     }
     let mut retry_at = Instant::now() + retry.delay;
     loop {
-        let regular = schedule.next().unwrap_or_else(|| Instant::now() + interval);
+        let regular = schedule
+            .next()
+            .unwrap_or_else(|| Instant::now() + timing.interval);
         let wake = if retry.names.is_empty() {
             regular
         } else {
@@ -306,18 +331,26 @@ pub async fn run<R: AddressResolver>(
             Instant::now() + left
         });
         let wake = drain_end.map_or(wake, |end| wake.min(end));
-        let forced = tokio::select! {
+        let woke = tokio::select! {
             _ = shutdown.wait() => return,
-            _ = tokio::time::sleep_until(wake) => None,
-            Some(ask) = asks.recv() => Some(ask),
+            _ = tokio::time::sleep_until(wake) => Wake::Clock,
+            Some(ask) = inbox.asks.recv() => Wake::Forced(ask),
+            Some(request) = inbox.reloads.recv() => Wake::Reload(Box::new(request)),
         };
-        if let Some(first) = forced {
-            let batch = coalesce(first, &mut asks);
-            tokio::select! {
-                _ = shutdown.wait() => return,
-                _ = forced_round(&resolver, batch, &mut state, &publisher, &mut limit) => {}
+        match woke {
+            Wake::Clock => {}
+            Wake::Forced(first) => {
+                let batch = coalesce(first, &mut inbox.asks);
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = forced_round(&resolver, batch, &mut state, &publisher, &mut limit) => {}
+                }
+                continue;
             }
-            continue;
+            Wake::Reload(request) => {
+                timing = reloaded(*request, &mut state, &mut schedule, &mut retry, &publisher);
+                continue;
+            }
         }
         let now = Instant::now();
         let mut names = schedule.take_due(now + ROUND_SLACK);
@@ -344,8 +377,8 @@ pub async fn run<R: AddressResolver>(
             tokio::select! {
                 _ = shutdown.wait() => return,
                 results = &mut resolving => periodic = Some(results),
-                Some(first) = asks.recv() => {
-                    let batch = coalesce(first, &mut asks);
+                Some(first) = inbox.asks.recv() => {
+                    let batch = coalesce(first, &mut inbox.asks);
                     let forced = forced_round(&resolver, batch, &mut state, &publisher, &mut limit);
                     let mut forced = std::pin::pin!(forced);
                     let done = loop {
@@ -375,7 +408,7 @@ pub async fn run<R: AddressResolver>(
             follow_ttls(&mut schedule, &resolver, &names, &unanswered, floor);
         }
         if retrying || retry.names.is_empty() {
-            retry.update(unanswered, interval);
+            retry.update(unanswered, timing.interval);
             retry_at = Instant::now() + retry.delay;
         } else {
             // A regular round while retries wait: it settled the names it covered; the
@@ -385,10 +418,31 @@ pub async fn run<R: AddressResolver>(
             retry.names.hosts.extend(unanswered.hosts);
             retry.names.srv.extend(unanswered.srv);
             if retry.names.is_empty() {
-                retry.update(Names::default(), interval);
+                retry.update(Names::default(), timing.interval);
             }
         }
     }
+}
+
+/// Applies a reload between rounds: the state changes, names are rescheduled (new ones
+/// due at once), retries of names no longer resolved stop, and the touched clusters are
+/// published before the reload is answered. Returns the new timing.
+fn reloaded(
+    request: reload::Request,
+    state: &mut DiscoveryState,
+    schedule: &mut Schedule,
+    retry: &mut Retry,
+    publisher: &Publisher,
+) -> Timing {
+    let applied = reload::apply(state, &request.config, SystemTime::now());
+    let timing = Timing::of(&request.config);
+    schedule.reconcile(state.name_intervals(timing.interval), Instant::now());
+    let resolved = Names::all(state);
+    retry.names.hosts.retain(|h| resolved.hosts.contains(h));
+    retry.names.srv.retain(|n| resolved.srv.contains(n));
+    publisher.publish(state, &applied.touched);
+    let _ = request.reply.send(applied);
+    timing
 }
 
 /// TTL-aware mode: each name answered this round is next due when its TTL is up (floored).
@@ -683,7 +737,7 @@ mod tests {
             publisher,
             shutdown,
             Names::default(),
-            asks,
+            inbox(asks),
         ));
         // The periodic round is now on slow.test, holding the only permit.
         slow_started.notified().await;
@@ -740,13 +794,81 @@ mod tests {
             publisher,
             shutdown,
             Names::default(),
-            asks,
+            inbox(asks),
         ));
         tokio::time::timeout(Duration::from_secs(10), snapshots.changed())
             .await
             .expect("the draining address outlived --drain")
             .unwrap();
         assert_eq!(served(&snapshots.borrow_and_update()), 1);
+    }
+
+    /// An inbox with no reloads coming.
+    fn inbox(asks: mpsc::Receiver<Ask>) -> Inbox {
+        Inbox {
+            asks,
+            reloads: mpsc::channel(1).1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_publishes_at_once_and_resolves_new_names_without_waiting() {
+        let resolver = FakeResolver(Mutex::default());
+        let ip = |last| IpAddr::from(Ipv4Addr::new(10, 0, 0, last));
+        resolver.set("a.test", Ok(vec![ip(1)]));
+        resolver.set("b.test", Ok(vec![ip(2)]));
+        let config = |ups: &[&str]| {
+            let mut args = vec!["xds-shim", "--drain", "0s", "--interval", "1h"];
+            args.extend(ups.iter().flat_map(|u| ["--upstream", u]));
+            <crate::cli::Cli as clap::Parser>::try_parse_from(args)
+                .unwrap()
+                .to_config()
+                .unwrap()
+        };
+        let first = config(&["dns+a.test:80"]);
+        let mut state = DiscoveryState::with_policy(first.upstreams.clone(), first.policy);
+        let publisher = Publisher::new(&state);
+        round(&resolver, &mut state, &publisher).await;
+        let mut snapshots = publisher.snapshots.subscribe();
+
+        let (_trigger, shutdown) = crate::shutdown::channel();
+        let (_service, asks) = crate::forced::channel();
+        let (reloads, requests) = mpsc::channel(1);
+        let inbox = Inbox {
+            asks,
+            reloads: requests,
+        };
+        let timing = Timing::of(&first);
+        let names = Names::default();
+        tokio::spawn(run(
+            resolver, state, timing, publisher, shutdown, names, inbox,
+        ));
+        let (reply, applied) = tokio::sync::oneshot::channel();
+        let config = config(&["dns+b.test:80"]);
+        reloads
+            .send(reload::Request { config, reply })
+            .await
+            .unwrap();
+        let applied = applied.await.unwrap();
+        assert_eq!(
+            (applied.added, applied.removed),
+            (vec!["dns+b.test:80".into()], vec!["dns+a.test:80".into()])
+        );
+        // Published before the answer: a is gone (no drain), b is served, still empty.
+        let members = |s: &Snapshot| {
+            let clusters = s.members().iter();
+            let sizes = clusters.map(|(name, m)| (name.clone(), m.members.len()));
+            sizes.collect::<Vec<_>>()
+        };
+        let now = members(&snapshots.borrow_and_update());
+        assert_eq!(now, [("dns+b.test:80".to_string(), 0)]);
+        // An hour's interval, yet b is resolved at once.
+        tokio::time::timeout(Duration::from_secs(10), snapshots.changed())
+            .await
+            .expect("the new upstream was not resolved at once")
+            .unwrap();
+        let now = members(&snapshots.borrow_and_update());
+        assert_eq!(now, [("dns+b.test:80".to_string(), 1)]);
     }
 
     #[test]

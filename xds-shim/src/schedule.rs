@@ -24,6 +24,24 @@ impl Schedule {
         Schedule { due }
     }
 
+    /// Follows a reload: names gone are dropped, new ones are due at `now` (a new upstream
+    /// gets members at once), and a name whose interval changed is due no later than one
+    /// new interval from `now`; the others keep their time.
+    pub fn reconcile(&mut self, intervals: BTreeMap<(bool, String), Duration>, now: Instant) {
+        let old = std::mem::take(&mut self.due);
+        self.due = intervals
+            .into_iter()
+            .map(|(name, every)| {
+                let at = match old.get(&name) {
+                    Some((at, before)) if *before == every => *at,
+                    Some((at, _)) => (*at).min(now + jittered(every)),
+                    None => now,
+                };
+                (name, (at, every))
+            })
+            .collect();
+    }
+
     /// Overrides when `name` is next due (TTL-aware mode); unknown names are ignored.
     pub fn set_next(&mut self, name: (bool, String), at: Instant) {
         if let Some((due, _)) = self.due.get_mut(&name) {
@@ -109,5 +127,33 @@ mod tests {
             .hosts
             .is_empty());
         assert_eq!(schedule.take_due(later).hosts.len(), 1);
+    }
+
+    #[test]
+    fn a_reload_adds_drops_and_retimes_names() {
+        let start = Instant::now();
+        let name = |n: &str| (false, n.to_string());
+        let secs = Duration::from_secs;
+        let intervals = BTreeMap::from([
+            (name("kept.test"), secs(10)),
+            (name("faster.test"), secs(60)),
+            (name("gone.test"), secs(10)),
+        ]);
+        let mut schedule = Schedule::new(intervals, start);
+        let kept_at = schedule.due[&name("kept.test")].0;
+        let later = start + secs(5);
+        schedule.reconcile(
+            BTreeMap::from([
+                (name("kept.test"), secs(10)),
+                (name("faster.test"), secs(1)),
+                (name("new.test"), secs(10)),
+            ]),
+            later,
+        );
+        assert_eq!(schedule.due[&name("kept.test")].0, kept_at);
+        assert!(schedule.due[&name("faster.test")].0 <= later + Duration::from_millis(1_100));
+        assert!(!schedule.due.contains_key(&name("gone.test")));
+        let due = schedule.take_due(later);
+        assert_eq!(due.hosts.iter().collect::<Vec<_>>(), ["new.test"]);
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::clients::ClientInfo;
 use crate::discovery::{DiscoveryState, Outcome};
+use crate::metrics::LastReload;
 use crate::snapshot::{EdsSource, ResourceType, Snapshot};
 
 #[derive(Debug, Serialize)]
@@ -16,6 +17,19 @@ pub struct StatusReport {
     pub connected_streams: usize,
     pub upstreams: Vec<UpstreamReport>,
     pub clients: Vec<ClientReport>,
+    /// The latest configuration reload (SIGHUP), if any.
+    pub last_reload: Option<ReloadReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReloadReport {
+    pub at_unix_ms: u64,
+    /// `ok` (applied) or `error` (refused; the running configuration stays).
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Settings changed in the file that only a restart applies.
+    pub restart_required: Vec<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,7 +107,12 @@ pub struct ResolutionReport {
 }
 
 impl StatusReport {
-    pub fn new(discovery: &DiscoveryState, snapshot: &Snapshot, clients: &[ClientInfo]) -> Self {
+    pub fn new(
+        discovery: &DiscoveryState,
+        snapshot: &Snapshot,
+        clients: &[ClientInfo],
+        last_reload: Option<&LastReload>,
+    ) -> Self {
         let upstreams = discovery
             .upstreams()
             .map(|state| UpstreamReport {
@@ -147,6 +166,16 @@ impl StatusReport {
                 endpoints: snapshot.version(ResourceType::Endpoint).to_string(),
             },
             upstreams,
+            last_reload: last_reload.map(|reload| ReloadReport {
+                at_unix_ms: unix_ms(reload.at),
+                result: if reload.error.is_some() {
+                    "error"
+                } else {
+                    "ok"
+                },
+                error: reload.error.clone(),
+                restart_required: reload.restart_required.clone(),
+            }),
         }
     }
 }
@@ -205,7 +234,19 @@ mod tests {
             acked: [("CDS", "v1".to_string())].into_iter().collect(),
             last_nack: None,
         };
-        let json = serde_json::to_value(StatusReport::new(&state, &snapshot, &[client])).unwrap();
+        let reload = LastReload {
+            at,
+            error: Some("config key interval: invalid value \"soon\"".into()),
+            restart_required: vec![],
+        };
+        let report = StatusReport::new(&state, &snapshot, &[client], Some(&reload));
+        let json = serde_json::to_value(report).unwrap();
+        assert_eq!(json["last_reload"]["result"], "error");
+        assert_eq!(json["last_reload"]["at_unix_ms"], 1_500);
+        assert!(json["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("soon"));
 
         assert_eq!(json["connected_streams"], 1);
         assert_eq!(json["clients"][0]["node"], "envoy-1");

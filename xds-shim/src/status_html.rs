@@ -26,6 +26,17 @@ pub fn render(report: &StatusReport) -> String {
         esc(&report.versions.endpoints),
         report.connected_streams
     );
+    if let Some(reload) = &report.last_reload {
+        let result = match &reload.error {
+            None => "<span class=\"ok\">ok</span>".to_string(),
+            Some(error) => format!("<span class=\"bad\">error: {}</span>", esc(error)),
+        };
+        let _ = write!(
+            out,
+            "<p id=\"last-reload\">last configuration reload {} ago: {result}</p>",
+            age(now, reload.at_unix_ms)
+        );
+    }
     for upstream in &report.upstreams {
         upstream_section(&mut out, upstream, now);
     }
@@ -170,7 +181,7 @@ fn esc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{MemberReport, Versions};
+    use crate::status::{MemberReport, ReloadReport, Versions};
 
     #[test]
     fn shows_members_drain_stale_and_escapes() {
@@ -217,6 +228,12 @@ mod tests {
                 removed_at_unix_ms: Some(9_000),
             }],
             clients: vec![],
+            last_reload: Some(ReloadReport {
+                at_unix_ms: 4_000,
+                result: "error",
+                error: Some("config key interval: invalid value \"<soon>\"".into()),
+                restart_required: vec![],
+            }),
         };
         let html = render(&report);
         for needle in [
@@ -226,6 +243,7 @@ mod tests {
             "<td>10.0.0.1:80</td><td>a.test</td><td>10</td><td>5</td>",
             "DRAINING</span> (30.0 s left)",
             "removed from the configuration 1.0 s ago",
+            "reload 6.0 s ago: <span class=\"bad\">error: config key interval: invalid value &quot;&lt;soon&gt;&quot;",
             "&lt;b&gt;",
             "<p id=\"no-clients\">none</p>",
         ] {
