@@ -38,7 +38,7 @@ pub struct LastReload {
     /// Why the file was refused (the running configuration stayed); `None`: applied.
     pub error: Option<String>,
     /// Settings the file changed that only a restart applies (kept as they were).
-    pub restart_required: Vec<&'static str>,
+    pub restart_required: Vec<String>,
 }
 
 impl Default for Metrics {

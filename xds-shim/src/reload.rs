@@ -69,13 +69,13 @@ impl Source {
 pub struct Plan {
     pub config: Config,
     /// Keys the file changed that only a restart applies; their running values stay.
-    pub restart_required: Vec<&'static str>,
+    pub restart_required: Vec<String>,
 }
 
 /// `loaded`'s upstreams, per-upstream settings, intervals, drain policy and CA file; the
 /// running values of everything bound at start: sockets, the resolver, logging. A
-/// setting added to [`Config`] later is bound at start until it is listed here.
-pub fn plan(running: &Config, loaded: Config) -> Plan {
+/// setting added to [`Config`] later is bound at start unless it is listed here.
+pub fn plan(running: &Config, loaded: &Config) -> Plan {
     let config = Config {
         upstreams: loaded.upstreams.clone(),
         upstream_settings: loaded.upstream_settings.clone(),
@@ -85,33 +85,27 @@ pub fn plan(running: &Config, loaded: Config) -> Plan {
         ttl_floor: loaded.ttl_floor,
         ..running.clone()
     };
-    let (old, new) = (&running.resolver, &loaded.resolver);
-    let mut restart_required: Vec<&'static str> = [
-        ("xds_listen", running.xds_listen != loaded.xds_listen),
-        ("admin_listen", running.admin_listen != loaded.admin_listen),
-        ("nameservers", running.nameservers != loaded.nameservers),
-        ("dns_timeout", old.timeout != new.timeout),
-        ("ipv6", old.ipv6 != new.ipv6),
-        ("max_in_flight", old.max_in_flight != new.max_in_flight),
-        ("log_format", running.log_format != loaded.log_format),
-    ]
-    .into_iter()
-    .filter_map(|(key, changed)| changed.then_some(key))
-    .collect();
-    // Anything else that differs is a setting bound at start not listed above.
-    let mut named = config.clone();
-    named.xds_listen = loaded.xds_listen;
-    named.admin_listen = loaded.admin_listen;
-    named.nameservers = loaded.nameservers.clone();
-    named.resolver = loaded.resolver;
-    named.log_format = loaded.log_format;
-    if named != loaded {
-        restart_required.push("other settings bound at start");
+    // Named as `xds-shim check` prints them, which is the file's syntax; whatever else
+    // differs is kept all the same.
+    let mut restart_required = differing_keys(&config, loaded);
+    if restart_required.is_empty() && config != *loaded {
+        restart_required.push("settings bound at start".to_string());
     }
     Plan {
         config,
         restart_required,
     }
+}
+
+/// The top-level keys whose effective values differ between `a` and `b`.
+fn differing_keys(a: &Config, b: &Config) -> Vec<String> {
+    let keys =
+        |c: &Config| serde_yaml::from_str::<serde_yaml::Mapping>(&c.to_yaml()).unwrap_or_default();
+    let (a, b) = (keys(a), keys(b));
+    a.iter()
+        .filter(|(key, value)| b.get(*key) != Some(*value))
+        .filter_map(|(key, _)| key.as_str().map(str::to_owned))
+        .collect()
 }
 
 /// What a reload did to the served clusters, by cluster name.
@@ -248,7 +242,7 @@ pub async fn reload(
             return Err(err.into());
         }
     };
-    let plan = plan(running, loaded);
+    let plan = plan(running, &loaded);
     if !plan.restart_required.is_empty() {
         warn!(
             settings = ?plan.restart_required,
@@ -351,20 +345,33 @@ mod tests {
         file.write("upstreams: [dns+a.test:80]\n");
         let running = source.load().unwrap();
         file.write(
-            "upstreams: [dns+b.test:80]\nxds_listen: 127.0.0.1:9\nnameservers: [10.0.0.53]\n\
-             log_format: json\ninterval: 1s\n",
+            "upstreams: [dns+b.test:80]\nxds_listen: 127.0.0.1:9\nadmin_listen: 127.0.0.1:8\n\
+             nameservers: [10.0.0.53]\nipv6: true\ndns_timeout: 1s\nmax_in_flight: 8\n\
+             log_format: json\ninterval: 1s\ndrain: 1s\nca_file: /x.pem\nttl_floor: 1s\n",
         );
-        let planned = plan(&running, source.load().unwrap());
+        let planned = plan(&running, &source.load().unwrap());
         assert_eq!(
             planned.restart_required,
-            ["xds_listen", "nameservers", "log_format"]
+            [
+                "nameservers",
+                "ipv6",
+                "dns_timeout",
+                "max_in_flight",
+                "xds_listen",
+                "admin_listen",
+                "log_format"
+            ]
         );
         assert_eq!(planned.config.xds_listen, running.xds_listen);
         assert_eq!(planned.config.nameservers, running.nameservers);
         assert_eq!(planned.config.log_format, running.log_format);
+        assert_eq!(planned.config.resolver, running.resolver);
         assert_eq!(planned.config.interval, Duration::from_secs(1));
+        assert_eq!(planned.config.policy.drain, Duration::from_secs(1));
+        assert_eq!(planned.config.ca_file, "/x.pem");
+        assert_eq!(planned.config.ttl_floor, Some(Duration::from_secs(1)));
         assert_eq!(planned.config.upstreams, ["dns+b.test:80".parse().unwrap()]);
-        assert!(plan(&running, running.clone()).restart_required.is_empty());
+        assert!(plan(&running, &running).restart_required.is_empty());
     }
 
     fn config(file: &str) -> Config {

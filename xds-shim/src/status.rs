@@ -29,7 +29,7 @@ pub struct ReloadReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Settings changed in the file that only a restart applies.
-    pub restart_required: Vec<&'static str>,
+    pub restart_required: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
