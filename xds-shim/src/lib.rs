@@ -18,6 +18,7 @@ pub mod forced;
 pub mod logging;
 pub mod member;
 pub mod metrics;
+pub mod publisher;
 pub mod refresh;
 pub mod reload;
 pub mod resolv_conf;

@@ -2,24 +2,24 @@
 //! discovery state, and publish a new snapshot when (and only when) its versions moved.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::discovery::{DiscoveryState, Event, HostResult, RoundResults, SrvResult};
 use crate::forced::{Ask, RateLimit, RefreshResponse};
-use crate::metrics::Metrics;
 use crate::reload;
 use crate::resolve::AddressResolver;
 use crate::schedule::Schedule;
 use crate::shutdown::Shutdown;
-use crate::snapshot::{ResourceType, Snapshot};
+use crate::snapshot::ResourceType;
 use crate::upstream::Upstream;
+
+pub use crate::publisher::Publisher;
 
 /// Lookups polled at once. The resolver's own limit (`--max-in-flight`) bounds the queries
 /// on the wire; this only bounds the futures a round keeps around.
@@ -30,64 +30,6 @@ const MAX_IN_FLIGHT: usize = 1_024;
 const ROUND_SLACK: Duration = Duration::from_millis(100);
 /// First retry of an unanswered name; doubles up to the interval.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
-
-/// Where each round's results go: the snapshot for ADS streams, the discovery state for
-/// the status page.
-pub struct Publisher {
-    pub snapshots: watch::Sender<Arc<Snapshot>>,
-    pub discovery: watch::Sender<Arc<DiscoveryState>>,
-    pub metrics: Arc<Metrics>,
-}
-
-impl Publisher {
-    /// Channels seeded with `state` as it is now (no resolution yet).
-    pub fn new(state: &DiscoveryState) -> Self {
-        let snapshot = Snapshot::build(state.members());
-        Publisher {
-            snapshots: watch::channel(Arc::new(snapshot)).0,
-            discovery: watch::channel(Arc::new(state.clone())).0,
-            metrics: Arc::default(),
-        }
-    }
-
-    /// Publishes a new snapshot only if the `touched` clusters' memberships moved a
-    /// version, so streams wake only for news; the discovery state (times, errors) always.
-    pub fn publish<'a>(
-        &self,
-        state: &DiscoveryState,
-        touched: impl IntoIterator<Item = &'a String>,
-    ) {
-        // Only the touched clusters are compared, and only changed ones encoded: with
-        // 10,000 upstreams a round that changes one cluster stays cheap. A touched cluster
-        // the state no longer has was removed by a reload and has drained: withdrawn.
-        let mut changes = Vec::new();
-        let mut withdrawn = Vec::new();
-        for cluster in touched {
-            match state.membership(cluster) {
-                Some(membership) => changes.push((cluster.clone(), membership)),
-                None => withdrawn.push(cluster.clone()),
-            }
-        }
-        let next = self
-            .snapshots
-            .borrow()
-            .updated_withdrawing(changes, &withdrawn);
-        // The refresh loop is the only writer, so the check and the send cannot race.
-        let news = next.filter(|snapshot| self.snapshots.borrow().versions_differ(snapshot));
-        if let Some(snapshot) = news {
-            info!(
-                cds_version = snapshot.version(ResourceType::Cluster),
-                eds_version = snapshot.version(ResourceType::Endpoint),
-                clusters = snapshot.members().len(),
-                "snapshot published"
-            );
-            // Timestamped before streams can push it, so push latency counts from here.
-            self.metrics.snapshot_published();
-            self.snapshots.send_replace(Arc::new(snapshot));
-        }
-        self.discovery.send_replace(Arc::new(state.clone()));
-    }
-}
 
 /// Names to resolve in one round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -605,8 +547,10 @@ fn log_event(event: &Event) {
 mod tests {
     use super::*;
     use crate::resolve::{ResolveError, SrvRecord};
+    use crate::snapshot::Snapshot;
     use std::collections::HashMap;
     use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
     use std::sync::Mutex;
 
     /// Answers from a table that the test can change between rounds.
