@@ -26,9 +26,15 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
-    reloads_ok: AtomicU64,
-    reloads_error: AtomicU64,
-    last_reload: Mutex<Option<LastReload>>,
+    /// Under one lock, so whoever sees a count also sees the reload it counted.
+    reloads: Mutex<Reloads>,
+}
+
+#[derive(Debug, Default)]
+struct Reloads {
+    ok: u64,
+    error: u64,
+    last: Option<LastReload>,
 }
 
 /// How the latest configuration reload went, for `/status.json`.
@@ -53,9 +59,7 @@ impl Default for Metrics {
             latency_buckets: Default::default(),
             latency_count: AtomicU64::new(0),
             latency_sum_nanos: AtomicU64::new(0),
-            reloads_ok: AtomicU64::new(0),
-            reloads_error: AtomicU64::new(0),
-            last_reload: Mutex::default(),
+            reloads: Mutex::default(),
         }
     }
 }
@@ -102,19 +106,17 @@ impl Metrics {
     }
 
     pub fn config_reload(&self, outcome: LastReload) {
-        let counter = match outcome.error {
-            None => &self.reloads_ok,
-            Some(_) => &self.reloads_error,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        let mut reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome.error {
+            None => reloads.ok += 1,
+            Some(_) => reloads.error += 1,
+        }
+        reloads.last = Some(outcome);
     }
 
     pub fn last_reload(&self) -> Option<LastReload> {
-        self.last_reload
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        reloads.last.clone()
     }
 
     fn nanos_since_start(&self) -> u64 {
@@ -235,8 +237,11 @@ impl Metrics {
             "counter",
             "Configuration reloads (SIGHUP) by result; an error keeps the running one.",
         );
-        for (result, n) in [("ok", &self.reloads_ok), ("error", &self.reloads_error)] {
-            let n = n.load(Ordering::Relaxed);
+        let (ok, error) = {
+            let reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+            (reloads.ok, reloads.error)
+        };
+        for (result, n) in [("ok", ok), ("error", error)] {
             let _ = writeln!(out, "dnslb_config_reloads_total{{result=\"{result}\"}} {n}");
         }
         out
