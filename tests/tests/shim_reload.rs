@@ -204,13 +204,15 @@ fn sighup_adds_changes_and_removes_upstreams_over_the_open_stream() {
     let draining = stack
         .shim
         .wait_status("the removed upstream to drain", WAIT, |s| {
-            s["upstreams"].as_array().is_some_and(|ups| {
-                ups.iter().any(|u| {
-                    u["cluster"] == first.as_str()
-                        && u["removed_at_unix_ms"].is_u64()
-                        && u["members"][0]["draining"] == true
+            // The reload is recorded once applied, a moment after the state shows it.
+            s["last_reload"]["result"] == "ok"
+                && s["upstreams"].as_array().is_some_and(|ups| {
+                    ups.iter().any(|u| {
+                        u["cluster"] == first.as_str()
+                            && u["removed_at_unix_ms"].is_u64()
+                            && u["members"][0]["draining"] == true
+                    })
                 })
-            })
         })
         .unwrap();
     assert_eq!(
