@@ -109,7 +109,13 @@ fn route(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes
 fn report(state: &AdminState) -> StatusReport {
     let snapshot = Arc::clone(&state.snapshots.borrow());
     let discovery = Arc::clone(&state.discovery.borrow());
-    StatusReport::new(&discovery, &snapshot, &state.clients.list())
+    let last_reload = state.metrics.last_reload();
+    StatusReport::new(
+        &discovery,
+        &snapshot,
+        &state.clients.list(),
+        last_reload.as_ref(),
+    )
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

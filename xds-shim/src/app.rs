@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
@@ -15,7 +16,8 @@ use crate::clients::Clients;
 use crate::config::Config;
 use crate::discovery::DiscoveryState;
 use crate::forced;
-use crate::refresh::{self, Publisher};
+use crate::refresh::{self, Inbox, Publisher, Timing};
+use crate::reload::{self, Source};
 use crate::resolv_conf;
 use crate::resolve::{BuildError, DnsResolver};
 use crate::shutdown::Shutdown;
@@ -39,7 +41,10 @@ pub enum AppError {
     AdsTask(#[from] tokio::task::JoinError),
 }
 
-pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError> {
+/// Runs until shutdown; `source` is where SIGHUP rereads the configuration from.
+pub async fn run(config: Config, source: Source, mut shutdown: Shutdown) -> Result<(), AppError> {
+    // First: until a handler is installed, SIGHUP terminates the process.
+    let hangups = reload::hangups();
     // Bind first: a taken port is reported before any DNS work, and clients that connect
     // during the first round queue in the backlog instead of being refused.
     let xds_listener = bind("xDS", config.xds_listen).await?;
@@ -73,17 +78,31 @@ pub async fn run(config: Config, mut shutdown: Shutdown) -> Result<(), AppError>
     );
 
     let (forced, asks) = forced::channel();
+    let (reload_requests, reloads) = mpsc::channel(1);
+    match hangups {
+        Ok(hangups) => {
+            let metrics = Arc::clone(&publisher.metrics);
+            let running = config.clone();
+            let reloads = reload::serve(
+                hangups,
+                source,
+                running,
+                reload_requests,
+                metrics,
+                shutdown.clone(),
+            );
+            tokio::spawn(reloads);
+        }
+        Err(err) => warn!(%err, "cannot listen for SIGHUP; configuration reload is unavailable"),
+    }
     let refresher = tokio::spawn(refresh::run(
         resolver,
         state,
-        refresh::Timing {
-            interval: config.interval,
-            ttl_floor: config.ttl_floor,
-        },
+        Timing::of(&config),
         publisher,
         shutdown.clone(),
         unanswered,
-        asks,
+        Inbox { asks, reloads },
     ));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
     info!(

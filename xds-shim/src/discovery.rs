@@ -22,6 +22,8 @@ use crate::resources::{TlsTarget, SYSTEM_CA_FILE};
 use crate::snapshot::Membership;
 use crate::upstream::Upstream;
 
+mod roster;
+
 /// Result of resolving one name in one round.
 pub type HostResult = Result<Vec<IpAddr>, ResolveError>;
 pub type SrvResult = Result<Vec<SrvRecord>, ResolveError>;
@@ -94,6 +96,27 @@ pub struct UpstreamState {
     /// Answers cut to the cap so far (for `/metrics`).
     pub capped_answers: u64,
     pub settings: UpstreamSettings,
+    /// Set when a reload removed the upstream: no longer resolved, its members drain,
+    /// then the cluster is withdrawn.
+    pub removed_at: Option<SystemTime>,
+}
+
+impl UpstreamState {
+    fn new(upstream: Upstream) -> Self {
+        UpstreamState {
+            upstream,
+            members: Vec::new(),
+            draining: Vec::new(),
+            last_attempt: None,
+            last_success: None,
+            stale_since: None,
+            empty_answers: 0,
+            capped_from: None,
+            capped_answers: 0,
+            settings: UpstreamSettings::default(),
+            removed_at: None,
+        }
+    }
 }
 
 /// Something worth logging that `apply` noticed.
@@ -124,6 +147,8 @@ pub enum Event {
         cluster: String,
         addrs: Vec<SocketAddr>,
     },
+    /// A removed upstream has nothing left to drain: its cluster is no longer served.
+    Withdrawn { cluster: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +176,9 @@ struct NameIndex {
 impl NameIndex {
     fn new(upstreams: &BTreeMap<Arc<str>, Arc<UpstreamState>>) -> Self {
         let mut index = NameIndex::default();
-        for (cluster, state) in upstreams {
+        // Removed upstreams are not resolved any more, nor folded into.
+        let resolved = upstreams.iter().filter(|(_, s)| s.removed_at.is_none());
+        for (cluster, state) in resolved {
             let names = match state.upstream {
                 Upstream::Srv { .. } => &mut index.srv,
                 Upstream::Dns { .. } => &mut index.hosts,
@@ -179,19 +206,8 @@ impl DiscoveryState {
         let upstreams = upstreams
             .into_iter()
             .map(|upstream| {
-                let state = UpstreamState {
-                    upstream: upstream.clone(),
-                    members: Vec::new(),
-                    draining: Vec::new(),
-                    last_attempt: None,
-                    last_success: None,
-                    stale_since: None,
-                    empty_answers: 0,
-                    capped_from: None,
-                    capped_answers: 0,
-                    settings: UpstreamSettings::default(),
-                };
-                (Arc::from(upstream.cluster_name()), Arc::new(state))
+                let cluster = Arc::from(upstream.cluster_name());
+                (cluster, Arc::new(UpstreamState::new(upstream)))
             })
             .collect();
         DiscoveryState {
@@ -216,7 +232,7 @@ impl DiscoveryState {
     fn names(&self, keep: impl Fn(&Upstream) -> bool) -> BTreeSet<String> {
         self.upstreams
             .values()
-            .filter(|s| keep(&s.upstream))
+            .filter(|s| s.removed_at.is_none() && keep(&s.upstream))
             .map(|s| s.upstream.host().to_string())
             .collect()
     }
@@ -237,7 +253,7 @@ impl DiscoveryState {
     /// smallest interval of the upstreams using it (`global` unless they set their own).
     pub fn name_intervals(&self, global: Duration) -> BTreeMap<(bool, String), Duration> {
         let mut intervals: BTreeMap<(bool, String), Duration> = BTreeMap::new();
-        for state in self.upstreams.values() {
+        for state in self.upstreams.values().filter(|s| s.removed_at.is_none()) {
             let srv = matches!(state.upstream, Upstream::Srv { .. });
             let every = state.settings.interval.unwrap_or(global);
             intervals
@@ -288,11 +304,16 @@ impl DiscoveryState {
         let drains = drains.filter(|(_, s)| s.draining.iter().any(|d| d.until <= at));
         due.extend(drains.map(|(cluster, _)| &**cluster));
         let due: Vec<String> = due.into_iter().map(str::to_owned).collect();
+        let mut withdrawn = Vec::new();
         for cluster in due {
             let Some(shared) = self.upstreams.get_mut(cluster.as_str()) else {
                 continue;
             };
-            let answer = answer(&shared.upstream, results);
+            // A removed upstream only drains, even when an upstream kept shares its name.
+            let answer = match shared.removed_at {
+                Some(_) => None,
+                None => answer(&shared.upstream, results),
+            };
             let drain_ends = shared.draining.iter().any(|d| d.until <= at);
             if answer.is_none() && !drain_ends {
                 continue;
@@ -325,6 +346,13 @@ impl DiscoveryState {
                     addrs: ended.iter().map(|d| d.member.addr).collect(),
                 });
             }
+            if state.removed_at.is_some() && state.draining.is_empty() {
+                withdrawn.push(cluster);
+            }
+        }
+        for cluster in withdrawn {
+            self.upstreams.remove(cluster.as_str());
+            events.push(Event::Withdrawn { cluster });
         }
         (events, touched)
     }

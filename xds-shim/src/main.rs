@@ -3,25 +3,24 @@
 
 use std::process::ExitCode;
 
-use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use tracing::{error, info};
 use xds_shim::cli::{Cli, Command};
 use xds_shim::config::Config;
-use xds_shim::config_file::{self, FileConfig};
+use xds_shim::reload::Source;
 use xds_shim::{app, bootstrap, logging, shutdown};
 
 fn main() -> ExitCode {
-    let config = match configure() {
+    let (config, source) = match configure() {
         Ok(Setup::Bootstrap(yaml)) => {
             print!("{yaml}");
             return ExitCode::SUCCESS;
         }
-        Ok(Setup::Run(Some(Command::Check), config)) => {
+        Ok(Setup::Run(Some(Command::Check), config, _)) => {
             print!("{}", config.to_yaml());
             return ExitCode::SUCCESS;
         }
-        Ok(Setup::Run(_, config)) => *config,
+        Ok(Setup::Run(_, config, source)) => (*config, *source),
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::from(2);
@@ -60,7 +59,7 @@ fn main() -> ExitCode {
                 }
             }
         });
-        app::run(config, shutdown).await
+        app::run(config, source, shutdown).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,15 +74,15 @@ fn main() -> ExitCode {
 enum Setup {
     /// `envoy-bootstrap`: the YAML to print.
     Bootstrap(String),
-    /// Run the shim, or `check` its configuration.
-    Run(Option<Command>, Box<Config>),
+    /// Run the shim, or `check` its configuration; the source is reread on SIGHUP.
+    Run(Option<Command>, Box<Config>, Box<Source>),
 }
 
 /// Flags, variables and the `--config` file, merged and validated. clap prints its own
 /// errors (naming the flag and value) and exits with 2.
 fn configure() -> Result<Setup, Box<dyn std::error::Error>> {
     let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(Command::EnvoyBootstrap(args)) = &cli.command {
         let request = bootstrap::request(
             args.listen,
@@ -96,16 +95,9 @@ fn configure() -> Result<Setup, Box<dyn std::error::Error>> {
         )?;
         return Ok(Setup::Bootstrap(bootstrap::render(&request)));
     }
-    let file = match &cli.config {
-        Some(path) => config_file::load(path)?,
-        None => FileConfig::default(),
-    };
-    let explicit = |id: &str| {
-        matches!(
-            matches.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        )
-    };
-    let config = cli.to_config_with(&file, explicit)?;
-    Ok(Setup::Run(cli.command, Box::new(config)))
+    let command = cli.command.take();
+    // Start and reload merge the file with the flags the same way.
+    let source = Source::new(cli, &matches);
+    let config = source.load()?;
+    Ok(Setup::Run(command, Box::new(config), Box::new(source)))
 }

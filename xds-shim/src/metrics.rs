@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::discovery::{DiscoveryState, UpstreamState};
 
@@ -26,6 +26,25 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
+    /// Under one lock, so whoever sees a count also sees the reload it counted.
+    reloads: Mutex<Reloads>,
+}
+
+#[derive(Debug, Default)]
+struct Reloads {
+    ok: u64,
+    error: u64,
+    last: Option<LastReload>,
+}
+
+/// How the latest configuration reload went, for `/status.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastReload {
+    pub at: SystemTime,
+    /// Why the file was refused (the running configuration stayed); `None`: applied.
+    pub error: Option<String>,
+    /// Settings the file changed that only a restart applies (kept as they were).
+    pub restart_required: Vec<String>,
 }
 
 impl Default for Metrics {
@@ -40,6 +59,7 @@ impl Default for Metrics {
             latency_buckets: Default::default(),
             latency_count: AtomicU64::new(0),
             latency_sum_nanos: AtomicU64::new(0),
+            reloads: Mutex::default(),
         }
     }
 }
@@ -83,6 +103,20 @@ impl Metrics {
 
     pub fn nack(&self) {
         self.nacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn config_reload(&self, outcome: LastReload) {
+        let mut reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome.error {
+            None => reloads.ok += 1,
+            Some(_) => reloads.error += 1,
+        }
+        reloads.last = Some(outcome);
+    }
+
+    pub fn last_reload(&self) -> Option<LastReload> {
+        let reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+        reloads.last.clone()
     }
 
     fn nanos_since_start(&self) -> u64 {
@@ -209,6 +243,19 @@ impl Metrics {
             "dnslb_snapshots_total {}",
             self.snapshots.load(Ordering::Relaxed)
         );
+        header(
+            &mut out,
+            "dnslb_config_reloads_total",
+            "counter",
+            "Configuration reloads (SIGHUP) by result; an error keeps the running one.",
+        );
+        let (ok, error) = {
+            let reloads = self.reloads.lock().unwrap_or_else(|e| e.into_inner());
+            (reloads.ok, reloads.error)
+        };
+        for (result, n) in [("ok", ok), ("error", error)] {
+            let _ = writeln!(out, "dnslb_config_reloads_total{{result=\"{result}\"}} {n}");
+        }
         out
     }
 }
@@ -254,6 +301,15 @@ mod tests {
         metrics.push("EDS", true);
         metrics.push("CDS", false);
         metrics.nack();
+        let reload = |error: Option<&str>| LastReload {
+            at: SystemTime::UNIX_EPOCH,
+            error: error.map(str::to_string),
+            restart_required: Vec::new(),
+        };
+        metrics.config_reload(reload(None));
+        metrics.config_reload(reload(Some("bad")));
+        metrics.config_reload(reload(None));
+        assert_eq!(metrics.last_reload(), Some(reload(None)));
         let state = DiscoveryState::new(["dns+a.test:80".parse().unwrap()]);
         let text = metrics.render(&state, 3);
         for line in [
@@ -269,6 +325,8 @@ mod tests {
             "dnslb_xds_connected_streams 3",
             "dnslb_xds_nacks_total 1",
             "dnslb_snapshots_total 1",
+            "dnslb_config_reloads_total{result=\"ok\"} 2",
+            "dnslb_config_reloads_total{result=\"error\"} 1",
             "# TYPE dnslb_xds_push_latency_seconds histogram",
             &format!(
                 "dnslb_build_info{{version=\"{}\",commit=\"{}\"}} 1",

@@ -132,26 +132,35 @@ impl Resources {
         }
     }
 
-    /// These resources with `changed` put in; nothing moves (version, generation) unless
-    /// a resource's content actually did.
-    fn with(&self, changed: Vec<(String, Arc<Versioned>)>) -> Self {
+    /// These resources with `changed` put in and `removed` taken out; nothing moves
+    /// (version, generation) unless a resource's content actually did.
+    fn with(&self, changed: Vec<(String, Arc<Versioned>)>, removed: &[String]) -> Self {
         let changed: Vec<_> = changed
             .into_iter()
             .filter(|(name, new)| self.by_name.get(name).map(|old| old.digest) != Some(new.digest))
             .collect();
-        if changed.is_empty() {
+        let removed: Vec<&String> = removed
+            .iter()
+            .filter(|name| self.by_name.contains_key(*name))
+            .collect();
+        if changed.is_empty() && removed.is_empty() {
             return self.clone();
         }
         let mut changes = VecDeque::clone(&self.changes);
-        changes.push_back((
-            self.generation,
-            changed.iter().map(|(name, _)| name.clone()).collect(),
-        ));
+        // Removed names are logged too: a Delta stream tells its client they went.
+        let names = changed
+            .iter()
+            .map(|(name, _)| name)
+            .chain(removed.iter().copied());
+        changes.push_back((self.generation, names.cloned().collect()));
         if changes.len() > CHANGE_LOG_LEN {
             changes.pop_front();
         }
         let mut by_name = BTreeMap::clone(&self.by_name);
         by_name.extend(changed);
+        for name in removed {
+            by_name.remove(name);
+        }
         Resources {
             version: content_version(&by_name),
             by_name: Arc::new(by_name),
@@ -260,6 +269,21 @@ impl Snapshot {
         &self,
         changes: impl IntoIterator<Item = (String, Membership)>,
     ) -> Option<Snapshot> {
+        self.updated_withdrawing(changes, &[])
+    }
+
+    /// [`updated`](Self::updated), also withdrawing the clusters named in `withdrawn`
+    /// (upstreams a reload removed), or `None` when nothing differs.
+    pub fn updated_withdrawing(
+        &self,
+        changes: impl IntoIterator<Item = (String, Membership)>,
+        withdrawn: &[String],
+    ) -> Option<Snapshot> {
+        let withdrawn: Vec<String> = withdrawn
+            .iter()
+            .filter(|name| self.members.contains_key(*name))
+            .cloned()
+            .collect();
         let mut members = Vec::new();
         let mut clusters = Vec::new();
         let mut grpc_clusters = Vec::new();
@@ -279,17 +303,21 @@ impl Snapshot {
             endpoints.push((name.clone(), encoded.endpoints));
             members.push((name, Arc::new(membership)));
         }
-        if members.is_empty() {
+        if members.is_empty() && withdrawn.is_empty() {
             return None;
         }
+        let gone = &withdrawn;
         let mut next = Snapshot {
-            clusters: self.clusters.with(clusters),
-            grpc_clusters: self.grpc_clusters.with(grpc_clusters),
-            delta_grpc_clusters: self.delta_grpc_clusters.with(delta_grpc_clusters),
-            endpoints: self.endpoints.with(endpoints),
+            clusters: self.clusters.with(clusters, gone),
+            grpc_clusters: self.grpc_clusters.with(grpc_clusters, gone),
+            delta_grpc_clusters: self.delta_grpc_clusters.with(delta_grpc_clusters, gone),
+            endpoints: self.endpoints.with(endpoints, gone),
             members: self.members.clone(),
         };
         next.members.extend(members);
+        for name in gone {
+            next.members.remove(name);
+        }
         Some(next)
     }
 
@@ -479,6 +507,28 @@ mod tests {
         // Nothing new: no snapshot.
         let same = ("dns+a.test:80".to_string(), before["dns+a.test:80"].clone());
         assert!(new.updated([same]).is_none());
+    }
+
+    #[test]
+    fn a_withdrawn_cluster_leaves_every_set_and_the_change_log() {
+        let both = members(&[
+            ("dns+a.test:80", "a.test", &["10.0.0.1:80"]),
+            ("dns+b.test:80", "b.test", &["10.0.0.2:80"]),
+        ]);
+        let old = Snapshot::build(both.clone());
+        let gone = ["dns+b.test:80".to_string()];
+        let new = old.updated_withdrawing([], &gone).unwrap();
+        let mut only_a = both;
+        only_a.remove("dns+b.test:80");
+        assert_eq!(new, Snapshot::build(only_a));
+        for kind in [ResourceType::Cluster, ResourceType::Endpoint] {
+            let since = new
+                .resources(kind)
+                .changed_since(old.resources(kind).generation());
+            assert_eq!(since, Some(BTreeSet::from(["dns+b.test:80"])));
+        }
+        // Withdrawing what is not served changes nothing.
+        assert!(new.updated_withdrawing([], &gone).is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::clients::ClientInfo;
 use crate::discovery::{DiscoveryState, Outcome};
+use crate::metrics::LastReload;
 use crate::snapshot::{EdsSource, ResourceType, Snapshot};
 
 #[derive(Debug, Serialize)]
@@ -16,6 +17,19 @@ pub struct StatusReport {
     pub connected_streams: usize,
     pub upstreams: Vec<UpstreamReport>,
     pub clients: Vec<ClientReport>,
+    /// The latest configuration reload (SIGHUP), if any.
+    pub last_reload: Option<ReloadReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReloadReport {
+    pub at_unix_ms: u64,
+    /// `ok` (applied) or `error` (refused; the running configuration stays).
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Settings changed in the file that only a restart applies.
+    pub restart_required: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,6 +79,8 @@ pub struct UpstreamReport {
     pub empty_answers: u32,
     /// Members in the last answer when it was over `--max-records` (then cut to it).
     pub capped_from: Option<usize>,
+    /// Set when a reload removed the upstream: its members drain, then it goes.
+    pub removed_at_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +107,12 @@ pub struct ResolutionReport {
 }
 
 impl StatusReport {
-    pub fn new(discovery: &DiscoveryState, snapshot: &Snapshot, clients: &[ClientInfo]) -> Self {
+    pub fn new(
+        discovery: &DiscoveryState,
+        snapshot: &Snapshot,
+        clients: &[ClientInfo],
+        last_reload: Option<&LastReload>,
+    ) -> Self {
         let upstreams = discovery
             .upstreams()
             .map(|state| UpstreamReport {
@@ -115,6 +136,7 @@ impl StatusReport {
                 stale_since_unix_ms: state.stale_since.map(unix_ms),
                 empty_answers: state.empty_answers,
                 capped_from: state.capped_from,
+                removed_at_unix_ms: state.removed_at.map(unix_ms),
                 last_resolution: state.last_attempt.as_ref().map(|attempt| {
                     let (result, error) = match &attempt.outcome {
                         Outcome::Resolved => ("ok", None),
@@ -144,6 +166,16 @@ impl StatusReport {
                 endpoints: snapshot.version(ResourceType::Endpoint).to_string(),
             },
             upstreams,
+            last_reload: last_reload.map(|reload| ReloadReport {
+                at_unix_ms: unix_ms(reload.at),
+                result: if reload.error.is_some() {
+                    "error"
+                } else {
+                    "ok"
+                },
+                error: reload.error.clone(),
+                restart_required: reload.restart_required.clone(),
+            }),
         }
     }
 }
@@ -202,7 +234,19 @@ mod tests {
             acked: [("CDS", "v1".to_string())].into_iter().collect(),
             last_nack: None,
         };
-        let json = serde_json::to_value(StatusReport::new(&state, &snapshot, &[client])).unwrap();
+        let reload = LastReload {
+            at,
+            error: Some("config key interval: invalid value \"soon\"".into()),
+            restart_required: vec![],
+        };
+        let report = StatusReport::new(&state, &snapshot, &[client], Some(&reload));
+        let json = serde_json::to_value(report).unwrap();
+        assert_eq!(json["last_reload"]["result"], "error");
+        assert_eq!(json["last_reload"]["at_unix_ms"], 1_500);
+        assert!(json["last_reload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("soon"));
 
         assert_eq!(json["connected_streams"], 1);
         assert_eq!(json["clients"][0]["node"], "envoy-1");

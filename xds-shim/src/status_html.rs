@@ -26,6 +26,17 @@ pub fn render(report: &StatusReport) -> String {
         esc(&report.versions.endpoints),
         report.connected_streams
     );
+    if let Some(reload) = &report.last_reload {
+        let result = match &reload.error {
+            None => "<span class=\"ok\">ok</span>".to_string(),
+            Some(error) => format!("<span class=\"bad\">error: {}</span>", esc(error)),
+        };
+        let _ = write!(
+            out,
+            "<p id=\"last-reload\">last configuration reload {} ago: {result}</p>",
+            age(now, reload.at_unix_ms)
+        );
+    }
     for upstream in &report.upstreams {
         upstream_section(&mut out, upstream, now);
     }
@@ -90,6 +101,13 @@ fn upstream_section(out: &mut String, upstream: &UpstreamReport, now: u64) {
         let _ = write!(
             out,
             " · <span class=\"warn\">answer had {total} records; capped</span>"
+        );
+    }
+    if let Some(at) = upstream.removed_at_unix_ms {
+        let _ = write!(
+            out,
+            " · <span class=\"warn\">removed from the configuration {} ago; draining</span>",
+            age(now, at)
         );
     }
     out.push_str("</p>");
@@ -163,7 +181,7 @@ fn esc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{MemberReport, Versions};
+    use crate::status::{MemberReport, ReloadReport, Versions};
 
     #[test]
     fn shows_members_drain_stale_and_escapes() {
@@ -207,8 +225,15 @@ mod tests {
                 stale_since_unix_ms: Some(5_000),
                 empty_answers: 0,
                 capped_from: None,
+                removed_at_unix_ms: Some(9_000),
             }],
             clients: vec![],
+            last_reload: Some(ReloadReport {
+                at_unix_ms: 4_000,
+                result: "error",
+                error: Some("config key interval: invalid value \"<soon>\"".into()),
+                restart_required: vec![],
+            }),
         };
         let html = render(&report);
         for needle in [
@@ -217,6 +242,8 @@ mod tests {
             "STALE for 5.0 s",
             "<td>10.0.0.1:80</td><td>a.test</td><td>10</td><td>5</td>",
             "DRAINING</span> (30.0 s left)",
+            "removed from the configuration 1.0 s ago",
+            "reload 6.0 s ago: <span class=\"bad\">error: config key interval: invalid value &quot;&lt;soon&gt;&quot;",
             "&lt;b&gt;",
             "<p id=\"no-clients\">none</p>",
         ] {

@@ -510,6 +510,23 @@ mod tests {
     }
 
     #[test]
+    fn a_synced_stream_names_a_withdrawn_cluster() {
+        let snap = snapshot(&[
+            ("dns+a:80", &["10.0.0.1:80"]),
+            ("dns+b:80", &["10.0.0.2:80"]),
+        ]);
+        let mut delta = DeltaState::new();
+        delta.on_request(request(CLUSTER_TYPE_URL, &[], ""), &snap);
+        // Updated from what the stream has, so only the change log is read.
+        let next = snap
+            .updated_withdrawing([], &["dns+b:80".to_string()])
+            .unwrap();
+        let cds = only(delta.on_snapshot(&next));
+        assert!(cds.resources.is_empty());
+        assert_eq!(cds.removed_resources, ["dns+b:80"]);
+    }
+
+    #[test]
     fn reconnect_with_initial_versions_gets_only_news() {
         let snap = snapshot(&[
             ("dns+a:80", &["10.0.0.1:80"]),

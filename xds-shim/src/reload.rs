@@ -1,0 +1,475 @@
+//! Live reload: `SIGHUP` rereads `--config` and merges it with the flags and `DNSLB_*`
+//! variables given at start exactly as the start did (they still win over the file).
+//!
+//! A file that fails to load or validate changes nothing: one error line names the key and
+//! the value. Otherwise the refresh loop gets the new configuration as a message (as it
+//! gets forced refreshes) and applies it with [`apply`]: upstreams join and are resolved
+//! at once, removed ones drain and are withdrawn, changed settings become new cluster
+//! versions. Streams stay open. Settings bound at start (listen addresses, the resolver,
+//! the log format) keep their running values; the log names the ones the file changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use crate::cli::Cli;
+use crate::config::{Config, ConfigError};
+use crate::config_file::{self, FileConfig};
+use crate::discovery::DiscoveryState;
+use crate::metrics::{LastReload, Metrics};
+use crate::shutdown::Shutdown;
+use crate::upstream::Upstream;
+
+/// Where the configuration comes from: the flags and variables parsed at start (with
+/// which of them were given, rather than defaulted) and the `--config` file.
+#[derive(Debug)]
+pub struct Source {
+    cli: Cli,
+    explicit: BTreeSet<String>,
+}
+
+impl Source {
+    pub fn new(cli: Cli, matches: &ArgMatches) -> Self {
+        let explicit = matches
+            .ids()
+            .filter(|id| {
+                matches!(
+                    matches.value_source(id.as_str()),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            })
+            .map(|id| id.to_string())
+            .collect();
+        Source { cli, explicit }
+    }
+
+    pub fn path(&self) -> Option<&str> {
+        self.cli.config.as_deref()
+    }
+
+    /// Reads the file (if any) and merges it under the flags and variables.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let file = match self.path() {
+            Some(path) => config_file::load(path)?,
+            None => FileConfig::default(),
+        };
+        self.cli
+            .to_config_with(&file, |id| self.explicit.contains(id))
+    }
+}
+
+/// The configuration a reload applies, and what it leaves for a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub config: Config,
+    /// Keys the file changed that only a restart applies; their running values stay.
+    pub restart_required: Vec<String>,
+}
+
+/// `loaded`'s upstreams, per-upstream settings, intervals, drain policy and CA file; the
+/// running values of everything bound at start: sockets, the resolver, logging. A
+/// setting added to [`Config`] later is bound at start unless it is listed here.
+pub fn plan(running: &Config, loaded: &Config) -> Plan {
+    let config = Config {
+        upstreams: loaded.upstreams.clone(),
+        upstream_settings: loaded.upstream_settings.clone(),
+        interval: loaded.interval,
+        policy: loaded.policy,
+        ca_file: loaded.ca_file.clone(),
+        ttl_floor: loaded.ttl_floor,
+        ..running.clone()
+    };
+    // Named as `xds-shim check` prints them, which is the file's syntax; whatever else
+    // differs is kept all the same.
+    let mut restart_required = differing_keys(&config, loaded);
+    if restart_required.is_empty() && config != *loaded {
+        restart_required.push("settings bound at start".to_string());
+    }
+    Plan {
+        config,
+        restart_required,
+    }
+}
+
+/// The top-level keys whose effective values differ between `a` and `b`.
+fn differing_keys(a: &Config, b: &Config) -> Vec<String> {
+    let keys =
+        |c: &Config| serde_yaml::from_str::<serde_yaml::Mapping>(&c.to_yaml()).unwrap_or_default();
+    let (a, b) = (keys(a), keys(b));
+    a.iter()
+        .filter(|(key, value)| b.get(*key) != Some(*value))
+        .filter_map(|(key, _)| key.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What a reload did to the served clusters, by cluster name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub added: Vec<String>,
+    /// Now draining (or gone, with nothing to drain).
+    pub removed: Vec<String>,
+    /// Kept, with other settings (or other roots, when the global CA file changed).
+    pub changed: Vec<String>,
+    /// Every cluster whose membership may differ: what the refresh loop publishes.
+    pub touched: Vec<String>,
+}
+
+/// Applies `config`'s upstreams, their settings, the drain policy and the CA file to
+/// `state` at `at`. Pure: the refresh loop reschedules names and publishes.
+pub fn apply(state: &mut DiscoveryState, config: &Config, at: SystemTime) -> Applied {
+    // (upstream, settings, TLS target) per served cluster: what its Envoy cluster is built
+    // from, so "changed" means a new cluster version.
+    let shapes = |state: &DiscoveryState| -> BTreeMap<String, _> {
+        state
+            .upstreams()
+            .filter(|s| s.removed_at.is_none())
+            .filter_map(|s| {
+                let cluster = s.upstream.cluster_name();
+                let membership = state.membership(&cluster)?;
+                Some((
+                    cluster,
+                    (s.upstream.clone(), membership.settings, membership.tls),
+                ))
+            })
+            .collect()
+    };
+    let before = shapes(state);
+    let mut touched: BTreeSet<String> = state
+        .upstreams()
+        .map(|s| s.upstream.cluster_name())
+        .collect();
+    let wanted: BTreeSet<String> = config
+        .upstreams
+        .iter()
+        .map(Upstream::cluster_name)
+        .collect();
+    let mut applied = Applied::default();
+
+    state.set_policy(config.policy);
+    state.set_ca_file(&config.ca_file);
+    for cluster in before.keys().filter(|c| !wanted.contains(*c)) {
+        if state.remove_upstream(cluster, at) {
+            applied.removed.push(cluster.clone());
+        }
+    }
+    for upstream in &config.upstreams {
+        let cluster = upstream.cluster_name();
+        if state.add_upstream(upstream.clone()) {
+            applied.added.push(cluster.clone());
+        }
+        state.set_settings(&cluster, config.settings_of(upstream));
+    }
+    let after = shapes(state);
+    applied.changed = after
+        .iter()
+        .filter(|(cluster, shape)| before.get(*cluster).is_some_and(|old| old != *shape))
+        .map(|(cluster, _)| cluster.clone())
+        .collect();
+    touched.extend(after.into_keys());
+    applied.touched = touched.into_iter().collect();
+    applied
+}
+
+/// A reload for the refresh loop, and where it answers once applied and published.
+#[derive(Debug)]
+pub struct Request {
+    pub config: Config,
+    pub reply: oneshot::Sender<Applied>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the refresh loop has stopped")]
+    LoopGone,
+}
+
+/// Listens for SIGHUP. Installed before the first round: until then SIGHUP terminates.
+pub fn hangups() -> std::io::Result<Signal> {
+    signal(SignalKind::hangup())
+}
+
+/// Reloads on every SIGHUP until shutdown, one at a time (signals that arrive during a
+/// reload coalesce into the next one).
+pub async fn serve(
+    mut hangups: Signal,
+    source: Source,
+    mut running: Config,
+    refresh: mpsc::Sender<Request>,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            signal = hangups.recv() => if signal.is_none() { return },
+        }
+        info!(
+            config = source.path(),
+            "SIGHUP: reloading the configuration"
+        );
+        if let Err(ReloadError::LoopGone) = reload(&source, &mut running, &refresh, &metrics).await
+        {
+            return;
+        }
+    }
+}
+
+/// One reload: load, keep what needs a restart, have the refresh loop apply the rest, then
+/// log and count the outcome. `running` becomes what was applied.
+pub async fn reload(
+    source: &Source,
+    running: &mut Config,
+    refresh: &mpsc::Sender<Request>,
+    metrics: &Metrics,
+) -> Result<Applied, ReloadError> {
+    let loaded = match source.load() {
+        Ok(config) => config,
+        Err(err) => {
+            error!(error = %err, "configuration reload failed; keeping the running configuration");
+            metrics.config_reload(LastReload {
+                at: SystemTime::now(),
+                error: Some(err.to_string()),
+                restart_required: Vec::new(),
+            });
+            return Err(err.into());
+        }
+    };
+    let plan = plan(running, &loaded);
+    if !plan.restart_required.is_empty() {
+        warn!(
+            settings = ?plan.restart_required,
+            "changed in the configuration, but only a restart applies them; keeping the running values"
+        );
+    }
+    let (reply, applied) = oneshot::channel();
+    let request = Request {
+        config: plan.config.clone(),
+        reply,
+    };
+    refresh
+        .send(request)
+        .await
+        .map_err(|_| ReloadError::LoopGone)?;
+    let applied = applied.await.map_err(|_| ReloadError::LoopGone)?;
+    info!(
+        added = ?applied.added,
+        removed = ?applied.removed,
+        changed = ?applied.changed,
+        "configuration reloaded"
+    );
+    metrics.config_reload(LastReload {
+        at: SystemTime::now(),
+        error: None,
+        restart_required: plan.restart_required,
+    });
+    *running = plan.config;
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+    use crate::config_file::LbPolicy;
+    use crate::discovery::RoundResults;
+
+    fn source(args: &[&str]) -> Source {
+        let args = std::iter::once("xds-shim").chain(args.iter().copied());
+        let matches = Cli::command().try_get_matches_from(args).unwrap();
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        Source::new(cli, &matches)
+    }
+
+    struct File(std::path::PathBuf);
+
+    impl File {
+        fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "xds-shim-reload-{}-{name}.yaml",
+                std::process::id()
+            ));
+            File(path)
+        }
+
+        fn write(&self, text: &str) -> &Self {
+            std::fs::write(&self.0, text).unwrap();
+            self
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for File {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn flags_still_win_over_the_file_on_reload() {
+        let file = File::new("flags");
+        file.write("upstreams: [dns+a.test:80]\ninterval: 2s\ndrain: 1s\n");
+        let source = source(&["--config", file.path(), "--interval", "7s"]);
+        let first = source.load().unwrap();
+        assert_eq!(first.interval, Duration::from_secs(7));
+        assert_eq!(first.policy.drain, Duration::from_secs(1));
+
+        file.write("upstreams: [dns+a.test:80, dns+b.test:80]\ninterval: 3s\ndrain: 4s\n");
+        let second = source.load().unwrap();
+        assert_eq!(second.interval, Duration::from_secs(7), "the flag wins");
+        assert_eq!(
+            second.policy.drain,
+            Duration::from_secs(4),
+            "the file fills in"
+        );
+        assert_eq!(second.upstreams.len(), 2);
+    }
+
+    #[test]
+    fn settings_bound_at_start_are_kept_and_named() {
+        let file = File::new("bound");
+        let source = source(&["--config", file.path()]);
+        file.write("upstreams: [dns+a.test:80]\n");
+        let running = source.load().unwrap();
+        file.write(
+            "upstreams: [dns+b.test:80]\nxds_listen: 127.0.0.1:9\nadmin_listen: 127.0.0.1:8\n\
+             nameservers: [10.0.0.53]\nipv6: true\ndns_timeout: 1s\nmax_in_flight: 8\n\
+             log_format: json\ninterval: 1s\ndrain: 1s\nca_file: /x.pem\nttl_floor: 1s\n",
+        );
+        let planned = plan(&running, &source.load().unwrap());
+        assert_eq!(
+            planned.restart_required,
+            [
+                "nameservers",
+                "ipv6",
+                "dns_timeout",
+                "max_in_flight",
+                "xds_listen",
+                "admin_listen",
+                "log_format"
+            ]
+        );
+        assert_eq!(planned.config.xds_listen, running.xds_listen);
+        assert_eq!(planned.config.nameservers, running.nameservers);
+        assert_eq!(planned.config.log_format, running.log_format);
+        assert_eq!(planned.config.resolver, running.resolver);
+        assert_eq!(planned.config.interval, Duration::from_secs(1));
+        assert_eq!(planned.config.policy.drain, Duration::from_secs(1));
+        assert_eq!(planned.config.ca_file, "/x.pem");
+        assert_eq!(planned.config.ttl_floor, Some(Duration::from_secs(1)));
+        assert_eq!(planned.config.upstreams, ["dns+b.test:80".parse().unwrap()]);
+        assert!(plan(&running, &running).restart_required.is_empty());
+    }
+
+    fn config(file: &str) -> Config {
+        let file = config_file::parse(file).unwrap();
+        source(&[]).cli.to_config_with(&file, |_| false).unwrap()
+    }
+
+    #[test]
+    fn apply_adds_removes_and_changes_upstreams() {
+        let old = config(
+            "upstreams: [dns+a.test:80, dns+gone.test:80, https://dns+tls.test:443]\n\
+             drain: 30s\n",
+        );
+        let mut state = DiscoveryState::with_policy(old.upstreams.clone(), old.policy);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let ip = "10.0.0.1".parse().unwrap();
+        let results = RoundResults {
+            a: ["a.test", "gone.test", "tls.test"]
+                .map(|h| (h.to_string(), Ok(vec![ip])))
+                .into(),
+            srv: Default::default(),
+        };
+        state.apply(&results, at);
+
+        let new = config(
+            "upstreams:\n  - {spec: dns+a.test:80, connect_timeout: 2s, lb_policy: maglev}\n  \
+             - https://dns+tls.test:443\n  - dns+new.test:80\nca_file: /other.pem\n\
+             drain: 10s\n",
+        );
+        let applied = apply(&mut state, &new, at);
+        assert_eq!(applied.added, ["dns+new.test:80"]);
+        assert_eq!(applied.removed, ["dns+gone.test:80"]);
+        assert_eq!(applied.changed, ["dns+a.test:80", "dns+tls.test:443"]);
+        assert_eq!(
+            applied.touched,
+            [
+                "dns+a.test:80",
+                "dns+gone.test:80",
+                "dns+new.test:80",
+                "dns+tls.test:443"
+            ]
+        );
+        let a = state.membership("dns+a.test:80").unwrap();
+        assert_eq!(a.settings.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(a.settings.lb_policy, LbPolicy::Maglev);
+        assert_eq!(a.members.len(), 1, "members stay");
+        let tls = state.membership("dns+tls.test:443").unwrap().tls.unwrap();
+        assert_eq!(tls.ca_file, "/other.pem");
+        // The new drain policy applies to the removed upstream's members.
+        let gone = state.membership("dns+gone.test:80").unwrap();
+        assert!(gone.members.iter().all(|m| m.draining));
+        assert_eq!(state.next_drain_end(), Some(at + Duration::from_secs(10)));
+        assert!(state.hosts().contains("new.test") && !state.hosts().contains("gone.test"));
+
+        // The same configuration again: nothing added, removed or changed.
+        let again = apply(&mut state, &new, at);
+        assert!(again.added.is_empty() && again.removed.is_empty() && again.changed.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bad_file_keeps_the_running_configuration_and_counts_an_error() {
+        let file = File::new("bad");
+        file.write("upstreams: [dns+a.test:80]\n");
+        let source = source(&["--config", file.path()]);
+        let mut running = source.load().unwrap();
+        let metrics = Metrics::default();
+        let (refresh, mut requests) = mpsc::channel(1);
+
+        file.write("upstreams:\n  - {spec: dns+a.test:80, interval: soon}\n");
+        let err = reload(&source, &mut running, &refresh, &metrics)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("upstreams[0].interval") && err.contains("\"soon\""),
+            "{err}"
+        );
+        assert!(requests.try_recv().is_err(), "nothing reached the loop");
+        let last = metrics.last_reload().unwrap();
+        assert_eq!(last.error, Some(err));
+        let state = DiscoveryState::new([]);
+        let text = metrics.render(&state, 0);
+        assert!(text.contains("dnslb_config_reloads_total{result=\"error\"} 1"));
+
+        // A good file reaches the loop; the reload counts once the loop answered.
+        file.write("upstreams: [dns+a.test:80, dns+b.test:80]\n");
+        let refresh_loop = tokio::spawn(async move {
+            let request = requests.recv().await.unwrap();
+            assert_eq!(request.config.upstreams.len(), 2);
+            request.reply.send(Applied::default()).unwrap();
+        });
+        reload(&source, &mut running, &refresh, &metrics)
+            .await
+            .unwrap();
+        refresh_loop.await.unwrap();
+        assert_eq!(running.upstreams.len(), 2);
+        assert_eq!(metrics.last_reload().unwrap().error, None);
+        let text = metrics.render(&state, 0);
+        assert!(text.contains("dnslb_config_reloads_total{result=\"ok\"} 1"));
+    }
+}
