@@ -137,6 +137,10 @@ pub struct VariantResult {
     pub filter_requests: Option<u64>,
     /// Envoy's `upstream_rq_retry` of its cluster after the runs.
     pub retries: Option<u64>,
+    /// Envoy's CPU time (user + system, every thread) over the measured runs, divided by
+    /// the requests of those runs: what a request costs Envoy, whatever the throughput the
+    /// shared cores allowed.
+    pub cpu_us_per_request: Option<f64>,
 }
 
 impl VariantResult {
@@ -409,6 +413,8 @@ pub fn measure(
         *sent += wrk::run(warmup, v.proxy.listener, &v.headers)?.requests;
     }
     let mut runs: Vec<Vec<WrkRun>> = vec![Vec::new(); variants.len()];
+    // (CPU ticks, requests) of the measured runs, or None once a reading failed.
+    let mut cpu: Vec<Option<(u64, u64)>> = vec![Some((0, 0)); variants.len()];
     let round_cost = load.duration * variants.len() as u32;
     for round in 0..rounds {
         if round >= 3 && !budget.allows(round_cost) {
@@ -419,7 +425,15 @@ pub fn measure(
         for i in 0..variants.len() {
             let k = (i + round) % variants.len();
             let v = &variants[k];
+            let pid = v.proxy.envoy.process().pid();
+            let before = fixture::cpu_ticks(pid);
             let run = wrk::run(load, v.proxy.listener, &v.headers)?;
+            cpu[k] = match (cpu[k], before, fixture::cpu_ticks(pid)) {
+                (Some((ticks, requests)), Some(a), Some(b)) => {
+                    Some((ticks + b.saturating_sub(a), requests + run.requests))
+                }
+                _ => None,
+            };
             sent[k] += run.requests;
             runs[k].push(run);
         }
@@ -434,7 +448,13 @@ pub fn measure(
         .iter()
         .zip(runs)
         .zip(sent)
-        .map(|((v, runs), sent)| VariantResult {
+        .zip(cpu)
+        .map(|(((v, runs), sent), cpu)| VariantResult {
+            cpu_us_per_request: cpu.filter(|(_, requests)| *requests > 0).map(
+                |(ticks, requests)| {
+                    ticks as f64 / fixture::clock_ticks() as f64 * 1e6 / requests as f64
+                },
+            ),
             spec: v.spec.clone(),
             rss_kib: fixture::rss_kib(v.proxy.envoy.process().pid()),
             command: wrk::shell_line(&wrk::args(load, v.proxy.listener, &v.headers)),

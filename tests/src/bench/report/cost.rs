@@ -219,19 +219,21 @@ fn variants_table(md: &mut String, cost: &CostReport) {
 fn results_table(md: &mut String, cost: &CostReport) {
     let _ = writeln!(
         md,
-        "| variant | req/s median (min–max) | p50 | p99 | errors | retries | requests in the filter / sent | Envoy RSS |\n|---|---|---|---|---|---|---|---|"
+        "| variant | req/s median (min–max) | p50 | p99 | Envoy CPU per request | errors | retries | requests in the filter / sent | Envoy RSS |\n|---|---|---|---|---|---|---|---|---|"
     );
     for v in &cost.results {
         let rps: Vec<f64> = v.runs.iter().map(|r| r.rps).collect();
         let _ = writeln!(
             md,
-            "| {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} | {} |",
             v.spec.label,
             fmt_rps(v.rps()),
             fmt_rps(min(&rps)),
             fmt_rps(max(&rps)),
             fmt_ms(v.p50()),
             fmt_ms(v.p99()),
+            v.cpu_us_per_request
+                .map_or("n/a".into(), |us| format!("{us:.1} µs")),
             v.errors(),
             v.retries.map_or("—".into(), |n| n.to_string()),
             filter_cell(v),
@@ -245,7 +247,11 @@ fn results_table(md: &mut String, cost: &CostReport) {
          the filter\" is the dnslb filter's own counter (`{FILTER_REQUESTS}`, read from \
          Envoy's admin `/stats` after the runs) next to the requests wrk sent (warm-up \
          included): requests that entered the wasm VM, a few more than wrk sent where the \
-         harness's readiness and stickiness probes entered it too. Envoy RSS is the process's resident \
+         harness's readiness and stickiness probes entered it too. \"Envoy CPU per request\" \
+         is the Envoy process's CPU time (user + system, all threads, from `/proc`) over the \
+         measured runs divided by their requests: the cost of a request to Envoy, much less \
+         sensitive than req/s to how the two shared cores were scheduled between wrk, Envoy \
+         and the backends. Envoy RSS is the process's resident \
          memory after the runs (with a filter, it includes the V8 VMs).\n"
     );
 }
@@ -263,7 +269,7 @@ fn goals_table(md: &mut String, cost: &CostReport) {
         md,
         "Goals (issue 11), against the native twin measured in the same run; the legacy rows \
          are the path before it, for comparison:\n\n\
-         | variant | native twin | req/s ratio | p99 ratio | goal | verdict |\n|---|---|---|---|---|---|"
+         | variant | native twin | req/s ratio | p99 ratio | Envoy CPU per request, ratio | goal | verdict |\n|---|---|---|---|---|---|---|"
     );
     for v in cost.results.iter().filter(|v| v.spec.twin.is_some()) {
         let twin = v
@@ -275,9 +281,15 @@ fn goals_table(md: &mut String, cost: &CostReport) {
             (format!("{a:.2}"), format!("{b:.2}"))
         });
         let goal = v.spec.goal.map_or("— (before)".into(), goal_text);
+        let cpu = v
+            .spec
+            .twin
+            .and_then(|t| find(cost, t))
+            .and_then(|t| Some(v.cpu_us_per_request? / t.cpu_us_per_request?))
+            .map_or("n/a".into(), |r| format!("{r:.2}"));
         let _ = writeln!(
             md,
-            "| {} | {twin} | {rr} | {pr} | {goal} | {} |",
+            "| {} | {twin} | {rr} | {pr} | {cpu} | {goal} | {} |",
             v.spec.label,
             verdict_of(cost, v)
         );
@@ -465,6 +477,7 @@ pub(super) mod tests {
             sent: 1000,
             filter_requests: (family == Family::Legacy).then_some(1000),
             retries: Some(0),
+            cpu_us_per_request: Some(1e6 / rps),
         }
     }
 
@@ -568,12 +581,12 @@ pub(super) mod tests {
         section(&mut md, &mut charts, &cost, &machine);
         assert_eq!(charts.len(), 2);
         assert!(
-            md.contains("| legacy-rr | native-rr | 0.45 | 1.90 | — (before) | — |"),
+            md.contains("| legacy-rr | native-rr | 0.45 | 1.90 | 2.22 | — (before) | — |"),
             "{md}"
         );
         assert!(
             md.contains(
-                "| dnslb-rr | native-rr | 0.96 | 1.05 | ≥ 0.95× req/s, p99 ≤ 1.10× | met |"
+                "| dnslb-rr | native-rr | 0.96 | 1.05 | 1.04 | ≥ 0.95× req/s, p99 ≤ 1.10× | met |"
             ),
             "{md}"
         );
@@ -584,7 +597,7 @@ pub(super) mod tests {
         assert!(md.contains("| legacy-rr | 450 (450–450) |"), "{md}");
         assert!(md.contains("| 1000 / 1000 |"), "{md}");
         assert!(
-            md.contains("| native-rr | 1000 (1000–1000) | 0.50 ms | 1.00 ms | 0 | 0 | no filter |"),
+            md.contains("| native-rr | 1000 (1000–1000) | 0.50 ms | 1.00 ms | 1000.0 µs | 0 | 0 | no filter |"),
             "{md}"
         );
         assert!(
@@ -603,7 +616,9 @@ pub(super) mod tests {
         );
         assert!(md.contains("Retries: no variant retried"), "{md}");
         assert!(
-            md.contains("| dnslb-rr | 960 (960–960) | 0.53 ms | 1.05 ms | 0 | 0 | n/a / 1000 |"),
+            md.contains(
+                "| dnslb-rr | 960 (960–960) | 0.53 ms | 1.05 ms | 1041.7 µs | 0 | 0 | n/a / 1000 |"
+            ),
             "{md}"
         );
     }
