@@ -49,6 +49,14 @@ fn start(opts: StackOptions, seed: impl FnOnce(&dnslb_tests::DnsServer)) -> Stac
     .unwrap()
 }
 
+/// The LB policy Envoy runs for `cluster`: the shim serves `override_host` (reading
+/// `x-dnslb-endpoint`) only to Envoys whose bootstrap has routes that write it.
+fn lb_policy(stack: &Stack, cluster: &str) -> String {
+    let cluster = stack.envoy_cluster(cluster).unwrap().unwrap();
+    let policy = &cluster["load_balancing_policy"]["policies"][0]["typed_extension_config"];
+    policy["name"].as_str().unwrap().to_string()
+}
+
 fn counts(
     stack: &Stack,
     authority: &str,
@@ -76,6 +84,10 @@ fn envoy_routes_round_robin_and_answers_bad_names_itself() {
         dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
     });
     stack.wait_serving_native(&cluster, &backends).unwrap();
+    assert_eq!(
+        lb_policy(&stack, &cluster),
+        "envoy.load_balancing_policies.round_robin"
+    );
 
     // Exact round robin per worker; a client naming a member is not obeyed.
     let steer = backends[0].to_string();
@@ -252,6 +264,10 @@ fn cookie_affinity_sticks_and_fails_over() {
         |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4)]),
     );
     stack.wait_serving_native(&cluster, &backends).unwrap();
+    assert_eq!(
+        lb_policy(&stack, &cluster),
+        "envoy.load_balancing_policies.override_host"
+    );
 
     let first = stack.get(&cluster, "/login").unwrap();
     assert_eq!(first.status, 200);

@@ -153,6 +153,14 @@ impl VariantResult {
     pub fn p99(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.p99_ms).collect::<Vec<_>>())
     }
+    /// Share of one CPU Envoy used over the measured runs of `run` each: near
+    /// 100 % when Envoy, not wrk or the backends, set the pace.
+    pub fn envoy_busy(&self, run: Duration) -> Option<f64> {
+        let requests: u64 = self.runs.iter().map(|r| r.requests).sum();
+        let wall = run.as_secs_f64() * self.runs.len() as f64;
+        let us = self.cpu_us_per_request?;
+        (wall > 0.0).then(|| us * 1e-6 * requests as f64 / wall)
+    }
     pub fn errors(&self) -> u64 {
         self.runs.iter().map(|r| r.non_2xx + r.socket_errors).sum()
     }

@@ -110,6 +110,7 @@ pub fn start_envoy(yaml: &str, ports: EnvoyPorts, concurrency: u32) -> Result<Pr
             concurrency,
         },
     )?;
+    super::pin::envoy(envoy.process().pid())?;
     envoy.wait_ready(STARTUP)?;
     Ok(Proxy {
         envoy,

@@ -8,6 +8,7 @@ pub mod curve;
 pub mod dead;
 pub mod fixture;
 pub mod machine;
+pub mod pin;
 pub mod propagation;
 pub mod report;
 pub mod section;
@@ -72,6 +73,8 @@ pub struct Options {
     pub clean_build: bool,
     /// Run only this phase (the others are reported as not run).
     pub only: Option<Phase>,
+    /// Give Envoy a CPU of its own ([`pin`]).
+    pub pin: bool,
 }
 
 /// A measuring phase, for [`Options::only`].
@@ -105,6 +108,7 @@ impl Options {
             build_seconds: None,
             clean_build: true,
             only: None,
+            pin: true,
         }
     }
 
@@ -331,6 +335,11 @@ fn phase<T>(
 pub fn run(options: Options) -> Result<Results> {
     let budget = Budget::new(options.budget);
     let mut machine = machine::collect();
+    machine.pinning = options
+        .pin
+        .then(|| pin::Pinning::plan(machine.nproc))
+        .flatten();
+    pin::start(machine.pinning.clone())?;
     let base = Base::start(&options.curve_points)?;
     let load = wrk::Load {
         threads: 1,

@@ -164,6 +164,13 @@ fn machine(md: &mut String, r: &Results) {
             "h2load (installed, not used: wrk's latency percentiles are what the tables need)",
             m.h2load.clone(),
         ),
+        (
+            "CPU pinning",
+            m.pinning.as_ref().map_or_else(
+                || "none: every process on every CPU".to_string(),
+                |p| p.describe(),
+            ),
+        ),
         ("commit", m.git.clone()),
     ] {
         let _ = writeln!(md, "| {k} | {} |", v.replace('|', "\\|"));
