@@ -11,7 +11,7 @@ use std::{thread, time::Duration, time::Instant};
 
 use super::{
     configs::{self, DnsCluster, NativePolicy, NATIVE_COOKIE},
-    fixture::{self, Proxy},
+    fixture::{self, Launch, Proxy},
     stats::median,
     wrk::{self, Load, WrkRun},
     Base, Budget,
@@ -222,8 +222,8 @@ fn check_sticky(proxy: &Proxy, key: &str, headers: &[(String, String)]) -> Resul
     }
 }
 
-/// Starts every variant against `base`'s three backends.
-pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
+/// Starts every variant against `base`'s three backends, each Envoy as `launch` says.
+pub fn start_variants(base: &Base, launch: Launch) -> Result<Vec<Variant>> {
     let port = base.port;
     let host = format!("backend.test:{port}");
     let dnslb_host = format!("dns+{host}");
@@ -239,7 +239,7 @@ pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
     let native = |policy: NativePolicy| -> Result<(Proxy, String)> {
         let ports = fixture::ports(0)?;
         let yaml = configs::native_bootstrap(ports, base.dns.addr(), &clusters, policy);
-        let proxy = fixture::start_envoy(&yaml, ports, 1)?;
+        let proxy = fixture::launch_envoy(&yaml, ports, 1, launch)?;
         fixture::wait_host_count(&proxy, "backend", 3)?;
         fixture::wait_serving(&proxy, &host, false)?;
         let setup = format!(
@@ -253,7 +253,7 @@ pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
         let ports = fixture::ports(base.shim.xds)?;
         let yaml =
             configs::recommended_bootstrap(ports, with_wasm.then_some(wasm.as_path()), config)?;
-        let proxy = fixture::start_envoy(&yaml, ports, 1)?;
+        let proxy = fixture::launch_envoy(&yaml, ports, 1, launch)?;
         fixture::wait_host_count(&proxy, cluster, 3)?;
         fixture::wait_serving(&proxy, cluster, false)?;
         Ok((proxy, shim_command(with_wasm, config)))
@@ -262,7 +262,7 @@ pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
     let legacy = |config: &str| -> Result<(Proxy, String)> {
         let ports = fixture::ports(base.shim.xds)?;
         let yaml = configs::legacy_bootstrap(ports, &wasm, config)?;
-        let proxy = fixture::start_envoy(&yaml, ports, 1)?;
+        let proxy = fixture::launch_envoy(&yaml, ports, 1, launch)?;
         fixture::wait_serving(&proxy, &dnslb_host, true)?;
         let setup = format!(
             "`envoy/filter-routing.yaml` with filter configuration `{config}` (absolute-form network \
@@ -389,10 +389,11 @@ pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
     });
 
     let ports = fixture::ports(0)?;
-    let proxy = fixture::start_envoy(
+    let proxy = fixture::launch_envoy(
         &configs::direct_response_bootstrap(ports.admin, ports.listener),
         ports,
         1,
+        launch,
     )?;
     variants.push(Variant {
         spec: Spec::new(

@@ -7,6 +7,7 @@ pub mod cost;
 pub mod curve;
 pub mod dead;
 pub mod fixture;
+pub mod instructions;
 pub mod machine;
 pub mod pin;
 pub mod propagation;
@@ -81,6 +82,8 @@ pub struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Phase {
     Cost,
+    /// Instructions per request under callgrind.
+    Instructions,
     Propagation,
     Curve,
 }
@@ -274,6 +277,7 @@ pub struct Results {
     pub options: Options,
     pub machine: machine::Machine,
     pub cost: std::result::Result<cost::CostReport, String>,
+    pub instructions: std::result::Result<Vec<instructions::Count>, String>,
     pub propagation: std::result::Result<propagation::PropagationReport, String>,
     pub curve: std::result::Result<curve::CurveReport, String>,
     pub build: Build,
@@ -288,6 +292,9 @@ impl Results {
         let ran = |p: Phase| only.is_none_or(|o| o == p);
         if let (true, Err(e)) = (ran(Phase::Cost), &self.cost) {
             out.push(format!("per-request cost: {e}"));
+        }
+        if let (true, Err(e)) = (ran(Phase::Instructions), &self.instructions) {
+            out.push(format!("instructions per request: {e}"));
         }
         if let (true, Err(e)) = (ran(Phase::Propagation), &self.propagation) {
             out.push(format!("propagation: {e}"));
@@ -352,8 +359,18 @@ pub fn run(options: Options) -> Result<Results> {
     };
     let on = |p: Phase| options.only.is_none_or(|o| o == p);
     let cost = phase("per-request cost", on(Phase::Cost), || {
-        let variants = cost::start_variants(&base)?;
+        let variants = cost::start_variants(&base, fixture::Launch::Plain)?;
         cost::measure(&variants, load, warmup, options.rounds, &budget)
+    });
+    let instructions = phase("instructions", on(Phase::Instructions), || {
+        if !instructions::available() {
+            return Err(fixture::fail(
+                "valgrind",
+                "not installed (apt-get install valgrind)",
+            ));
+        }
+        let variants = cost::start_variants(&base, fixture::Launch::Callgrind)?;
+        instructions::measure(&variants)
     });
     let propagation = phase("propagation", on(Phase::Propagation), || {
         propagation::run(&base, BACKENDS, options.propagation_reps)
@@ -388,6 +405,7 @@ pub fn run(options: Options) -> Result<Results> {
     let results = Results {
         machine,
         cost,
+        instructions,
         propagation,
         curve,
         build,
