@@ -278,10 +278,7 @@ fn non_utf8_flag_or_variable_exits_2() {
 }
 
 /// A certificate for `localhost` and its key, PEM, each in a temp file.
-fn cert_and_key() -> (
-    (TempDir, String),
-    (TempDir, String),
-) {
+fn cert_and_key() -> ((TempDir, String), (TempDir, String)) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     (
         config_file(certified.cert.pem().as_bytes()),

@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use dnslb_filter::xds::{RefreshRequest, RefreshResponse, REFRESH_PATH};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::mpsc;
@@ -16,20 +17,6 @@ use tonic::codegen::http::uri::PathAndQuery;
 use support::{dns as start_dns, set, shim as start_shim, Running};
 
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RefreshRequest {
-    #[prost(string, tag = "1")]
-    cluster: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RefreshResponse {
-    #[prost(bool, tag = "1")]
-    changed: bool,
-    #[prost(string, tag = "2")]
-    version: String,
-}
 
 async fn refresh(shim: &Running, cluster: &str) -> Result<RefreshResponse, tonic::Status> {
     let channel = tonic::transport::Channel::from_shared(shim.xds_url())
@@ -42,7 +29,7 @@ async fn refresh(shim: &Running, cluster: &str) -> Result<RefreshResponse, tonic
     let request = tonic::Request::new(RefreshRequest {
         cluster: cluster.into(),
     });
-    let path = PathAndQuery::from_static("/dnslb.v1.Resolver/Refresh");
+    let path = PathAndQuery::from_static(REFRESH_PATH);
     grpc.unary(request, path, tonic_prost::ProstCodec::default())
         .await
         .map(tonic::Response::into_inner)
