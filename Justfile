@@ -91,7 +91,7 @@ test: lint unit test-wasm e2e
 # memory, resolution-to-update latency; writes its section of docs/benchmarks.md.
 # Reported, never asserted.
 bench-shim: build-shim
-    cargo build --release -p dnslb-tests --bin bench-shim
+    cargo build --release -p dnslb-bench --bin bench-shim
     target/release/bench-shim --out docs/benchmarks.md
 
 # Installs wrk, nghttp2-client and valgrind with apt-get when missing; the whole run
@@ -110,7 +110,7 @@ bench: envoy
     build_start=$(date +%s.%N)
     {{just_executable()}} build
     build=$(awk -v a="$build_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-    cargo build --release -p dnslb-tests --bins
+    cargo build --release -p dnslb-tests -p dnslb-bench --bins
     budget=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%d", 720 - (b - a) }')
     target/release/bench --out docs/benchmarks.md --build-seconds "$build" --budget "$budget"
 
@@ -126,7 +126,7 @@ soak seconds="120": build envoy
         $sudo apt-get update
         $sudo apt-get install -y wrk
     fi
-    cargo build --release -p dnslb-tests --bins
+    cargo build --release -p dnslb-tests -p dnslb-bench --bins
     target/release/soak --seconds {{seconds}} --out docs/soak.md
 
 # Run the demo locally (no Docker): DNS server, 3 fake backends, xds-shim, Envoy.

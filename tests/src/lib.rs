@@ -7,14 +7,12 @@
 
 pub mod backend;
 mod background;
-pub mod bench;
 pub mod dns;
 pub mod envoy;
-mod error;
+pub mod error;
 pub mod http;
 pub mod process;
 pub mod rogue_dns;
-pub mod soak;
 pub mod stack;
 
 pub use backend::{Backend, BackendReport};

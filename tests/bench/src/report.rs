@@ -15,7 +15,7 @@ use super::{
     svg::{self, Bar},
     Results,
 };
-use crate::error::Result;
+use dnslb_tests::error::Result;
 
 /// Writes the markdown to `options.out` and the charts next to it in `benchmarks/`.
 pub fn write(results: &Results) -> Result<()> {
@@ -447,18 +447,18 @@ fn method_section(md: &mut String, r: &Results) {
     let o = &r.options;
     let _ = writeln!(
         md,
-        "## How to reproduce\n\n```sh\njust bench   # installs wrk and nghttp2-client with apt-get when missing\n```\n\n\
+        "## How to reproduce\n\n```sh\njust bench   # installs wrk, nghttp2-client and valgrind with apt-get when missing\n```\n\n\
          xds-shim's own scale figures (10,000 upstreams × 20 addresses; CPU per cycle, \
          memory, resolution-to-update latency with 1 and 201 Delta clients) are the last \
          section, written by `just bench-shim`, which this run keeps.\n\n\
          The recipe runs `just build`, builds the harness (`cargo build --release -p \
-         dnslb-tests --bins`) and runs `target/release/bench --out {}` (source: \
-         `tests/src/bin/bench.rs`, `tests/src/bench/`). The harness starts everything \
+         dnslb-tests -p dnslb-bench --bins`) and runs `target/release/bench --out {}` (source: \
+         `tests/bench/src/bin/bench.rs`, `tests/bench/src/`). The harness starts everything \
          itself on loopback: the DNS server from `tests/src/dns.rs`, fake-backend \
          processes, `target/release/xds-shim`, and Envoy through `envoy/envoy.sh` with \
          `--concurrency 1 --disable-hot-restart`. Rounds: {}, run length {} s, \
          propagation trials {} × (add, remove), curve rounds {} × {} s. The native \
-         variants' Envoy bootstraps are written in `tests/src/bench/configs.rs`, with the \
+         variants' Envoy bootstraps are written in `tests/bench/src/configs.rs`, with the \
          retry policy of the dnslb route; the dnslb ones are what `target/release/xds-shim \
          envoy-bootstrap` prints for their ports and filter configuration (`shim_bootstrap` \
          in `tests/src/stack.rs`); the legacy ones, and the dnslb side of section 2, are \
@@ -477,7 +477,7 @@ mod tests {
     use std::{path::PathBuf, time::Duration};
 
     use super::*;
-    use crate::bench::{instructions::Count, machine::Machine, Build, Options};
+    use crate::{instructions::Count, machine::Machine, Build, Options};
 
     #[test]
     fn render_states_the_load_the_goals_and_what_did_not_run() {

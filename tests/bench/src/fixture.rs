@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{
+use dnslb_tests::{
     backend::{HEADER_BACKEND, HEADER_SEEN_ENDPOINT},
     envoy::{cluster_host_set, Envoy, EnvoyOptions},
     error::{HarnessError, Result},

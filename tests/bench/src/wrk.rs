@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, process::Command, time::Duration};
 
-use crate::error::{HarnessError, Result};
+use dnslb_tests::error::{HarnessError, Result};
 
 /// One wrk run's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ pub mod pin;
 pub mod propagation;
 pub mod report;
 pub mod section;
+pub mod soak;
 pub mod stats;
 pub mod svg;
 pub mod wrk;
@@ -25,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
+use dnslb_tests::{
     dns::DnsServer,
     error::{HarnessError, Result},
     process::{wait_until, workspace_root, ChildGuard, TempDir},

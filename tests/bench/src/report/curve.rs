@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{fmt_mib, fmt_ms, fmt_rps};
-use crate::bench::{
+use crate::{
     curve::{CurveReport, DNSLB_CONFIG, MAX_RATIO_DROP},
     stats::{max, min},
     svg::{self, Bar},
@@ -160,7 +160,7 @@ fn goals(md: &mut String, c: &CurveReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::{
+    use crate::{
         curve::{Point, PointResult, Side},
         wrk::Load,
     };

@@ -22,7 +22,7 @@ use super::{
     propagation::jitter,
     Base,
 };
-use crate::{
+use dnslb_tests::{
     backend::HEADER_BACKEND,
     error::Result,
     http::http_get,

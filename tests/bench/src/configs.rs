@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::Path};
 
-use crate::{
+use dnslb_tests::{
     error::Result,
     stack::{filter_routing_bootstrap, shim_bootstrap, EnvoyPorts},
 };

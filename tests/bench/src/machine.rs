@@ -2,7 +2,7 @@
 
 use std::{fs, process::Command};
 
-use crate::process::workspace_root;
+use dnslb_tests::process::workspace_root;
 
 #[derive(Debug, Clone, Default)]
 pub struct Machine {

@@ -6,7 +6,7 @@
 
 use std::{process::Command, sync::OnceLock};
 
-use crate::error::{HarnessError, Result};
+use dnslb_tests::error::{HarnessError, Result};
 
 /// Where the bench's processes run.
 #[derive(Debug, Clone, PartialEq, Eq)]

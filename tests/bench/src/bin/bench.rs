@@ -1,12 +1,12 @@
 //! `bench`: runs the benchmarks of issue 6 and writes `docs/benchmarks.md`
-//! (see `dnslb_tests::bench`). `just bench` is the way to run it. Exit status
+//! (see `dnslb_bench`). `just bench` is the way to run it. Exit status
 //! 2 on bad flags, 1 when a phase could not run (the document says which);
 //! never because of a number.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use dnslb_tests::bench::{self, Options, Phase};
+use dnslb_bench::{self as bench, Options, Phase};
 
 #[derive(Debug, Parser)]
 #[command(name = "bench")]

@@ -13,7 +13,7 @@ use super::{
     fixture::{self, Proxy},
     Base,
 };
-use crate::{backend::HEADER_BACKEND, error::Result, http::http_get};
+use dnslb_tests::{backend::HEADER_BACKEND, error::Result, http::http_get};
 
 /// The name the propagation trials change.
 pub const NAME: &str = "prop.test";

@@ -1,10 +1,10 @@
-//! `soak`: the bounded chaos run of `just soak` (see `dnslb_tests::soak`). Exit status 2
+//! `soak`: the bounded chaos run of `just soak` (see `dnslb_bench::soak`). Exit status 2
 //! on bad flags, 1 when a request failed or the run could not start.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use dnslb_tests::soak::{self, Options};
+use dnslb_bench::soak::{self, Options};
 
 #[derive(Debug, Parser)]
 #[command(name = "soak")]

@@ -16,7 +16,7 @@ use super::{
     wrk::{self, Load, WrkRun},
     Base, Budget,
 };
-use crate::{backend::HEADER_BACKEND, error::Result, http::http_get};
+use dnslb_tests::{backend::HEADER_BACKEND, error::Result, http::http_get};
 
 /// The second upstream of the Base shim: the same three addresses as
 /// `backend.test`, balanced by Maglev (what hash affinity needs on the

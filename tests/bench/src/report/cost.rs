@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{fmt_mib, fmt_ms, fmt_rps};
-use crate::bench::{
+use crate::{
     cost::{CostReport, Family, Goal, VariantResult, FILTER_REQUESTS, HASH_NAME},
     machine::Machine,
     stats::{max, min},
@@ -445,8 +445,8 @@ fn retries_text(cost: &CostReport) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::bench::cost::{Spec, GOAL_COOKIE_WASM, GOAL_NATIVE_WORK};
-    use crate::bench::wrk::Load;
+    use crate::cost::{Spec, GOAL_COOKIE_WASM, GOAL_NATIVE_WORK};
+    use crate::wrk::Load;
     use std::time::Duration;
 
     fn run(rps: f64, p99_ms: f64) -> WrkRun {
@@ -490,7 +490,7 @@ pub(super) mod tests {
     }
 
     /// Two twins, two dnslb variants (one meets its goal) and a legacy one.
-    pub(in crate::bench::report) fn report() -> CostReport {
+    pub(in crate::report) fn report() -> CostReport {
         let results = vec![
             variant("native-rr", Family::Native, None, None, 1000.0, 1.0),
             variant("native-cookie", Family::Native, None, None, 1000.0, 1.0),

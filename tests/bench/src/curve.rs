@@ -13,7 +13,7 @@ use super::{
     wrk::{self, Load},
     Base, Budget,
 };
-use crate::{dns::DnsServer, error::Result, process::TempDir, stack::Shim};
+use dnslb_tests::{dns::DnsServer, error::Result, process::TempDir, stack::Shim};
 
 /// The filter configuration of the dnslb side: round robin, the filter off on
 /// the route.

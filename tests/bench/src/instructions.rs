@@ -10,7 +10,7 @@ use super::{
     cost::{Spec, Variant},
     fixture, wrk,
 };
-use crate::{
+use dnslb_tests::{
     error::{HarnessError, Result},
     process::wait_until,
 };
@@ -131,7 +131,7 @@ mod tests {
             spec: Spec {
                 key: "k",
                 label: "k",
-                family: crate::bench::cost::Family::Dnslb,
+                family: crate::cost::Family::Dnslb,
                 twin: None,
                 goal: None,
                 setup: String::new(),

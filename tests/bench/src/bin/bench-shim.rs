@@ -20,10 +20,10 @@ use std::{
 };
 
 use clap::Parser;
+use dnslb_bench::section;
 use dnslb_filter::xds::{RefreshRequest, RefreshResponse, REFRESH_PATH};
 use dnslb_tests::{
-    bench::section, free_port, http_get, stack::shim_binary, wait_until, ChildGuard, DnsServer,
-    TempDir,
+    free_port, http_get, stack::shim_binary, wait_until, ChildGuard, DnsServer, TempDir,
 };
 use envoy_types::pb::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DeltaDiscoveryRequest,
@@ -445,7 +445,7 @@ fn report(args: &Args, slice: &Figures, all: &Figures) -> String {
         out,
         "Command: `just bench-shim` (builds the release shim and `bench-shim`, then runs \
          `target/release/bench-shim --out docs/benchmarks.md`, which replaces this \
-         section and keeps the rest; source `tests/src/bin/bench-shim.rs`). Flags: \
+         section and keeps the rest; source `tests/bench/src/bin/bench-shim.rs`). Flags: \
          `--upstreams`, `--clients`, `--subscribe`, `--sample` (seconds of CPU sampling)."
     );
     out
