@@ -10,6 +10,7 @@ pub mod cookie;
 pub mod envoy_routing;
 pub mod members;
 pub mod request;
+pub mod root;
 pub mod stats;
 pub mod xds;
 
