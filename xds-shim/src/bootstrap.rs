@@ -12,6 +12,11 @@
 //! affinity cookie (cookie mode) and its status path. The route never changes with the
 //! upstreams, so it is static here rather than served over RDS.
 //!
+//! The filter is either build: the `.wasm` (`--wasm`, proxy-wasm in V8) or the native
+//! dynamic module (`--module`, a `.so` loaded by file path). Both take the same JSON and are
+//! turned off per route the same way. The module follows EDS with its own client thread,
+//! so its JSON gets `xds_address` (the `--xds` address) besides `routing: envoy`.
+//!
 //! With `--xds-ca` Envoy reaches the shim over TLS (ALPN `h2`, which tonic's server
 //! offers) and checks its certificate against that CA and a name: the `--xds` IP as an IP
 //! SAN, or `--xds-sni NAME` as a DNS SAN (also sent as SNI). Envoy checks no name at all
@@ -46,9 +51,9 @@ pub struct Request {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub xds: SocketAddr,
-    /// The filter's `.wasm`; without it the bootstrap has no dnslb filter (round robin and
-    /// hash affinity need none).
-    pub wasm: Option<String>,
+    /// The dnslb filter's build; without one the bootstrap has no dnslb filter (round
+    /// robin and hash affinity need none).
+    pub build: Option<FilterBuild>,
     /// The filter configuration JSON, as given (`{}` by default).
     pub filter_json: String,
     pub filter: FilterConfig,
@@ -77,12 +82,30 @@ pub struct ClientCert {
     pub key: String,
 }
 
+/// Which build of the dnslb filter Envoy loads, by file path as Envoy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterBuild {
+    /// The proxy-wasm filter (`dnslb_filter.wasm`).
+    Wasm(String),
+    /// The dynamic module (`libdnslb_module.so`), built for this Envoy's ABI.
+    Module(String),
+}
+
+impl FilterBuild {
+    /// `--wasm` or `--module` (clap keeps them exclusive).
+    pub fn from_flags(wasm: Option<String>, module: Option<String>) -> Option<Self> {
+        wasm.map(Self::Wasm).or(module.map(Self::Module))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BootstrapError {
     #[error("--filter-config {json:?}: {why}")]
     FilterConfig { json: String, why: String },
-    #[error("{0} needs --wasm FILE: the dnslb filter provides it")]
-    NeedsWasm(&'static str),
+    #[error("{0} needs --wasm FILE or --module FILE: the dnslb filter provides it")]
+    NeedsFilter(&'static str),
+    #[error("--absolute-form needs --wasm FILE: its network filter exists only as wasm")]
+    AbsoluteFormNeedsWasm,
 }
 
 /// Checks the request: the filter JSON must be valid, and what only the filter can do needs
@@ -91,7 +114,7 @@ pub fn request(
     listen: SocketAddr,
     admin: SocketAddr,
     xds: SocketAddr,
-    wasm: Option<String>,
+    build: Option<FilterBuild>,
     filter_json: &str,
     absolute_form: bool,
     xds_tls: Option<XdsTlsClient>,
@@ -102,19 +125,19 @@ pub fn request(
             why: e.to_string(),
         }
     })?;
-    if wasm.is_none() {
-        if matches!(filter.affinity, Affinity::Cookie(_)) {
-            return Err(BootstrapError::NeedsWasm("cookie affinity"));
+    match &build {
+        None if matches!(filter.affinity, Affinity::Cookie(_)) => {
+            return Err(BootstrapError::NeedsFilter("cookie affinity"));
         }
-        if absolute_form {
-            return Err(BootstrapError::NeedsWasm("--absolute-form"));
-        }
+        Some(FilterBuild::Wasm(_)) => {}
+        _ if absolute_form => return Err(BootstrapError::AbsoluteFormNeedsWasm),
+        _ => {}
     }
     Ok(Request {
         listen,
         admin,
         xds,
-        wasm,
+        build,
         filter_json: filter_json.to_string(),
         filter,
         absolute_form,
@@ -136,13 +159,19 @@ pub fn render(request: &Request) -> String {
              # shim's --config, or Envoy balances them round robin and ignores the hash.\n",
         );
     }
+    if matches!(request.build, Some(FilterBuild::Module(_))) && request.xds_tls.is_some() {
+        out.push_str(
+            "# The dynamic module's own xDS client speaks plaintext only: with --xds-ca it runs\n\
+             # without membership (valid cookies are trusted; Envoy skips a gone member).\n",
+        );
+    }
     out.push_str(&yaml);
     out
 }
 
 fn bootstrap(request: &Request) -> Value {
     let mut network_filters = Vec::new();
-    if let (true, Some(wasm)) = (request.absolute_form, &request.wasm) {
+    if let (true, Some(FilterBuild::Wasm(wasm))) = (request.absolute_form, &request.build) {
         network_filters.push(json!({
             "name": "dnslb_absolute_form",
             "typed_config": {
@@ -180,10 +209,28 @@ fn bootstrap(request: &Request) -> Value {
 
 fn connection_manager(request: &Request) -> Value {
     let mut http_filters = Vec::new();
-    if let Some(wasm) = &request.wasm {
-        // Every route that needs nothing of it turns it off, so those requests never enter
-        // the VM. (Envoy cannot enable a filter per route without a per-route config, which
-        // the wasm filter has none of, so it is on in the chain and off per route.)
+    // Every route that needs nothing of it turns it off, so those requests never enter the
+    // filter. (Envoy cannot enable a filter per route without a per-route config, which the
+    // filter has none of, so it is on in the chain and off per route.)
+    if let Some(FilterBuild::Module(module)) = &request.build {
+        let mut json = filter_configuration(&request.filter_json);
+        if request.xds_tls.is_none() {
+            json["xds_address"] = json!(request.xds.to_string());
+        }
+        http_filters.push(json!({
+            "name": FILTER_NAME,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": { "module": { "local": { "filename": module } } },
+                "filter_name": FILTER_NAME,
+                "filter_config": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": json.to_string(),
+                },
+            },
+        }));
+    }
+    if let Some(FilterBuild::Wasm(wasm)) = &request.build {
         http_filters.push(json!({
             "name": FILTER_NAME,
             "typed_config": {
@@ -194,7 +241,7 @@ fn connection_manager(request: &Request) -> Value {
                     "vm_config": vm_config(wasm),
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": filter_configuration(&request.filter_json),
+                        "value": filter_configuration(&request.filter_json).to_string(),
                     },
                 },
             },
@@ -230,12 +277,12 @@ fn connection_manager(request: &Request) -> Value {
 }
 
 /// The filter's JSON with `routing: envoy`: Envoy routes, the filter only adds its part.
-fn filter_configuration(json: &str) -> String {
+fn filter_configuration(json: &str) -> Value {
     let mut value: Value = serde_json::from_str(json).unwrap_or_else(|_| json!({}));
     if let Some(object) = value.as_object_mut() {
         object.insert("routing".into(), json!("envoy"));
     }
-    value.to_string()
+    value
 }
 
 fn route_config(request: &Request) -> Value {
@@ -302,7 +349,7 @@ fn route_config(request: &Request) -> Value {
 
 /// The filter answers its status path itself, before the route's direct response.
 fn status_route(request: &Request) -> Vec<Value> {
-    if request.wasm.is_none() {
+    if request.build.is_none() {
         return Vec::new();
     }
     vec![json!({
@@ -317,7 +364,7 @@ fn upstream_routes(request: &Request, action: Value, authority: Option<&str>) ->
     let authority_match = authority.map(|regex| {
         json!({ "name": ":authority", "string_match": { "safe_regex": { "regex": regex } } })
     });
-    let cookie = matches!(config.affinity, Affinity::Cookie(_)) && request.wasm.is_some();
+    let cookie = matches!(config.affinity, Affinity::Cookie(_)) && request.build.is_some();
     [
         (Some(IDEMPOTENT_METHODS), RETRY_ON_IDEMPOTENT),
         (None, RETRY_ON_ANY),
@@ -384,7 +431,7 @@ fn hash_policy(key: &HashKey) -> Value {
 
 /// Turns the dnslb filter off on `route` (when the bootstrap has it at all).
 fn without_filter(request: &Request, route: &mut Value) {
-    if request.wasm.is_some() {
+    if request.build.is_some() {
         route["typed_per_filter_config"] = json!({
             FILTER_NAME: {
                 "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
@@ -468,7 +515,7 @@ mod tests {
             "127.0.0.1:10000".parse().unwrap(),
             "127.0.0.1:9901".parse().unwrap(),
             "127.0.0.1:18000".parse().unwrap(),
-            wasm.then(|| "/x/dnslb_filter.wasm".to_string()),
+            wasm.then(|| FilterBuild::Wasm("/x/dnslb_filter.wasm".to_string())),
             json,
             false,
             None,
@@ -575,8 +622,46 @@ mod tests {
         assert_eq!(yaml.matches("disabled: true").count(), 2);
         assert_eq!(
             req(r#"{"affinity":{"mode":"cookie"}}"#, false).unwrap_err(),
-            BootstrapError::NeedsWasm("cookie affinity")
+            BootstrapError::NeedsFilter("cookie affinity")
         );
+    }
+
+    #[test]
+    fn the_module_loads_by_path_with_the_same_routes_and_its_own_xds_address() {
+        let json = r#"{"affinity":{"mode":"cookie"}}"#;
+        let mut module = req(json, true).unwrap();
+        module.build = Some(FilterBuild::Module("/x/libdnslb_module.so".into()));
+        let yaml = render(&module);
+        assert!(yaml.contains("DynamicModuleFilter"), "{yaml}");
+        assert!(yaml.contains("filename: /x/libdnslb_module.so"), "{yaml}");
+        assert!(!yaml.contains("wasm"), "{yaml}");
+        assert!(
+            yaml.contains(r#""xds_address":"127.0.0.1:18000""#),
+            "{yaml}"
+        );
+        // Turned off per route exactly like the wasm filter.
+        let wasm = render(&req(json, true).unwrap());
+        assert_eq!(
+            yaml.matches("disabled: true").count(),
+            wasm.matches("disabled: true").count()
+        );
+        // Its xDS client has no TLS: membership is left off rather than sent in clear.
+        module.xds_tls = Some(XdsTlsClient {
+            ca: "/ca.pem".into(),
+            sni: None,
+            client_cert: None,
+        });
+        assert!(!render(&module).contains("xds_address"));
+        let absolute = request(
+            module.listen,
+            module.admin,
+            module.xds,
+            module.build.clone(),
+            "{}",
+            true,
+            None,
+        );
+        assert_eq!(absolute.unwrap_err(), BootstrapError::AbsoluteFormNeedsWasm);
     }
 
     #[test]
