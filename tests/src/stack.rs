@@ -43,6 +43,61 @@ pub fn filter_wasm() -> PathBuf {
         .join("dnslb_filter.wasm")
 }
 
+/// The filter as an Envoy dynamic module (`just build-module`).
+pub fn filter_module() -> PathBuf {
+    target_dir().join("release").join("libdnslb_module.so")
+}
+
+/// Which build of the dnslb filter Envoy loads: the same JSON, the same behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// `dnslb_filter.wasm` (proxy-wasm, V8).
+    Wasm,
+    /// `libdnslb_module.so` (native dynamic module).
+    Module,
+}
+
+impl Build {
+    /// The built artifact; an error says to build it when missing.
+    pub fn artifact(self) -> Result<PathBuf> {
+        built(match self {
+            Build::Wasm => filter_wasm(),
+            Build::Module => filter_module(),
+        })
+    }
+
+    /// The `envoy-bootstrap` flag that loads it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Build::Wasm => "--wasm",
+            Build::Module => "--module",
+        }
+    }
+
+    /// Where its counters show in Envoy's stats: `<prefix>dnslb.requests`.
+    pub fn stats_prefix(self) -> &'static str {
+        match self {
+            Build::Wasm => "wasmcustom.",
+            Build::Module => "dynamicmodulescustom.",
+        }
+    }
+}
+
+/// [`shim_bootstrap`] loading `build` (or no filter at all).
+pub fn shim_bootstrap_build(
+    ports: EnvoyPorts,
+    build: Option<Build>,
+    filter_config: &str,
+    absolute_form: bool,
+) -> Result<String> {
+    let Some(build) = build else {
+        return shim_bootstrap_with(ports, None, filter_config, absolute_form, &[]);
+    };
+    let artifact = build.artifact()?.display().to_string();
+    let extra = [build.flag(), artifact.as_str()];
+    shim_bootstrap_with(ports, None, filter_config, absolute_form, &extra)
+}
+
 fn built(path: PathBuf) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)

@@ -1,7 +1,8 @@
 //! The recommended path end to end: a real Envoy started from what `xds-shim
 //! envoy-bootstrap` prints, the real xds-shim and a DNS server on loopback. Envoy routes,
-//! rewrites, balances, retries and ejects natively; the wasm filter runs only for cookie
-//! affinity and its status path.
+//! rewrites, balances, retries and ejects natively; the dnslb filter runs only for cookie
+//! affinity and its status path. The scenarios where the filter takes part run against both
+//! of its builds (the `.wasm` and the dynamic module `.so`): same JSON, same behaviour.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
@@ -12,8 +13,8 @@ use std::{
 };
 
 use dnslb_tests::{
-    free_port, http_get, shim_bootstrap, stack::filter_wasm, wait_until, BackendReport, ChildGuard,
-    Srv, Stack, StackOptions, TempDir,
+    free_port, http_get, shim_bootstrap_build, wait_until, BackendReport, Build, ChildGuard, Srv,
+    Stack, StackOptions, TempDir,
 };
 
 const NAME: &str = "backend.test";
@@ -41,12 +42,22 @@ fn options(upstream: String, backends: Vec<SocketAddr>, filter_config: &str) -> 
     }
 }
 
-/// A stack whose Envoy runs the bootstrap the shim prints, with the wasm filter.
-fn start(opts: StackOptions, seed: impl FnOnce(&dnslb_tests::DnsServer)) -> Stack {
-    Stack::start_with(opts, seed, |ports, wasm, config| {
-        shim_bootstrap(ports, Some(wasm), config, true)
+/// A stack whose Envoy runs the bootstrap the shim prints, with `build` of the filter
+/// (`None`: no filter at all); the wasm one also takes absolute-form requests.
+fn start_build(
+    build: Option<Build>,
+    opts: StackOptions,
+    seed: impl FnOnce(&dnslb_tests::DnsServer),
+) -> Stack {
+    Stack::start_with(opts, seed, |ports, _, config| {
+        shim_bootstrap_build(ports, build, config, build == Some(Build::Wasm))
     })
     .unwrap()
+}
+
+/// [`start_build`] with the wasm filter.
+fn start(opts: StackOptions, seed: impl FnOnce(&dnslb_tests::DnsServer)) -> Stack {
+    start_build(Some(Build::Wasm), opts, seed)
 }
 
 fn counts(
@@ -69,10 +80,20 @@ fn counts(
 
 #[test]
 fn envoy_routes_round_robin_and_answers_bad_names_itself() {
+    round_robin_and_bad_names(Build::Wasm);
+}
+
+#[test]
+fn envoy_routes_round_robin_and_answers_bad_names_itself_with_the_module() {
+    round_robin_and_bad_names(Build::Module);
+}
+
+fn round_robin_and_bad_names(build: Build) {
     let port = free_port(ip(2).into()).unwrap();
     let backends = addrs(port, &[2, 3, 4]);
     let cluster = format!("dns+{NAME}:{port}");
-    let stack = start(options(cluster.clone(), backends.clone(), "{}"), |dns| {
+    let opts = options(cluster.clone(), backends.clone(), "{}");
+    let stack = start_build(Some(build), opts, |dns| {
         dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
     });
     stack.wait_serving_native(&cluster, &backends).unwrap();
@@ -108,7 +129,7 @@ fn envoy_routes_round_robin_and_answers_bad_names_itself() {
     );
 
     // The filter still answers its status path (enabled on that route only), once its
-    // own EDS stream has the members.
+    // own EDS stream (the module: its xDS client thread) has the members.
     let mut status_requests = 0;
     let patience = Duration::from_secs(30);
     let poll = Duration::from_millis(100);
@@ -125,13 +146,14 @@ fn envoy_routes_round_robin_and_answers_bad_names_itself() {
     .unwrap();
     // Requests on the native routes never entered the filter: it counted only its own.
     let want = status_requests.to_string();
+    let requests = format!("{}dnslb.requests", build.stats_prefix());
     wait_until(
         "the filter's counters to reach Envoy",
         patience,
         poll,
-        || Ok(stack.envoy.stat("wasmcustom.dnslb.requests")?.as_deref() == Some(want.as_str())),
+        || Ok(stack.envoy.stat(&requests)?.as_deref() == Some(want.as_str())),
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack.envoy.stats().unwrap_or_default()));
 }
 
 /// The load scenario of the reliability issue: one of three members refuses connections,
@@ -240,17 +262,27 @@ fn cookie_of(response: &dnslb_tests::HttpResponse) -> Option<String> {
 
 #[test]
 fn cookie_affinity_sticks_and_fails_over() {
+    cookie_affinity(Build::Wasm);
+}
+
+#[test]
+fn cookie_affinity_sticks_and_fails_over_with_the_module() {
+    cookie_affinity(Build::Module);
+}
+
+fn cookie_affinity(build: Build) {
     let port = free_port(ip(2).into()).unwrap();
     let backends = addrs(port, &[2, 3, 4]);
     let cluster = format!("dns+{NAME}:{port}");
-    let stack = start(
-        options(
-            cluster.clone(),
-            backends.clone(),
-            r#"{"affinity":{"mode":"cookie"}}"#,
-        ),
-        |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4)]),
+    let mut opts = options(
+        cluster.clone(),
+        backends.clone(),
+        r#"{"affinity":{"mode":"cookie"}}"#,
     );
+    opts.interval = Duration::from_millis(500);
+    let stack = start_build(Some(build), opts, |dns| {
+        dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
+    });
     stack.wait_serving_native(&cluster, &backends).unwrap();
 
     let first = stack.get(&cluster, "/login").unwrap();
@@ -277,6 +309,30 @@ fn cookie_affinity_sticks_and_fails_over() {
     assert_ne!(new_backend, sticky);
     let new_cookie = cookie_of(&moved).expect("the session moves with a new cookie");
     let seen = counts(&stack, &cluster, 6, &[("Cookie", &new_cookie)]);
+    assert_eq!(seen, BTreeMap::from([(new_backend.clone(), 6)]));
+
+    // Its member leaves DNS: draining (the shim's 30 s), it keeps its sessions.
+    let staying: Vec<Ipv4Addr> = backends
+        .iter()
+        .filter(|b| b.to_string() != new_backend)
+        .map(|b| match b.ip() {
+            std::net::IpAddr::V4(v4) => v4,
+            std::net::IpAddr::V6(_) => unreachable!(),
+        })
+        .collect();
+    stack.dns.set_a(NAME, &staying);
+    wait_until(
+        "the filter to see the member draining",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            Ok(stack
+                .filter_member(&cluster, &new_backend)?
+                .is_some_and(|m| m["draining"] == true))
+        },
+    )
+    .unwrap();
+    let seen = counts(&stack, &cluster, 6, &[("Cookie", &new_cookie)]);
     assert_eq!(seen, BTreeMap::from([(new_backend, 6)]));
 
     // A tampered cookie is a new session, not an error.
@@ -293,6 +349,17 @@ fn cookie_affinity_sticks_and_fails_over() {
 
 #[test]
 fn hash_affinity_is_envoys_maglev_and_moves_only_the_removed_members_keys() {
+    // No filter at all: hash affinity needs none.
+    hash_affinity(None);
+}
+
+/// The module in the chain but off on the upstream routes changes nothing.
+#[test]
+fn hash_affinity_is_envoys_maglev_with_the_module_in_the_chain() {
+    hash_affinity(Some(Build::Module));
+}
+
+fn hash_affinity(build: Option<Build>) {
     let port = free_port(ip(2).into()).unwrap();
     let backends = addrs(port, &[2, 3, 4, 5]);
     let cluster = format!("dns+{NAME}:{port}");
@@ -315,13 +382,9 @@ fn hash_affinity_is_envoys_maglev_and_moves_only_the_removed_members_keys() {
         "--drain".into(),
         "0s".into(),
     ];
-    // No wasm at all: hash affinity needs no filter.
-    let stack = Stack::start_with(
-        opts,
-        |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4), ip(5)]),
-        |ports, _, config| shim_bootstrap(ports, None, config, false),
-    )
-    .unwrap();
+    let stack = start_build(build, opts, |dns| {
+        dns.set_a(NAME, &[ip(2), ip(3), ip(4), ip(5)])
+    });
     stack.wait_serving_native(&cluster, &backends).unwrap();
 
     let users: Vec<String> = (0..60).map(|i| format!("user-{i}")).collect();
@@ -376,7 +439,7 @@ fn absolute_form_requests_take_the_native_path() {
     assert_eq!(report.path, "/api/v1/write");
 }
 
-/// Every mode the bootstrap offers passes `envoy --mode validate`.
+/// Every mode the bootstrap offers passes `envoy --mode validate`, with either build.
 #[test]
 fn every_bootstrap_mode_validates() {
     let ports = dnslb_tests::stack::EnvoyPorts {
@@ -384,19 +447,31 @@ fn every_bootstrap_mode_validates() {
         listener: 10000,
         xds: 18000,
     };
-    let wasm = filter_wasm();
     let dir = TempDir::new("bootstrap").unwrap();
-    for (i, (config, with_wasm, absolute_form)) in [
-        ("{}", true, true),
-        ("{}", false, false),
-        (r#"{"affinity":{"mode":"cookie","strict":true}}"#, true, false),
-        (r#"{"affinity":{"mode":"hash"}}"#, false, false),
-        (r#"{"affinity":{"mode":"hash","key":"header:x-user"},"aliases":{"vm:8480":"dns+vm.svc:8480"}}"#, true, true),
+    let (wasm, module) = (Some(Build::Wasm), Some(Build::Module));
+    let aliases = r#"{"affinity":{"mode":"hash","key":"header:x-user"},"aliases":{"vm:8480":"dns+vm.svc:8480"}}"#;
+    for (i, (config, build, absolute_form)) in [
+        ("{}", wasm, true),
+        ("{}", None, false),
+        ("{}", module, false),
+        (
+            r#"{"affinity":{"mode":"cookie","strict":true}}"#,
+            wasm,
+            false,
+        ),
+        (
+            r#"{"affinity":{"mode":"cookie","strict":true}}"#,
+            module,
+            false,
+        ),
+        (r#"{"affinity":{"mode":"hash"}}"#, None, false),
+        (aliases, wasm, true),
+        (aliases, module, false),
     ]
     .into_iter()
     .enumerate()
     {
-        let yaml = shim_bootstrap(ports, with_wasm.then_some(wasm.as_path()), config, absolute_form).unwrap();
+        let yaml = shim_bootstrap_build(ports, build, config, absolute_form).unwrap();
         let path = dir.path().join(format!("bootstrap-{i}.yaml"));
         std::fs::write(&path, &yaml).unwrap();
         dnslb_tests::Envoy::validate(&path).unwrap_or_else(|e| panic!("{config}: {e}\n{yaml}"));
@@ -448,5 +523,23 @@ fn a_member_failing_its_health_check_takes_no_traffic() {
     assert_eq!(
         seen.keys().cloned().collect::<Vec<_>>(),
         healthy.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+}
+
+/// Envoy loads the `.so` and says which ABI it was built for: the version line an Envoy
+/// upgrade must keep matching (see the README).
+#[test]
+fn envoy_loads_the_module_and_its_abi_version_matches() {
+    let port = free_port(ip(2).into()).unwrap();
+    let backends = addrs(port, &[2]);
+    let cluster = format!("dns+{NAME}:{port}");
+    let opts = options(cluster.clone(), backends.clone(), "{}");
+    let stack = start_build(Some(Build::Module), opts, |dns| dns.set_a(NAME, &[ip(2)]));
+    stack.wait_serving_native(&cluster, &backends).unwrap();
+    let log = stack.envoy.process().log();
+    assert!(
+        log.contains("Dynamic module ABI version v0.2.0 matched"),
+        "{}",
+        stack.envoy.log_tail(40)
     );
 }
