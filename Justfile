@@ -135,7 +135,8 @@ soak seconds="120": build envoy
     cargo build --release -p dnslb-tests --bins
     target/release/soak --seconds {{seconds}} --out docs/soak.md
 
-# Run the demo locally (no Docker): DNS server, 3 fake backends, xds-shim, Envoy.
-demo: build envoy
+# Run the demo locally (no Docker): DNS server, 3 fake backends, xds-shim, Envoy, with the
+# filter's `wasm` build or its dynamic `module` (`just demo module`).
+demo build="wasm": build envoy
     cargo build -p dnslb-tests --bins
-    envoy/demo.sh
+    DNSLB_BUILD={{build}} envoy/demo.sh
