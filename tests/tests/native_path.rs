@@ -348,6 +348,66 @@ fn cookie_affinity(build: Build) {
 }
 
 #[test]
+fn a_dead_sticky_member_forces_a_re_resolution() {
+    dead_sticky_member_forces_a_re_resolution(Build::Wasm);
+}
+
+#[test]
+fn a_dead_sticky_member_forces_a_re_resolution_with_the_module() {
+    dead_sticky_member_forces_a_re_resolution(Build::Module);
+}
+
+/// The session's member dies and leaves DNS while the shim would not look for two minutes:
+/// the request that failed over makes the filter ask the shim to re-resolve the name now.
+fn dead_sticky_member_forces_a_re_resolution(build: Build) {
+    let port = free_port(ip(2).into()).unwrap();
+    let backends = addrs(port, &[2, 3]);
+    let cluster = format!("dns+{NAME}:{port}");
+    let mut opts = options(
+        cluster.clone(),
+        backends.clone(),
+        r#"{"affinity":{"mode":"cookie"}}"#,
+    );
+    opts.interval = Duration::from_secs(120);
+    opts.shim_args = vec!["--drain".into(), "0s".into()];
+    let stack = start_build(Some(build), opts, |dns| dns.set_a(NAME, &[ip(2), ip(3)]));
+    stack.wait_serving_native(&cluster, &backends).unwrap();
+    let first = stack.get(&cluster, "/login").unwrap();
+    let cookie = cookie_of(&first).expect("a new session gets a cookie");
+    let sticky = first.json::<BackendReport>().unwrap().backend;
+    let index = backends
+        .iter()
+        .position(|b| b.to_string() == sticky)
+        .unwrap();
+    stack.backends[index].kill().unwrap();
+    let other = backends[1 - index];
+    stack.dns.set_a(NAME, &[ip(if index == 0 { 3 } else { 2 })]);
+    let moved = http_get(
+        stack.listener,
+        "/",
+        &[("Host", &cluster), ("Cookie", &cookie)],
+    )
+    .unwrap();
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(
+        moved.json::<BackendReport>().unwrap().backend,
+        other.to_string()
+    );
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &[other], Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", stack.envoy.log_tail(20)));
+    let refreshes = format!("{}dnslb.forced_refreshes", build.stats_prefix());
+    wait_until(
+        "the forced refresh to be counted",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || Ok(stack.envoy.stat(&refreshes)?.is_some_and(|n| n != "0")),
+    )
+    .unwrap();
+}
+
+#[test]
 fn hash_affinity_is_envoys_maglev_and_moves_only_the_removed_members_keys() {
     // No filter at all: hash affinity needs none.
     hash_affinity(None);

@@ -2,31 +2,16 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_void};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
 use super::{envoy_bytes, EnvoyBuffer, FilterConfigHandle, HttpFilter, CONTINUE, STOP_ITERATION};
 use crate::filter::{Filter, FilterConfig, Next};
-use crate::log::{log, LogLevel};
+use crate::log::{guarded, log, LogLevel};
 
 /// [`crate::ABI_VERSION`], NUL-terminated: Envoy 1.40's. Envoy warns on a
 /// mismatch and promises one minor version of forward compatibility.
 const ABI_VERSION_C: &std::ffi::CStr = c"v0.2.0";
-
-/// Runs a hook's body; a panic is logged and yields `fallback`.
-fn guarded<T>(hook: &str, fallback: T, body: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(value) => value,
-        Err(_) => {
-            log(
-                LogLevel::Critical,
-                &format!("panic in {hook}; the request continues"),
-            );
-            fallback
-        }
-    }
-}
 
 // ------------------------------ Event hooks ------------------------------
 
