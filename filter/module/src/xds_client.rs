@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dnslb_filter::root::TICK;
 use dnslb_filter::xds::{
@@ -25,6 +25,9 @@ use tonic_prost::ProstCodec;
 
 use crate::feed::{Feed, Snapshot};
 use crate::log::{log, LogLevel};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// The handle the filter configuration keeps.
 pub struct XdsClient {
@@ -131,7 +134,15 @@ impl Client {
     /// Opens the stream and follows it until it fails or the client stops.
     async fn follow(&mut self) -> Ended {
         let channel = match Endpoint::from_shared(format!("http://{}", self.addr)) {
-            Ok(endpoint) => match endpoint.connect().await {
+            // Bounded, so that a gone configuration stops the thread soon; keepalives
+            // notice a server that vanished without closing the connection.
+            Ok(endpoint) => match endpoint
+                .connect_timeout(CONNECT_TIMEOUT)
+                .http2_keep_alive_interval(KEEPALIVE)
+                .keep_alive_timeout(CONNECT_TIMEOUT)
+                .connect()
+                .await
+            {
                 Ok(channel) => channel,
                 Err(e) => return Ended::Failed(format!("cannot connect: {e}")),
             },
@@ -169,7 +180,7 @@ impl Client {
             tokio::select! {
                 message = inbound.message() => match message {
                     Ok(Some(response)) => {
-                        let reply = self.apply(&response);
+                        let reply = self.apply(response);
                         if outbound.send(request(&reply)).await.is_err() {
                             return Ended::Failed("the request queue closed".into());
                         }
@@ -188,8 +199,8 @@ impl Client {
     }
 
     /// Applies one EDS response; the ACK or NACK to send back.
-    fn apply(&mut self, response: &DiscoveryResponse) -> Vec<u8> {
-        let outcome = self.subscription.on_response(&response.encode_to_vec());
+    fn apply(&mut self, response: DiscoveryResponse) -> Vec<u8> {
+        let outcome = self.subscription.on_decoded(response);
         if let Some(update) = outcome.update {
             log(
                 LogLevel::Debug,
