@@ -54,6 +54,14 @@ case "${DNSLB_BUILD:-wasm}" in
   module) filter=(--module "$root/target/release/libdnslb_module.so") ;;
   *) echo "demo: DNSLB_BUILD must be wasm or module, not ${DNSLB_BUILD}" >&2; exit 2 ;;
 esac
+proxy_hint=""
+if [[ "${DNSLB_BUILD:-wasm}" == wasm ]]; then
+  proxy_hint="  Envoy as your HTTP proxy (absolute-form, as HTTP_PROXY clients send it;
+  curl's own URL parser refuses a '+' in a host, hence --request-target):
+    curl -s --request-target http://dns+api.test:8080/hello -H 'Host: dns+api.test:8080' http://127.0.0.1:10000; echo
+
+"
+fi
 target/release/xds-shim envoy-bootstrap --listen 127.0.0.1:10000 --admin 127.0.0.1:9901 \
   --xds 127.0.0.1:18000 "${filter[@]}" \
   --filter-config "${DNSLB_FILTER_CONFIG:-$(cat envoy/demo-filter.json)}" \
@@ -77,11 +85,7 @@ dnslb demo is running with the ${DNSLB_BUILD:-wasm} filter (logs: $logs)
   that send it stay on that backend (a backend that stops is failed over):
     for i in 1 2 3; do curl -s -b /tmp/dnslb.jar -c /tmp/dnslb.jar -H 'Host: dns+backend.test:8080' http://127.0.0.1:10000/; echo; done
 
-  Envoy as your HTTP proxy (absolute-form, as HTTP_PROXY clients send it;
-  curl's own URL parser refuses a '+' in a host, hence --request-target):
-    curl -s --request-target http://dns+api.test:8080/hello -H 'Host: dns+api.test:8080' http://127.0.0.1:10000; echo
-
-  A malformed upstream is refused with 400:
+${proxy_hint}  A malformed upstream is refused with 400:
     curl -s -H 'Host: dns+backend.test:0' http://127.0.0.1:10000/
 
   What Envoy has:   curl -s http://127.0.0.1:9901/clusters | grep '^dns+'
