@@ -4,12 +4,12 @@
 //! It takes the same configuration JSON as the wasm filter and runs the same
 //! per-request code (`dnslb_filter`'s `Worker` and response handling); only
 //! the binding differs:
-//! - [`abi`] is the one unsafe module: the hand-declared ABI, the hooks Envoy
+//! - `abi` is the one unsafe module: the hand-declared ABI, the hooks Envoy
 //!   calls, and a safe API over them;
-//! - [`filter`] is the filter on one Envoy and one stream, written against
-//!   the [`filter::Stream`] trait (tested with a fake);
-//! - [`xds_client`] is one background thread per filter configuration that
-//!   follows EDS from the xDS server and publishes each update to [`feed`],
+//! - `filter` is the filter on one Envoy and one stream, written against
+//!   the `filter::Stream` trait (tested with a fake);
+//! - `xds_client` is one background thread per filter configuration that
+//!   follows EDS from the xDS server and publishes each update to `feed`,
 //!   from which worker threads take it without a lock on the request path.
 
 #[cfg(not(test))]
