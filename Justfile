@@ -135,8 +135,12 @@ soak seconds="120": build envoy
     cargo build --release -p dnslb-tests --bins
     target/release/soak --seconds {{seconds}} --out docs/soak.md
 
-# Run the demo locally (no Docker): DNS server, 3 fake backends, xds-shim, Envoy, with the
-# filter's `wasm` build or its dynamic `module` (`just demo module`).
-demo build="wasm": build envoy
+# With DNSLB_BUILD=module (`just demo-module`) the filter is the dynamic module, not the .wasm.
+# Run the demo locally (no Docker): DNS server, 3 fake backends, xds-shim, Envoy.
+demo: build envoy
     cargo build -p dnslb-tests --bins
-    DNSLB_BUILD={{build}} envoy/demo.sh
+    envoy/demo.sh
+
+# The demo with the filter's native dynamic module (.so) instead of the .wasm.
+demo-module:
+    DNSLB_BUILD=module {{just_executable()}} demo

@@ -47,7 +47,7 @@ wait_for "xds-shim" curl -sf http://127.0.0.1:18001/healthz
 # The recommended bootstrap, as the shim prints it: Envoy routes, balances and retries
 # natively; the filter (configuration in envoy/demo-filter.json, cookie affinity) runs
 # only where it adds something. DNSLB_FILTER_CONFIG='{}' runs plain round robin.
-# DNSLB_BUILD=module (`just demo module`) loads the native dynamic module instead of the
+# DNSLB_BUILD=module (`just demo-module`) loads the native dynamic module instead of the
 # .wasm; absolute-form requests need the wasm network filter, so only the wasm demo has them.
 case "${DNSLB_BUILD:-wasm}" in
   wasm) filter=(--wasm "$root/target/wasm32-wasip1/release-wasm/dnslb_filter.wasm" --absolute-form) ;;
