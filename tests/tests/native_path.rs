@@ -280,6 +280,8 @@ fn cookie_affinity(build: Build) {
         r#"{"affinity":{"mode":"cookie"}}"#,
     );
     opts.interval = Duration::from_millis(500);
+    // Two workers: sessions hold whichever worker (and its copy of the members) serves them.
+    opts.concurrency = 2;
     let stack = start_build(Some(build), opts, |dns| {
         dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
     });
