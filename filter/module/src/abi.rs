@@ -118,6 +118,7 @@ extern "C" {
         body: ModuleBuffer,
         details: ModuleBuffer,
     );
+    fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
     fn envoy_dynamic_module_callback_http_set_upstream_override_host(
         filter: *mut c_void,
         host: ModuleBuffer,
@@ -316,8 +317,11 @@ impl Stream for HttpFilter {
         }
     }
 
-    /// Sends the request to `host` (`ip:port`, a member of the routed
-    /// cluster); retries fall back to the cluster's load balancer.
+    fn clear_route_cache(&mut self) {
+        // SAFETY: `raw` is the live filter of this hook.
+        unsafe { envoy_dynamic_module_callback_http_clear_route_cache(self.raw.as_ptr()) }
+    }
+
     fn set_upstream_override_host(&mut self, host: &str) -> bool {
         // SAFETY: `raw` is the live filter; the buffer outlives the call.
         unsafe {

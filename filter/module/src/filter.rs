@@ -31,6 +31,8 @@ pub trait Stream {
     /// Sends the request to `host` (`ip:port`) when it is a member of the
     /// routed cluster; retries fall back to the cluster's load balancer.
     fn set_upstream_override_host(&mut self, host: &str) -> bool;
+    /// Makes Envoy pick the route again: header changes alone do not.
+    fn clear_route_cache(&mut self);
     /// `ip:port` of the downstream peer.
     fn source_address(&self) -> Option<String>;
     /// `ip:port` of the upstream host that answered.
@@ -160,16 +162,26 @@ impl Filter {
 
     pub fn on_request_headers(&mut self, stream: &mut impl Stream) -> Next {
         let shared = &*self.config;
+        let mut host = Host {
+            shared,
+            stream,
+            rewritten: false,
+        };
         let verdict = shared.feed.with_membership(|membership| {
             Worker {
                 config: &shared.config,
                 membership,
                 cookie_key: &shared.cookie_key,
             }
-            .on_request_headers(&mut Host { shared, stream })
+            .on_request_headers(&mut host)
         });
         match verdict {
             Verdict::Continue(pending) => {
+                // Filter routing rewrote `:authority` and set the cluster
+                // header the route matches on.
+                if host.rewritten {
+                    host.stream.clear_route_cache();
+                }
                 self.pending = pending;
                 Next::Continue
             }
@@ -180,7 +192,11 @@ impl Filter {
     pub fn on_response_headers(&mut self, stream: &mut impl Stream) {
         let shared = &*self.config;
         request::on_response_headers(
-            &mut Host { shared, stream },
+            &mut Host {
+                shared,
+                stream,
+                rewritten: false,
+            },
             &self.pending,
             &shared.config,
             &shared.cookie_key,
@@ -192,6 +208,8 @@ impl Filter {
 struct Host<'a, S> {
     shared: &'a FilterConfig,
     stream: &'a mut S,
+    /// A request header was set or removed: the route must be picked again.
+    rewritten: bool,
 }
 
 impl<S: Stream> RequestHost for Host<'_, S> {
@@ -204,20 +222,24 @@ impl<S: Stream> RequestHost for Host<'_, S> {
     }
 
     fn set_header(&mut self, name: &str, value: &str) {
+        self.rewritten = true;
         if !self.stream.set_request_header(name, value) {
             log(LogLevel::Warn, &format!("setting header {name} failed"));
         }
     }
 
     fn remove_header(&mut self, name: &str) {
+        self.rewritten = true;
         self.stream.remove_request_header(name);
     }
 
     /// Envoy's override host directly, which saves a header; the header is
-    /// the fallback.
+    /// the fallback (read when the host is picked: the route stays).
     fn override_host(&mut self, header: &str, address: &str) {
-        if !self.stream.set_upstream_override_host(address) {
-            self.set_header(header, address);
+        if !self.stream.set_upstream_override_host(address)
+            && !self.stream.set_request_header(header, address)
+        {
+            log(LogLevel::Warn, &format!("setting header {header} failed"));
         }
     }
 

@@ -12,6 +12,7 @@ struct FakeStream {
     refuse_override: bool,
     upstream: Option<String>,
     counters: BTreeMap<usize, u64>,
+    route_cleared: u32,
 }
 
 impl FakeStream {
@@ -70,6 +71,10 @@ impl Stream for FakeStream {
         }
         self.override_host = Some(host.into());
         true
+    }
+
+    fn clear_route_cache(&mut self) {
+        self.route_cleared += 1;
     }
 
     fn source_address(&self) -> Option<String> {
@@ -135,8 +140,9 @@ fn cookie_sessions_stick_through_the_override_host() {
     assert_eq!(stream.override_host.as_deref(), Some("127.0.0.3:8080"));
     assert_eq!(stream.counters.get(&id(Counter::AffinityHits)), Some(&1));
     assert_eq!(stream.counters.get(&id(Counter::Requests)), Some(&1));
-    // Nothing written to the request: no header for the override.
+    // Nothing written to the request: no header for the override, the same route.
     assert_eq!(stream.request.len(), 4);
+    assert_eq!(stream.route_cleared, 0);
     stream.upstream = Some("127.0.0.3:8080".into());
     again.on_response_headers(&mut stream);
     assert!(stream.response.is_empty(), "same endpoint, no new cookie");
@@ -178,4 +184,22 @@ fn bad_configuration_is_refused() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("xds_address"), "{e}");
+}
+
+#[test]
+fn filter_routing_rewrites_and_routes_again() {
+    let (mut f, _) = filter("{}");
+    let mut stream = FakeStream::get(CLUSTER, &[("x-dnslb-endpoint", "10.9.9.9:80")]);
+    assert_eq!(f.on_request_headers(&mut stream), Next::Continue);
+    assert_eq!(
+        stream.request_header("x-dnslb-cluster").as_deref(),
+        Some(CLUSTER.as_bytes())
+    );
+    assert_eq!(
+        stream.request_header(":authority").as_deref(),
+        Some(&b"backend.test:8080"[..])
+    );
+    // The client's header is gone; no member known yet, so no pick of ours.
+    assert_eq!(stream.request_header("x-dnslb-endpoint"), None);
+    assert_eq!(stream.route_cleared, 1);
 }
