@@ -501,45 +501,6 @@ fn absolute_form_requests_take_the_native_path() {
     assert_eq!(report.path, "/api/v1/write");
 }
 
-/// Every mode the bootstrap offers passes `envoy --mode validate`, with either build.
-#[test]
-fn every_bootstrap_mode_validates() {
-    let ports = dnslb_tests::stack::EnvoyPorts {
-        admin: 9901,
-        listener: 10000,
-        xds: 18000,
-    };
-    let dir = TempDir::new("bootstrap").unwrap();
-    let (wasm, module) = (Some(Build::Wasm), Some(Build::Module));
-    let aliases = r#"{"affinity":{"mode":"hash","key":"header:x-user"},"aliases":{"vm:8480":"dns+vm.svc:8480"}}"#;
-    for (i, (config, build, absolute_form)) in [
-        ("{}", wasm, true),
-        ("{}", None, false),
-        ("{}", module, false),
-        (
-            r#"{"affinity":{"mode":"cookie","strict":true}}"#,
-            wasm,
-            false,
-        ),
-        (
-            r#"{"affinity":{"mode":"cookie","strict":true}}"#,
-            module,
-            false,
-        ),
-        (r#"{"affinity":{"mode":"hash"}}"#, None, false),
-        (aliases, wasm, true),
-        (aliases, module, false),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let yaml = shim_bootstrap_build(ports, build, config, absolute_form).unwrap();
-        let path = dir.path().join(format!("bootstrap-{i}.yaml"));
-        std::fs::write(&path, &yaml).unwrap();
-        dnslb_tests::Envoy::validate(&path).unwrap_or_else(|e| panic!("{config}: {e}\n{yaml}"));
-    }
-}
-
 /// A member that accepts connections but fails its health check takes no traffic once
 /// Envoy's active health check (`health_check:` in the shim's `--config`) marks it.
 #[test]
