@@ -17,7 +17,8 @@ run() {
     echo "$ENVOY_CMD"
     exit 0
   fi
-  exec $ENVOY_CMD "$@"
+  # DNSLB_ENVOY_PREFIX: a command to run Envoy under (the bench's callgrind phase).
+  exec ${DNSLB_ENVOY_PREFIX:-} $ENVOY_CMD "$@"
 }
 
 if [[ -n "${ENVOY_BIN:-}" ]]; then

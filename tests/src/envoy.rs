@@ -22,6 +22,8 @@ use crate::{
 /// Overrides the Envoy launcher script (default `<workspace>/envoy/envoy.sh`).
 pub const ENVOY_SCRIPT_ENV: &str = "DNSLB_ENVOY_SCRIPT";
 
+/// What `envoy/envoy.sh` runs Envoy under, if set.
+const PREFIX_ENV: &str = "DNSLB_ENVOY_PREFIX";
 const POLL: Duration = Duration::from_millis(50);
 const LOG_TAIL_LINES: usize = 40;
 
@@ -53,6 +55,12 @@ impl Envoy {
 
     /// Writes `config_yaml` to a fresh temp dir and starts Envoy on it. Does not wait.
     pub fn start(config_yaml: &str, opts: EnvoyOptions) -> Result<Self> {
+        Self::start_under(config_yaml, opts, "")
+    }
+
+    /// [`Envoy::start`] under `prefix` (e.g. `valgrind --tool=callgrind`), run in
+    /// [`Envoy::dir`] so what the tool writes lands there.
+    pub fn start_under(config_yaml: &str, opts: EnvoyOptions, prefix: &str) -> Result<Self> {
         let dir = TempDir::new("envoy")?;
         let config_path = dir.path().join("envoy.yaml");
         fs::write(&config_path, config_yaml)
@@ -66,6 +74,9 @@ impl Envoy {
             .args(["--log-level", "info"])
             // Unused without hot restart, but keeps shared-memory names apart if it is on.
             .args(["--base-id", &unique_base_id().to_string()]);
+        if !prefix.is_empty() {
+            command.env(PREFIX_ENV, prefix).current_dir(dir.path());
+        }
         let process = ChildGuard::spawn("envoy", command, dir.path())?;
         Ok(Self {
             process,

@@ -477,6 +477,19 @@ impl Stack {
         Ok(services)
     }
 
+    /// `cluster` as Envoy runs it (admin `/config_dump`), `None` while it has none.
+    pub fn envoy_cluster(&self, cluster: &str) -> Result<Option<serde_json::Value>> {
+        let path = "/config_dump?resource=dynamic_active_clusters";
+        let dump: serde_json::Value = http_get(self.envoy.admin(), path, &[])?.json()?;
+        Ok(dump["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| &c["cluster"])
+            .find(|c| c["name"] == cluster)
+            .cloned())
+    }
+
     /// [`Stack::wait_serving`] for the native path, where no filter picks: Envoy has exactly
     /// `hosts` in `cluster` and a request to it is answered by a backend.
     pub fn wait_serving_native(&self, cluster: &str, hosts: &[SocketAddr]) -> Result<()> {

@@ -60,6 +60,14 @@ fn start(opts: StackOptions, seed: impl FnOnce(&dnslb_tests::DnsServer)) -> Stac
     start_build(Some(Build::Wasm), opts, seed)
 }
 
+/// The LB policy Envoy runs for `cluster`: the shim serves `override_host` (reading
+/// `x-dnslb-endpoint`) only to Envoys whose bootstrap has routes that write it.
+fn lb_policy(stack: &Stack, cluster: &str) -> String {
+    let cluster = stack.envoy_cluster(cluster).unwrap().unwrap();
+    let policy = &cluster["load_balancing_policy"]["policies"][0]["typed_extension_config"];
+    policy["name"].as_str().unwrap().to_string()
+}
+
 fn counts(
     stack: &Stack,
     authority: &str,
@@ -97,6 +105,10 @@ fn round_robin_and_bad_names(build: Build) {
         dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
     });
     stack.wait_serving_native(&cluster, &backends).unwrap();
+    assert_eq!(
+        lb_policy(&stack, &cluster),
+        "envoy.load_balancing_policies.round_robin"
+    );
 
     // Exact round robin per worker; a client naming a member is not obeyed.
     let steer = backends[0].to_string();
@@ -286,6 +298,10 @@ fn cookie_affinity(build: Build) {
         dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
     });
     stack.wait_serving_native(&cluster, &backends).unwrap();
+    assert_eq!(
+        lb_policy(&stack, &cluster),
+        "envoy.load_balancing_policies.override_host"
+    );
 
     let first = stack.get(&cluster, "/login").unwrap();
     assert_eq!(first.status, 200);

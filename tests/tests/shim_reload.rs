@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use dnslb_tests::{free_port, http_get, shim_bootstrap, wait_until, Stack, StackOptions, TempDir};
+use dnslb_tests::{free_port, shim_bootstrap, wait_until, Stack, StackOptions, TempDir};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -30,14 +30,8 @@ fn write(path: &Path, text: &str) {
 
 /// `connect_timeout` of `cluster` as Envoy has it (`/config_dump`), e.g. `"3s"`.
 fn envoy_connect_timeout(stack: &Stack, cluster: &str) -> Option<String> {
-    let path = "/config_dump?resource=dynamic_active_clusters";
-    let dump: Value = http_get(stack.envoy.admin(), path, &[]).ok()?.json().ok()?;
-    dump["configs"]
-        .as_array()?
-        .iter()
-        .map(|c| &c["cluster"])
-        .find(|c| c["name"] == cluster)
-        .and_then(|c| c["connect_timeout"].as_str().map(str::to_owned))
+    let cluster = stack.envoy_cluster(cluster).ok()??;
+    cluster["connect_timeout"].as_str().map(str::to_owned)
 }
 
 /// The shim's ADS clients as (node, peer, connected at): the same triple before and

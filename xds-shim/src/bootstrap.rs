@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use dnslb_filter::config::{Affinity, Config as FilterConfig, HashKey};
 use serde_json::{json, Value};
 
+use crate::ads::node;
 use crate::resources::XDS_CLUSTER;
 
 /// The filter's name in the HTTP filter chain and in `typed_per_filter_config`.
@@ -186,7 +187,11 @@ fn bootstrap(request: &Request) -> Value {
     }
     network_filters.push(connection_manager(request));
     json!({
-        "node": { "id": "dnslb", "cluster": "dnslb" },
+        "node": {
+            "id": "dnslb",
+            "cluster": "dnslb",
+            "metadata": { node::METADATA_KEY: { node::BALANCING_FIELD: balancing(request) } },
+        },
         "admin": { "address": socket_address(request.admin) },
         "dynamic_resources": {
             "ads_config": {
@@ -205,6 +210,17 @@ fn bootstrap(request: &Request) -> Value {
             "clusters": [xds_cluster(request.xds, request.xds_tls.as_ref())],
         },
     })
+}
+
+/// The cookie routes' filter names the session's member in `x-dnslb-endpoint`, which only
+/// the `override_host` policy reads; without them the shim serves clusters balanced by
+/// their own policy alone, which costs Envoy less per request.
+fn balancing(request: &Request) -> &'static str {
+    if matches!(request.filter.affinity, Affinity::Cookie(_)) {
+        "endpoint_header"
+    } else {
+        node::NATIVE
+    }
 }
 
 fn connection_manager(request: &Request) -> Value {

@@ -52,7 +52,7 @@ use crate::config_file::{
     LbPolicy, RetryBudget, TlsSettings, UpstreamSettings,
 };
 use crate::member::Member;
-use crate::snapshot::EdsSource;
+use crate::snapshot::{Balancing, EdsSource};
 use crate::upstream::Upstream;
 use envoy_types::pb::envoy::config::core::v3::health_check::{HealthChecker, HttpHealthCheck};
 use envoy_types::pb::envoy::config::core::v3::HealthCheck;
@@ -91,13 +91,15 @@ impl TlsTarget {
 /// The Envoy cluster that reaches the shim (the bootstrap snippets name it so).
 pub const XDS_CLUSTER: &str = "dnslb_xds";
 
-/// An EDS cluster whose LB honours the endpoint a request names (`x-dnslb-endpoint`: a
-/// sticky session) and otherwise, or when that is exhausted, uses `settings.lb_policy`
-/// (round robin by default). Its endpoints come from `source`. Every cluster gets a retry
-/// budget and ejects members that fail locally, unless its settings say otherwise.
+/// An EDS cluster balanced by `settings.lb_policy` (round robin by default); with
+/// [`Balancing::EndpointHeader`] its LB first honours the endpoint a request names
+/// (`x-dnslb-endpoint`: the filter's pick or a sticky session) until that is exhausted.
+/// Its endpoints come from `source`. Every cluster gets a retry budget and ejects members
+/// that fail locally, unless its settings say otherwise.
 pub fn cluster(
     name: &str,
     source: EdsSource,
+    balancing: Balancing,
     settings: &UpstreamSettings,
     tls: Option<&TlsTarget>,
 ) -> Cluster {
@@ -135,17 +137,20 @@ pub fn cluster(
             .iter()
             .map(|check| health_check(check, backend_authority(name)))
             .collect(),
-        load_balancing_policy: Some(single_policy(
-            OVERRIDE_HOST_POLICY,
-            pack_any(OverrideHost {
-                override_host_sources: vec![OverrideHostSource {
-                    header: ENDPOINT_HEADER.to_string(),
-                    metadata: None,
-                }],
-                selected_host_key: None,
-                fallback_policy: Some(fallback_policy(settings.lb_policy)),
-            }),
-        )),
+        load_balancing_policy: Some(match balancing {
+            Balancing::EndpointHeader => single_policy(
+                OVERRIDE_HOST_POLICY,
+                pack_any(OverrideHost {
+                    override_host_sources: vec![OverrideHostSource {
+                        header: ENDPOINT_HEADER.to_string(),
+                        metadata: None,
+                    }],
+                    selected_host_key: None,
+                    fallback_policy: Some(fallback_policy(settings.lb_policy)),
+                }),
+            ),
+            Balancing::Native => fallback_policy(settings.lb_policy),
+        }),
         ..Default::default()
     }
 }
@@ -397,6 +402,17 @@ fn socket_address(addr: SocketAddr) -> Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ADS cluster `dns+b.test:80` with `settings`, reading the endpoint header.
+    fn ads_cluster(settings: &UpstreamSettings) -> Cluster {
+        cluster(
+            "dns+b.test:80",
+            EdsSource::Ads,
+            Balancing::EndpointHeader,
+            settings,
+            None,
+        )
+    }
     use prost::Message;
 
     #[test]
@@ -404,6 +420,7 @@ mod tests {
         let c = cluster(
             "dns+backend.test:8080",
             EdsSource::Ads,
+            Balancing::EndpointHeader,
             &Default::default(),
             None,
         );
@@ -448,7 +465,13 @@ mod tests {
             (EdsSource::Grpc, ApiType::Grpc),
             (EdsSource::DeltaGrpc, ApiType::DeltaGrpc),
         ] {
-            let c = cluster("dns+backend.test:8080", source, &Default::default(), None);
+            let c = cluster(
+                "dns+backend.test:8080",
+                source,
+                Balancing::EndpointHeader,
+                &Default::default(),
+                None,
+            );
             let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
             let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = eds.config_source_specifier
             else {
@@ -563,6 +586,7 @@ mod tests {
         let c = cluster(
             "dns+backend.test:8080",
             EdsSource::Ads,
+            Balancing::EndpointHeader,
             &Default::default(),
             None,
         );
@@ -587,7 +611,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let c = cluster("dns+b.test:80", EdsSource::Ads, &settings, None);
+        let c = ads_cluster(&settings);
         let timeout = c.connect_timeout.unwrap();
         assert_eq!((timeout.seconds, timeout.nanos), (2, 500_000_000));
         let t = &c.circuit_breakers.unwrap().thresholds[0];
@@ -598,7 +622,7 @@ mod tests {
 
     #[test]
     fn every_cluster_gets_a_retry_budget_and_local_origin_ejection() {
-        let c = cluster("dns+b.test:80", EdsSource::Ads, &Default::default(), None);
+        let c = ads_cluster(&Default::default());
         let t = &c.circuit_breakers.unwrap().thresholds[0];
         assert!(t.max_retries.is_none());
         let budget = t.retry_budget.as_ref().unwrap();
@@ -629,7 +653,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let c = cluster("dns+b.test:80", EdsSource::Ads, &settings, None);
+        let c = ads_cluster(&settings);
         let t = &c.circuit_breakers.unwrap().thresholds[0];
         assert_eq!(t.max_retries.as_ref().unwrap().value, 9);
         assert!(t.retry_budget.is_none());
@@ -641,6 +665,7 @@ mod tests {
         let c = cluster(
             "srv+_h._tcp.a.test",
             EdsSource::Ads,
+            Balancing::EndpointHeader,
             &Default::default(),
             None,
         );
@@ -655,7 +680,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let c = cluster("dns+b.test:80", EdsSource::Ads, &settings, None);
+        let c = ads_cluster(&settings);
         let check = &c.health_checks[0];
         let Some(HealthChecker::HttpHealthCheck(http)) = &check.health_checker else {
             panic!("not an HTTP check");
@@ -687,7 +712,7 @@ mod tests {
                 lb_policy: policy,
                 ..Default::default()
             };
-            let c = cluster("dns+b.test:80", EdsSource::Ads, &settings, None);
+            let c = ads_cluster(&settings);
             let policy = &c.load_balancing_policy.unwrap().policies[0];
             let any = policy
                 .typed_extension_config
@@ -744,6 +769,7 @@ mod tests {
         cluster(
             &upstream.cluster_name(),
             EdsSource::Ads,
+            Balancing::EndpointHeader,
             &Default::default(),
             target.as_ref(),
         )

@@ -11,7 +11,7 @@ use std::{thread, time::Duration, time::Instant};
 
 use super::{
     configs::{self, DnsCluster, NativePolicy, NATIVE_COOKIE},
-    fixture::{self, Proxy},
+    fixture::{self, Launch, Proxy},
     stats::median,
     wrk::{self, Load, WrkRun},
     Base, Budget,
@@ -153,6 +153,14 @@ impl VariantResult {
     pub fn p99(&self) -> f64 {
         median(&self.runs.iter().map(|r| r.p99_ms).collect::<Vec<_>>())
     }
+    /// Share of one CPU Envoy used over the measured runs of `run` each: near
+    /// 100 % when Envoy, not wrk or the backends, set the pace.
+    pub fn envoy_busy(&self, run: Duration) -> Option<f64> {
+        let requests: u64 = self.runs.iter().map(|r| r.requests).sum();
+        let wall = run.as_secs_f64() * self.runs.len() as f64;
+        let us = self.cpu_us_per_request?;
+        (wall > 0.0).then(|| us * 1e-6 * requests as f64 / wall)
+    }
     pub fn errors(&self) -> u64 {
         self.runs.iter().map(|r| r.non_2xx + r.socket_errors).sum()
     }
@@ -214,8 +222,8 @@ fn check_sticky(proxy: &Proxy, key: &str, headers: &[(String, String)]) -> Resul
     }
 }
 
-/// Starts every variant against `base`'s three backends.
-pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
+/// Starts every variant against `base`'s three backends, each Envoy as `launch` says.
+pub fn start_variants(base: &Base, launch: Launch) -> Result<Vec<Variant>> {
     let port = base.port;
     let host = format!("backend.test:{port}");
     let dnslb_host = format!("dns+{host}");
@@ -231,7 +239,7 @@ pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
     let native = |policy: NativePolicy| -> Result<(Proxy, String)> {
         let ports = fixture::ports(0)?;
         let yaml = configs::native_bootstrap(ports, base.dns.addr(), &clusters, policy);
-        let proxy = fixture::start_envoy(&yaml, ports, 1)?;
+        let proxy = fixture::launch_envoy(&yaml, ports, 1, launch)?;
         fixture::wait_host_count(&proxy, "backend", 3)?;
         fixture::wait_serving(&proxy, &host, false)?;
         let setup = format!(
@@ -245,7 +253,7 @@ pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
         let ports = fixture::ports(base.shim.xds)?;
         let yaml =
             configs::recommended_bootstrap(ports, with_wasm.then_some(wasm.as_path()), config)?;
-        let proxy = fixture::start_envoy(&yaml, ports, 1)?;
+        let proxy = fixture::launch_envoy(&yaml, ports, 1, launch)?;
         fixture::wait_host_count(&proxy, cluster, 3)?;
         fixture::wait_serving(&proxy, cluster, false)?;
         Ok((proxy, shim_command(with_wasm, config)))
@@ -254,7 +262,7 @@ pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
     let legacy = |config: &str| -> Result<(Proxy, String)> {
         let ports = fixture::ports(base.shim.xds)?;
         let yaml = configs::legacy_bootstrap(ports, &wasm, config)?;
-        let proxy = fixture::start_envoy(&yaml, ports, 1)?;
+        let proxy = fixture::launch_envoy(&yaml, ports, 1, launch)?;
         fixture::wait_serving(&proxy, &dnslb_host, true)?;
         let setup = format!(
             "`envoy/filter-routing.yaml` with filter configuration `{config}` (absolute-form network \
@@ -381,10 +389,11 @@ pub fn start_variants(base: &Base) -> Result<Vec<Variant>> {
     });
 
     let ports = fixture::ports(0)?;
-    let proxy = fixture::start_envoy(
+    let proxy = fixture::launch_envoy(
         &configs::direct_response_bootstrap(ports.admin, ports.listener),
         ports,
         1,
+        launch,
     )?;
     variants.push(Variant {
         spec: Spec::new(

@@ -102,14 +102,40 @@ pub fn ports(xds: u16) -> Result<EnvoyPorts> {
     })
 }
 
+/// How the bench runs an Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// As it is (on its own CPU when the run pins).
+    Plain,
+    /// Under valgrind's callgrind with instrumentation off until
+    /// [`super::instructions`] turns it on for its runs.
+    Callgrind,
+}
+
+/// valgrind's command for [`Launch::Callgrind`]; its output lands in the Envoy's dir.
+pub const CALLGRIND: &str = "valgrind --tool=callgrind --instr-atstart=no";
+
 pub fn start_envoy(yaml: &str, ports: EnvoyPorts, concurrency: u32) -> Result<Proxy> {
-    let envoy = Envoy::start(
-        yaml,
-        EnvoyOptions {
-            admin: SocketAddr::new(LOOPBACK, ports.admin),
-            concurrency,
-        },
-    )?;
+    launch_envoy(yaml, ports, concurrency, Launch::Plain)
+}
+
+pub fn launch_envoy(
+    yaml: &str,
+    ports: EnvoyPorts,
+    concurrency: u32,
+    launch: Launch,
+) -> Result<Proxy> {
+    let opts = EnvoyOptions {
+        admin: SocketAddr::new(LOOPBACK, ports.admin),
+        concurrency,
+    };
+    let envoy = match launch {
+        Launch::Plain => Envoy::start(yaml, opts)?,
+        Launch::Callgrind => Envoy::start_under(yaml, opts, CALLGRIND)?,
+    };
+    if launch == Launch::Plain {
+        super::pin::envoy(envoy.process().pid())?;
+    }
     envoy.wait_ready(STARTUP)?;
     Ok(Proxy {
         envoy,

@@ -17,6 +17,8 @@ pub struct Machine {
     pub wrk: String,
     pub h2load: String,
     pub git: String,
+    /// Where the processes ran, when the run pinned them.
+    pub pinning: Option<super::pin::Pinning>,
 }
 
 /// First line of a command's stdout and stderr, or why it did not run.
@@ -89,5 +91,6 @@ pub fn collect() -> Machine {
         } else {
             head
         },
+        pinning: None,
     }
 }

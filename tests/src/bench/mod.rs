@@ -7,7 +7,9 @@ pub mod cost;
 pub mod curve;
 pub mod dead;
 pub mod fixture;
+pub mod instructions;
 pub mod machine;
+pub mod pin;
 pub mod propagation;
 pub mod report;
 pub mod section;
@@ -72,12 +74,16 @@ pub struct Options {
     pub clean_build: bool,
     /// Run only this phase (the others are reported as not run).
     pub only: Option<Phase>,
+    /// Give Envoy a CPU of its own ([`pin`]).
+    pub pin: bool,
 }
 
 /// A measuring phase, for [`Options::only`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Phase {
     Cost,
+    /// Instructions per request under callgrind.
+    Instructions,
     Propagation,
     Curve,
 }
@@ -105,6 +111,7 @@ impl Options {
             build_seconds: None,
             clean_build: true,
             only: None,
+            pin: true,
         }
     }
 
@@ -270,6 +277,7 @@ pub struct Results {
     pub options: Options,
     pub machine: machine::Machine,
     pub cost: std::result::Result<cost::CostReport, String>,
+    pub instructions: std::result::Result<Vec<instructions::Count>, String>,
     pub propagation: std::result::Result<propagation::PropagationReport, String>,
     pub curve: std::result::Result<curve::CurveReport, String>,
     pub build: Build,
@@ -284,6 +292,9 @@ impl Results {
         let ran = |p: Phase| only.is_none_or(|o| o == p);
         if let (true, Err(e)) = (ran(Phase::Cost), &self.cost) {
             out.push(format!("per-request cost: {e}"));
+        }
+        if let (true, Err(e)) = (ran(Phase::Instructions), &self.instructions) {
+            out.push(format!("instructions per request: {e}"));
         }
         if let (true, Err(e)) = (ran(Phase::Propagation), &self.propagation) {
             out.push(format!("propagation: {e}"));
@@ -331,6 +342,11 @@ fn phase<T>(
 pub fn run(options: Options) -> Result<Results> {
     let budget = Budget::new(options.budget);
     let mut machine = machine::collect();
+    machine.pinning = options
+        .pin
+        .then(|| pin::Pinning::plan(machine.nproc))
+        .flatten();
+    pin::start(machine.pinning.clone())?;
     let base = Base::start(&options.curve_points)?;
     let load = wrk::Load {
         threads: 1,
@@ -343,8 +359,18 @@ pub fn run(options: Options) -> Result<Results> {
     };
     let on = |p: Phase| options.only.is_none_or(|o| o == p);
     let cost = phase("per-request cost", on(Phase::Cost), || {
-        let variants = cost::start_variants(&base)?;
+        let variants = cost::start_variants(&base, fixture::Launch::Plain)?;
         cost::measure(&variants, load, warmup, options.rounds, &budget)
+    });
+    let instructions = phase("instructions", on(Phase::Instructions), || {
+        if !instructions::available() {
+            return Err(fixture::fail(
+                "valgrind",
+                "not installed (apt-get install valgrind)",
+            ));
+        }
+        let variants = cost::start_variants(&base, fixture::Launch::Callgrind)?;
+        instructions::measure(&variants)
     });
     let propagation = phase("propagation", on(Phase::Propagation), || {
         propagation::run(&base, BACKENDS, options.propagation_reps)
@@ -379,6 +405,7 @@ pub fn run(options: Options) -> Result<Results> {
     let results = Results {
         machine,
         cost,
+        instructions,
         propagation,
         curve,
         build,

@@ -4,6 +4,7 @@ use std::{fmt::Write as _, fs, path::Path};
 
 mod cost;
 mod curve;
+mod instructions;
 
 use super::{
     dead::{self, DeadOutcome, DeadReport},
@@ -85,6 +86,7 @@ pub fn render(r: &Results) -> (String, Vec<(String, String)>) {
             let _ = writeln!(md, "## 1. Per-request cost\n\nNot measured: {e}\n");
         }
     }
+    instructions::section(&mut md, &r.instructions);
     match &r.propagation {
         Ok(p) => propagation_section(&mut md, &mut charts, p),
         Err(e) => {
@@ -106,6 +108,9 @@ fn summary(md: &mut String, r: &Results) {
     let _ = writeln!(md, "## Summary\n");
     if let Ok(c) = &r.cost {
         cost::summary(md, c, &r.machine);
+    }
+    if let Ok(counts) = &r.instructions {
+        instructions::summary(md, counts);
     }
     if let Ok(p) = &r.propagation {
         let (d, n) = (
@@ -163,6 +168,13 @@ fn machine(md: &mut String, r: &Results) {
         (
             "h2load (installed, not used: wrk's latency percentiles are what the tables need)",
             m.h2load.clone(),
+        ),
+        (
+            "CPU pinning",
+            m.pinning.as_ref().map_or_else(
+                || "none: every process on every CPU".to_string(),
+                |p| p.describe(),
+            ),
         ),
         ("commit", m.git.clone()),
     ] {
@@ -465,10 +477,18 @@ mod tests {
     use std::{path::PathBuf, time::Duration};
 
     use super::*;
-    use crate::bench::{machine::Machine, Build, Options};
+    use crate::bench::{instructions::Count, machine::Machine, Build, Options};
 
     #[test]
     fn render_states_the_load_the_goals_and_what_did_not_run() {
+        let spec = |key| {
+            let results = cost::tests::report().results;
+            results
+                .into_iter()
+                .find(|v| v.spec.key == key)
+                .unwrap()
+                .spec
+        };
         let results = Results {
             options: Options::quick(PathBuf::from("/tmp/bench.md"), Duration::from_secs(60)),
             machine: Machine {
@@ -478,6 +498,18 @@ mod tests {
                 ..Machine::default()
             },
             cost: Ok(cost::tests::report()),
+            instructions: Ok(vec![
+                Count {
+                    spec: spec("native-rr"),
+                    requests: 1000,
+                    instructions: 166_000_000,
+                },
+                Count {
+                    spec: spec("dnslb-rr"),
+                    requests: 1000,
+                    instructions: 172_000_000,
+                },
+            ]),
             propagation: Err("not run here".into()),
             curve: Err("not run here".into()),
             build: Build {
@@ -501,6 +533,14 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("## 1. Per-request cost"), "{md}");
+        assert!(
+            md.contains("| dnslb-rr | 1000 | 172000 | 1.036 (vs native-rr) | 0.965 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("per request (callgrind; unlike req/s, the same from one run to the next): dnslb-rr 1.036× native-rr."),
+            "{md}"
+        );
         assert!(
             md.contains("## 2. Propagation\n\nNot measured: not run here"),
             "{md}"

@@ -31,6 +31,10 @@ struct Args {
     /// `--out` elsewhere to keep `docs/benchmarks.md`.
     #[arg(long, value_enum)]
     only: Option<Phase>,
+    /// Let Envoy share every CPU with wrk and the backends instead of
+    /// giving it one of its own.
+    #[arg(long)]
+    no_pin: bool,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
     options.build_seconds = args.build_seconds;
     options.clean_build &= !args.no_clean_build;
     options.only = args.only;
+    options.pin = !args.no_pin;
     let out = options.out.clone();
     match bench::run(options) {
         Ok(results) => {

@@ -22,6 +22,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
 
+use super::node::Client;
 use super::stream_state::{RequestKind, Scope};
 use crate::snapshot::{EdsSource, Generation, ResourceType, Resources, Snapshot, Versioned};
 
@@ -102,7 +103,7 @@ impl TypeState {
 
 #[derive(Debug, Default)]
 pub struct DeltaState {
-    node_id: Option<String>,
+    client: Client,
     last_nonce: u64,
     types: BTreeMap<ResourceType, TypeState>,
     scope: Scope,
@@ -123,7 +124,7 @@ impl DeltaState {
     }
 
     pub fn node_id(&self) -> &str {
-        self.node_id.as_deref().unwrap_or("unknown")
+        self.client.id()
     }
 
     pub fn on_request(
@@ -131,11 +132,7 @@ impl DeltaState {
         request: DeltaDiscoveryRequest,
         snapshot: &Snapshot,
     ) -> (RequestKind, Vec<DeltaDiscoveryResponse>) {
-        if let Some(node) = &request.node {
-            if !node.id.is_empty() {
-                self.node_id = Some(node.id.clone());
-            }
-        }
+        self.client.observe(request.node.as_ref());
         let Some(kind) = self.scope.kind_of(&request.type_url) else {
             let type_url = request.type_url;
             return (RequestKind::UnknownType { type_url }, Vec::new());
@@ -224,7 +221,7 @@ impl DeltaState {
 
     /// What is new for the client; assignments in responses of about [`PART_BYTES`] each.
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
-        let resources = snapshot.resources_for(kind, self.eds_source());
+        let resources = snapshot.served(kind, self.eds_source(), self.client.balancing());
         let Some(state) = self.types.get_mut(&kind) else {
             return Vec::new();
         };

@@ -2,5 +2,6 @@
 //! for incremental; both pure) and the gRPC services that drive them (`service`).
 
 pub mod delta_state;
+pub mod node;
 pub mod service;
 pub mod stream_state;

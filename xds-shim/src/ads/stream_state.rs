@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
+use super::node::Client;
 use crate::snapshot::{EdsSource, ResourceType, Snapshot};
 
 /// The xDS-spec explicit wildcard resource name.
@@ -123,7 +124,7 @@ pub struct Reply {
 
 #[derive(Debug, Default)]
 pub struct StreamState {
-    node_id: Option<String>,
+    client: Client,
     last_nonce: u64,
     types: BTreeMap<ResourceType, TypeState>,
     scope: Scope,
@@ -145,13 +146,13 @@ impl StreamState {
 
     fn version<'s>(&self, kind: ResourceType, snapshot: &'s Snapshot) -> &'s str {
         &snapshot
-            .resources_for(kind, self.scope.eds_source())
+            .served(kind, self.scope.eds_source(), self.client.balancing())
             .version
     }
 
     /// The client's node id, once a request carried one (Envoy may send it only once).
     pub fn node_id(&self) -> &str {
-        self.node_id.as_deref().unwrap_or("unknown")
+        self.client.id()
     }
 
     /// The version the client last ACKed for `kind` on this stream.
@@ -160,11 +161,7 @@ impl StreamState {
     }
 
     pub fn on_request(&mut self, request: DiscoveryRequest, snapshot: &Snapshot) -> Reply {
-        if let Some(node) = &request.node {
-            if !node.id.is_empty() {
-                self.node_id = Some(node.id.clone());
-            }
-        }
+        self.client.observe(request.node.as_ref());
         let Some(kind) = self.scope.kind_of(&request.type_url) else {
             return Reply {
                 request: RequestKind::UnknownType {
@@ -256,7 +253,7 @@ impl StreamState {
     }
 
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
-        let resources = snapshot.resources_for(kind, self.scope.eds_source());
+        let resources = snapshot.served(kind, self.scope.eds_source(), self.client.balancing());
         let state = self.types.get_mut(&kind)?;
         if state.subscription.is_nothing() {
             return None;
@@ -358,6 +355,37 @@ pub(crate) mod tests {
                     .cluster_name
             })
             .collect()
+    }
+
+    #[test]
+    fn a_node_asking_for_native_balancing_gets_clusters_without_the_override_policy() {
+        use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+        let snap = two_clusters();
+        let policy = |node| {
+            let mut cds_req = request(CLUSTER_TYPE_URL, &[], "", "");
+            cds_req.node = Some(node);
+            let cds = StreamState::new()
+                .on_request(cds_req, &snap)
+                .response
+                .unwrap();
+            let cluster = Cluster::decode(cds.resources[0].value.as_slice()).unwrap();
+            let policies = cluster.load_balancing_policy.unwrap().policies;
+            policies[0]
+                .typed_extension_config
+                .as_ref()
+                .unwrap()
+                .name
+                .clone()
+        };
+        use crate::ads::node::{test_node, NATIVE};
+        assert_eq!(
+            policy(test_node("e", Some(NATIVE))),
+            "envoy.load_balancing_policies.round_robin"
+        );
+        assert_eq!(
+            policy(test_node("e", None)),
+            "envoy.load_balancing_policies.override_host"
+        );
     }
 
     #[test]

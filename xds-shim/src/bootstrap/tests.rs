@@ -104,6 +104,22 @@ fn round_robin_leaves_the_filter_off_on_upstream_routes() {
 }
 
 #[test]
+fn only_cookie_mode_asks_for_clusters_that_read_the_endpoint_header() {
+    let balancing = |json: &str| {
+        bootstrap(&req(json, true).unwrap())["node"]["metadata"]["dnslb"]["balancing"].clone()
+    };
+    assert_eq!(balancing("{}"), json!("native"));
+    assert_eq!(
+        balancing(r#"{"affinity":{"mode":"hash","key":"header:x-user"}}"#),
+        json!("native")
+    );
+    assert_eq!(
+        balancing(r#"{"affinity":{"mode":"cookie"}}"#),
+        json!("endpoint_header")
+    );
+}
+
+#[test]
 fn cookie_mode_enables_the_filter_on_upstream_routes() {
     let yaml = render(&req(r#"{"affinity":{"mode":"cookie"}}"#, true).unwrap());
     // Off only on the 400 and 404 answers.

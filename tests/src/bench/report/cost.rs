@@ -141,12 +141,16 @@ pub(super) fn section(
          (`fake-backend`, hyper, one process each on `127.0.0.2-4`). wrk visits the \
          variants in turn, {runs} round(s), each round starting one variant further \
          (after a 1 s warm-up run each); every run is `{} threads, {} connections, {} s` \
-         keep-alive HTTP/1.1, closed loop. Numbers are medians over the rounds; the \
+         keep-alive HTTP/1.1, closed loop. {} Numbers are medians over the rounds; the \
          req/s column also gives min–max. Load average: {} at the start of the run, {} at \
          its end.\n",
         cost.load.threads,
         cost.load.connections,
         cost.load.duration.as_secs(),
+        machine.pinning.as_ref().map_or_else(
+            || "No CPU pinning: every process shares every CPU.".to_string(),
+            |p| format!("CPU pinning: {}.", p.describe()),
+        ),
         machine.load_before,
         machine.load_after
     );
@@ -219,13 +223,13 @@ fn variants_table(md: &mut String, cost: &CostReport) {
 fn results_table(md: &mut String, cost: &CostReport) {
     let _ = writeln!(
         md,
-        "| variant | req/s median (min–max) | p50 | p99 | Envoy CPU per request | errors | retries | requests in the filter / sent | Envoy RSS |\n|---|---|---|---|---|---|---|---|---|"
+        "| variant | req/s median (min–max) | p50 | p99 | Envoy CPU per request | Envoy busy | errors | retries | requests in the filter / sent | Envoy RSS |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for v in &cost.results {
         let rps: Vec<f64> = v.runs.iter().map(|r| r.rps).collect();
         let _ = writeln!(
             md,
-            "| {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} | {} | {} |",
             v.spec.label,
             fmt_rps(v.rps()),
             fmt_rps(min(&rps)),
@@ -234,6 +238,8 @@ fn results_table(md: &mut String, cost: &CostReport) {
             fmt_ms(v.p99()),
             v.cpu_us_per_request
                 .map_or("n/a".into(), |us| format!("{us:.1} µs")),
+            v.envoy_busy(cost.load.duration)
+                .map_or("n/a".into(), |b| format!("{:.0} %", b * 100.0)),
             v.errors(),
             v.retries.map_or("—".into(), |n| n.to_string()),
             filter_cell(v),
@@ -250,8 +256,10 @@ fn results_table(md: &mut String, cost: &CostReport) {
          harness's readiness and stickiness probes entered it too. \"Envoy CPU per request\" \
          is the Envoy process's CPU time (user + system, all threads, from `/proc`) over the \
          measured runs divided by their requests: the cost of a request to Envoy, much less \
-         sensitive than req/s to how the two shared cores were scheduled between wrk, Envoy \
-         and the backends. Envoy RSS is the process's resident \
+         sensitive than req/s to how the shared cores were scheduled between wrk, Envoy \
+         and the backends. \"Envoy busy\" is that CPU time over the runs' wall time, in \
+         percent of one CPU: near 100 % Envoy set the pace and req/s measures its cost; well \
+         below, something else did. Envoy RSS is the process's resident \
          memory after the runs (with a filter, it includes the V8 VMs).\n"
     );
 }
@@ -597,7 +605,7 @@ pub(super) mod tests {
         assert!(md.contains("| legacy-rr | 450 (450–450) |"), "{md}");
         assert!(md.contains("| 1000 / 1000 |"), "{md}");
         assert!(
-            md.contains("| native-rr | 1000 (1000–1000) | 0.50 ms | 1.00 ms | 1000.0 µs | 0 | 0 | no filter |"),
+            md.contains("| native-rr | 1000 (1000–1000) | 0.50 ms | 1.00 ms | 1000.0 µs | 33 % | 0 | 0 | no filter |"),
             "{md}"
         );
         assert!(
@@ -617,7 +625,7 @@ pub(super) mod tests {
         assert!(md.contains("Retries: no variant retried"), "{md}");
         assert!(
             md.contains(
-                "| dnslb-rr | 960 (960–960) | 0.53 ms | 1.05 ms | 1041.7 µs | 0 | 0 | n/a / 1000 |"
+                "| dnslb-rr | 960 (960–960) | 0.53 ms | 1.05 ms | 1041.7 µs | 35 % | 0 | 0 | n/a / 1000 |"
             ),
             "{md}"
         );
