@@ -564,21 +564,3 @@ fn a_member_failing_its_health_check_takes_no_traffic() {
         healthy.iter().map(ToString::to_string).collect::<Vec<_>>()
     );
 }
-
-/// Envoy loads the `.so` and says which ABI it was built for: the version line an Envoy
-/// upgrade must keep matching (see the README).
-#[test]
-fn envoy_loads_the_module_and_its_abi_version_matches() {
-    let port = free_port(ip(2).into()).unwrap();
-    let backends = addrs(port, &[2]);
-    let cluster = format!("dns+{NAME}:{port}");
-    let opts = options(cluster.clone(), backends.clone(), "{}");
-    let stack = start_build(Some(Build::Module), opts, |dns| dns.set_a(NAME, &[ip(2)]));
-    stack.wait_serving_native(&cluster, &backends).unwrap();
-    let log = stack.envoy.process().log();
-    assert!(
-        log.contains("Dynamic module ABI version v0.2.0 matched"),
-        "{}",
-        stack.envoy.log_tail(40)
-    );
-}
