@@ -212,11 +212,14 @@ fn bootstrap(request: &Request) -> Value {
     })
 }
 
-/// The cookie routes' filter names the session's member in `x-dnslb-endpoint`, which only
-/// the `override_host` policy reads; without them the shim serves clusters balanced by
-/// their own policy alone, which costs Envoy less per request.
+/// The wasm filter's cookie routes name the session's member in `x-dnslb-endpoint`, which
+/// only the `override_host` policy reads; without them the shim serves clusters balanced by
+/// their own policy alone, which costs Envoy less per request. The dynamic module needs no
+/// header: it hands the member to Envoy's own override (`set_upstream_override_host`),
+/// which every cluster honours, draining members included (`override_host_status`).
 fn balancing(request: &Request) -> &'static str {
-    if matches!(request.filter.affinity, Affinity::Cookie(_)) {
+    let wasm = matches!(request.build, Some(FilterBuild::Wasm(_)));
+    if wasm && matches!(request.filter.affinity, Affinity::Cookie(_)) {
         "endpoint_header"
     } else {
         node::NATIVE

@@ -117,6 +117,13 @@ fn only_cookie_mode_asks_for_clusters_that_read_the_endpoint_header() {
         balancing(r#"{"affinity":{"mode":"cookie"}}"#),
         json!("endpoint_header")
     );
+    // The module overrides the host itself: its cookie mode needs no header policy.
+    let mut module = req(r#"{"affinity":{"mode":"cookie"}}"#, true).unwrap();
+    module.build = Some(FilterBuild::Module("/x/libdnslb_module.so".into()));
+    assert_eq!(
+        bootstrap(&module)["node"]["metadata"]["dnslb"]["balancing"],
+        json!("native")
+    );
 }
 
 #[test]
