@@ -538,6 +538,26 @@ impl Shim {
         dir: &Path,
         extra: &[&str],
     ) -> Result<Shim> {
+        Self::start_binary(
+            &built(shim_binary())?,
+            upstreams,
+            nameserver,
+            interval,
+            dir,
+            extra,
+        )
+    }
+
+    /// [`Shim::start`] with the binary at `binary` (the shim's own tests run the one
+    /// cargo built for them).
+    pub fn start_binary(
+        binary: &Path,
+        upstreams: &[String],
+        nameserver: SocketAddr,
+        interval: Duration,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Result<Shim> {
         let xds = free_port(LOOPBACK)?;
         let admin = SocketAddr::new(LOOPBACK, free_port(LOOPBACK)?);
         let mut args = Vec::new();
@@ -555,7 +575,7 @@ impl Shim {
             admin.to_string(),
         ]);
         args.extend(extra.iter().map(|a| a.to_string()));
-        let mut cmd = Command::new(built(shim_binary())?);
+        let mut cmd = Command::new(binary);
         cmd.args(&args);
         let process = ChildGuard::spawn("xds-shim", cmd, dir)?;
         let shim = Shim {

@@ -19,28 +19,15 @@ use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::{Request, Response, Status};
 
 /// The gRPC service name the filter dials on the `dnslb_xds` cluster.
-pub const SERVICE_NAME: &str = "dnslb.v1.Resolver";
-const REFRESH_PATH: &str = "/dnslb.v1.Resolver/Refresh";
+pub const SERVICE_NAME: &str = REFRESH_SERVICE;
 /// A name is re-resolved on request at most this often.
 pub const MIN_GAP: Duration = Duration::from_secs(1);
 /// Requests waiting for the refresh loop; more are refused, not queued.
 const QUEUE: usize = 1_024;
 
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RefreshRequest {
-    #[prost(string, tag = "1")]
-    pub cluster: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RefreshResponse {
-    /// Whether the re-resolution changed what is served.
-    #[prost(bool, tag = "1")]
-    pub changed: bool,
-    /// The endpoints (EDS) version served afterwards.
-    #[prost(string, tag = "2")]
-    pub version: String,
-}
+// The messages are the filter's, which calls this RPC: one declaration for both ends.
+pub use dnslb_filter::xds::{RefreshRequest, RefreshResponse};
+use dnslb_filter::xds::{REFRESH_PATH, REFRESH_SERVICE};
 
 /// One request handed to the refresh loop, with where to answer it.
 #[derive(Debug)]

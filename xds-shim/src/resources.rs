@@ -57,8 +57,9 @@ use crate::upstream::Upstream;
 use envoy_types::pb::envoy::config::core::v3::health_check::{HealthChecker, HttpHealthCheck};
 use envoy_types::pb::envoy::config::core::v3::HealthCheck;
 
-/// The header the dnslb filter fills with the chosen endpoint and its failover chain.
-pub const ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
+/// The header the dnslb filter fills with the chosen endpoint and its failover chain
+/// (the filter's default, so both ends share one name).
+pub const ENDPOINT_HEADER: &str = dnslb_filter::config::DEFAULT_ENDPOINT_HEADER;
 const OVERRIDE_HOST_POLICY: &str = "envoy.load_balancing_policies.override_host";
 const ROUND_ROBIN_POLICY: &str = "envoy.load_balancing_policies.round_robin";
 const MAGLEV_POLICY: &str = "envoy.load_balancing_policies.maglev";
@@ -88,8 +89,9 @@ impl TlsTarget {
     }
 }
 
-/// The Envoy cluster that reaches the shim (the bootstrap snippets name it so).
-pub const XDS_CLUSTER: &str = "dnslb_xds";
+/// The Envoy cluster that reaches the shim (the bootstrap snippets name it so, and the
+/// filter dials it by default).
+pub const XDS_CLUSTER: &str = dnslb_filter::config::DEFAULT_XDS_CLUSTER;
 
 /// An EDS cluster balanced by `settings.lb_policy` (round robin by default); with
 /// [`Balancing::EndpointHeader`] its LB first honours the endpoint a request names

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
-use support::{http_get, FakeDns, Shim};
+use support::{dns as start_dns, set, shim as start_shim, Running};
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -31,8 +31,8 @@ struct AdsClient {
 }
 
 impl AdsClient {
-    async fn connect(shim: &Shim) -> AdsClient {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", shim.xds))
+    async fn connect(shim: &Running) -> AdsClient {
+        let mut client = AggregatedDiscoveryServiceClient::connect(shim.xds_url())
             .await
             .unwrap();
         let (requests, rx) = mpsc::channel(8);
@@ -129,23 +129,16 @@ fn cluster_names(response: &DiscoveryResponse) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_flow_against_fake_dns() {
-    let dns = FakeDns::start().await;
-    dns.set("backend.test", &["127.0.0.3", "127.0.0.2"]);
-    dns.set("other.test", &["127.0.0.9"]);
-    let nameserver = dns.addr.to_string();
-    let mut shim = Shim::spawn(&[
-        "--upstream",
-        "dns+backend.test:8080",
-        "--upstream",
-        "dns+other.test:9090",
-        "--nameserver",
-        &nameserver,
-        "--interval",
-        "200ms",
-        "--drain",
-        "0s",
+    let dns = start_dns(&[
+        ("backend.test", &["127.0.0.3", "127.0.0.2"]),
+        ("other.test", &["127.0.0.9"]),
     ]);
-    shim.wait_ready().await;
+    let shim = start_shim(
+        &dns,
+        &["dns+backend.test:8080", "dns+other.test:9090"],
+        Duration::from_millis(200),
+        &["--drain", "0s"],
+    );
 
     // Envoy: CDS wildcard, then EDS for the clusters it learned, then ACKs.
     let mut envoy = AdsClient::connect(&shim).await;
@@ -182,7 +175,7 @@ async fn envoy_flow_against_fake_dns() {
     filter.ack(&all, &["*"]).await;
 
     // DNS changes: both streams get a push with a new version, no request needed.
-    dns.set("backend.test", &["127.0.0.4"]);
+    set(&dns, "backend.test", &["127.0.0.4"]);
     let push = envoy.next().await;
     assert_eq!(push.type_url, EDS);
     assert_ne!(push.version_info, eds.version_info);
@@ -198,7 +191,7 @@ async fn envoy_flow_against_fake_dns() {
     assert_eq!(filter_push.resources.len(), 2);
 
     envoy.ack(&push, &names).await;
-    let (status, body) = http_get(shim.admin, "/status.json").await.unwrap();
+    let (status, body) = shim.get("/status.json");
     assert_eq!(status, 200);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["connected_streams"], 2);
@@ -208,9 +201,9 @@ async fn envoy_flow_against_fake_dns() {
         serde_json::json!(["127.0.0.4:8080"])
     );
 
-    let (status, _) = http_get(shim.admin, "/readyz").await.unwrap();
+    let (status, _) = shim.get("/readyz");
     assert_eq!(status, 200);
-    let (status, metrics) = http_get(shim.admin, "/metrics").await.unwrap();
+    let (status, metrics) = shim.get("/metrics");
     assert_eq!(status, 200);
     for needle in [
         "dnslb_xds_connected_streams 2",
@@ -224,7 +217,7 @@ async fn envoy_flow_against_fake_dns() {
     }
 
     // Clean shutdown: streams end, the process exits 0.
-    let status = shim.terminate();
+    let status = shim.process.stop(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "{status:?}");
     let end = tokio::time::timeout(Duration::from_secs(5), envoy.responses.message())
         .await
@@ -234,32 +227,23 @@ async fn envoy_flow_against_fake_dns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nxdomain_empties_only_when_confirmed() {
-    let dns = FakeDns::start().await;
-    dns.set("flappy.test", &["127.0.0.7"]);
-    let nameserver = dns.addr.to_string();
-    let shim = Shim::spawn(&[
-        "--upstream",
-        "dns+flappy.test:80",
-        "--nameserver",
-        &nameserver,
-        "--interval",
-        "200ms",
-        "--empty-after",
-        "4",
-        "--drain",
-        "0s",
-    ]);
-    shim.wait_ready().await;
+    let dns = start_dns(&[("flappy.test", &["127.0.0.7"])]);
+    let shim = start_shim(
+        &dns,
+        &["dns+flappy.test:80"],
+        Duration::from_millis(200),
+        &["--empty-after", "4", "--drain", "0s"],
+    );
     let mut envoy = AdsClient::connect(&shim).await;
     envoy.send(EDS, &["dns+flappy.test:80"], "", "").await;
     let eds = envoy.next().await;
     envoy.ack(&eds, &["dns+flappy.test:80"]).await;
 
     // Unconfirmed NXDOMAIN: the last good members stay, the streak shows in the status.
-    dns.records_clear("flappy.test");
+    dns.remove("flappy.test");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let upstream = loop {
-        let (_, body) = http_get(shim.admin, "/status.json").await.unwrap();
+        let (_, body) = shim.get("/status.json");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         let upstream = json["upstreams"][0].clone();
         if upstream["empty_answers"].as_u64().unwrap() >= 1 {
@@ -291,21 +275,14 @@ async fn plain_cds_and_eds_services() {
     use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
     use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
 
-    let dns = FakeDns::start().await;
-    dns.set("backend.test", &["127.0.0.2"]);
-    let nameserver = dns.addr.to_string();
-    let shim = Shim::spawn(&[
-        "--upstream",
-        "dns+backend.test:8080",
-        "--nameserver",
-        &nameserver,
-        "--interval",
-        "200ms",
-        "--drain",
-        "0s",
-    ]);
-    shim.wait_ready().await;
-    let url = format!("http://{}", shim.xds);
+    let dns = start_dns(&[("backend.test", &["127.0.0.2"])]);
+    let shim = start_shim(
+        &dns,
+        &["dns+backend.test:8080"],
+        Duration::from_millis(200),
+        &["--drain", "0s"],
+    );
+    let url = shim.xds_url();
     let request = |names: &[&str], version: &str, nonce: &str| DiscoveryRequest {
         resource_names: names.iter().map(|n| n.to_string()).collect(),
         version_info: version.into(),
@@ -357,7 +334,7 @@ async fn plain_cds_and_eds_services() {
         .unwrap();
 
     // A DNS change is pushed on the plain EDS stream too.
-    dns.set("backend.test", &["127.0.0.3"]);
+    set(&dns, "backend.test", &["127.0.0.3"]);
     let push = tokio::time::timeout(Duration::from_secs(15), eds.message())
         .await
         .unwrap()
@@ -371,27 +348,18 @@ async fn plain_cds_and_eds_services() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_until_every_upstream_answered() {
-    let dns = FakeDns::start().await;
-    dns.set("here.test", &["127.0.0.2"]);
-    let nameserver = dns.addr.to_string();
-    let shim = Shim::spawn(&[
-        "--upstream",
-        "dns+here.test:80",
-        "--upstream",
-        "dns+later.test:80",
-        "--nameserver",
-        &nameserver,
-        "--interval",
-        "100ms",
-        "--empty-after",
-        "1000",
-    ]);
-    shim.wait_ready().await;
-    let (status, body) = http_get(shim.admin, "/readyz").await.unwrap();
+    let dns = start_dns(&[("here.test", &["127.0.0.2"])]);
+    let shim = start_shim(
+        &dns,
+        &["dns+here.test:80", "dns+later.test:80"],
+        Duration::from_millis(100),
+        &["--empty-after", "1000"],
+    );
+    let (status, body) = shim.get("/readyz");
     assert_eq!(status, 503, "{body}");
-    dns.set("later.test", &["127.0.0.3"]);
+    set(&dns, "later.test", &["127.0.0.3"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while http_get(shim.admin, "/readyz").await.unwrap().0 != 200 {
+    while shim.get("/readyz").0 != 200 {
         assert!(std::time::Instant::now() < deadline, "never ready");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -401,28 +369,19 @@ async fn not_ready_until_every_upstream_answered() {
 /// (the fake server answers TTL 1 s) after it happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ttl_aware_mode_follows_the_record_ttl() {
-    let dns = FakeDns::start().await;
-    dns.set("ttl.test", &["127.0.0.2"]);
-    let nameserver = dns.addr.to_string();
-    let shim = Shim::spawn(&[
-        "--upstream",
-        "dns+ttl.test:80",
-        "--nameserver",
-        &nameserver,
-        "--interval",
-        "1h",
-        "--ttl-floor",
-        "200ms",
-        "--drain",
-        "0s",
-    ]);
-    shim.wait_ready().await;
+    let dns = start_dns(&[("ttl.test", &["127.0.0.2"])]);
+    let shim = start_shim(
+        &dns,
+        &["dns+ttl.test:80"],
+        Duration::from_secs(3600),
+        &["--ttl-floor", "200ms", "--drain", "0s"],
+    );
     let mut envoy = AdsClient::connect(&shim).await;
     envoy.send(EDS, &["dns+ttl.test:80"], "", "").await;
     let first = envoy.next().await;
     envoy.ack(&first, &["dns+ttl.test:80"]).await;
 
-    dns.set("ttl.test", &["127.0.0.3"]);
+    set(&dns, "ttl.test", &["127.0.0.3"]);
     let changed_at = std::time::Instant::now();
     let push = envoy.next().await;
     assert_eq!(

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use dnslb_tests::TempDir;
 use std::process::{Command, Output};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -93,36 +94,13 @@ fn same_listen_addresses_exit_2() {
     assert_rejected(&output, &["127.0.0.1:9", "must differ"]);
 }
 
-fn config_file(text: &[u8]) -> (tempfile_path::Guard, String) {
-    let guard = tempfile_path::Guard::new(text);
-    let path = guard.0.display().to_string();
-    (guard, path)
-}
-
-/// A file in the temp dir, removed on drop.
-mod tempfile_path {
-    pub struct Guard(pub std::path::PathBuf);
-
-    impl Guard {
-        pub fn new(text: &[u8]) -> Guard {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static N: AtomicU32 = AtomicU32::new(0);
-            let name = format!(
-                "xds-shim-cli-{}-{}.yaml",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            );
-            let path = std::env::temp_dir().join(name);
-            std::fs::write(&path, text).unwrap();
-            Guard(path)
-        }
-    }
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
+/// `text` in a file of its own directory (the test kit's, removed on drop), and its path.
+fn config_file(text: &[u8]) -> (TempDir, String) {
+    let dir = TempDir::new("xds-shim-cli").unwrap();
+    let path = dir.path().join("file");
+    std::fs::write(&path, text).unwrap();
+    let path = path.display().to_string();
+    (dir, path)
 }
 
 #[test]
@@ -300,10 +278,7 @@ fn non_utf8_flag_or_variable_exits_2() {
 }
 
 /// A certificate for `localhost` and its key, PEM, each in a temp file.
-fn cert_and_key() -> (
-    (tempfile_path::Guard, String),
-    (tempfile_path::Guard, String),
-) {
+fn cert_and_key() -> ((TempDir, String), (TempDir, String)) {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     (
         config_file(certified.cert.pem().as_bytes()),

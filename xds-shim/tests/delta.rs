@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
-use support::{http_get, FakeDns, Shim};
+use support::{dns as start_dns, set, shim as start_shim, DnsServer, Running};
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -45,8 +45,8 @@ struct DeltaClient {
 }
 
 impl DeltaClient {
-    async fn connect(shim: &Shim, service: Service) -> DeltaClient {
-        let url = format!("http://{}", shim.xds);
+    async fn connect(shim: &Running, service: Service) -> DeltaClient {
+        let url = shim.xds_url();
         let (requests, rx) = mpsc::channel(8);
         let rx = ReceiverStream::new(rx);
         let responses = match service {
@@ -105,31 +105,21 @@ fn names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
     response.resources.iter().map(|r| r.name.as_str()).collect()
 }
 
-async fn status(shim: &Shim) -> serde_json::Value {
-    let (_, body) = http_get(shim.admin, "/status.json").await.unwrap();
+async fn status(shim: &Running) -> serde_json::Value {
+    let (_, body) = shim.get("/status.json");
     serde_json::from_str(&body).unwrap()
 }
 
 /// The fake DNS server with `a.test` and `b.test`, the shim serving `dns+a.test:80` and
 /// `dns+b.test:80` from it (fast rounds, no draining), and a Delta stream on `service`.
-async fn start(service: Service) -> (FakeDns, Shim, DeltaClient) {
-    let dns = FakeDns::start().await;
-    dns.set("a.test", &["127.0.0.2"]);
-    dns.set("b.test", &["127.0.0.3"]);
-    let nameserver = dns.addr.to_string();
-    let shim = Shim::spawn(&[
-        "--upstream",
-        "dns+a.test:80",
-        "--upstream",
-        "dns+b.test:80",
-        "--nameserver",
-        &nameserver,
-        "--interval",
-        "200ms",
-        "--drain",
-        "0s",
-    ]);
-    shim.wait_ready().await;
+async fn start(service: Service) -> (DnsServer, Running, DeltaClient) {
+    let dns = start_dns(&[("a.test", &["127.0.0.2"]), ("b.test", &["127.0.0.3"])]);
+    let shim = start_shim(
+        &dns,
+        &["dns+a.test:80", "dns+b.test:80"],
+        Duration::from_millis(200),
+        &["--drain", "0s"],
+    );
     let client = DeltaClient::connect(&shim, service).await;
     (dns, shim, client)
 }
@@ -137,7 +127,7 @@ async fn start(service: Service) -> (FakeDns, Shim, DeltaClient) {
 /// Waits until /status.json reports the NACK of `delta-node`, checks it against what was
 /// rejected, and checks /metrics for `metrics`. Returns the node's status entry.
 async fn assert_nack(
-    shim: &Shim,
+    shim: &Running,
     service: &str,
     rejected: &DeltaDiscoveryResponse,
     message: &str,
@@ -171,7 +161,7 @@ async fn assert_nack(
         nack["rejected_version"],
         rejected.system_version_info.as_str()
     );
-    let (_, text) = http_get(shim.admin, "/metrics").await.unwrap();
+    let (_, text) = shim.get("/metrics");
     for needle in metrics.iter().chain(&["dnslb_xds_nacks_total 1"]) {
         assert!(text.contains(needle), "{needle} not in\n{text}");
     }
@@ -196,7 +186,7 @@ async fn delta_client_gets_changes_only_and_nacks_are_reported() {
     client.send(EDS, &[], &eds.nonce, None).await;
 
     // One name changes: only its assignment is sent.
-    dns.set("b.test", &["127.0.0.4"]);
+    set(&dns, "b.test", &["127.0.0.4"]);
     let push = client.next().await;
     assert_eq!(push.type_url, EDS);
     assert_eq!(names(&push), ["dns+b.test:80"]);
@@ -211,7 +201,7 @@ async fn delta_client_gets_changes_only_and_nacks_are_reported() {
     assert_eq!(status["acked"]["EDS"], eds.system_version_info.as_str());
 
     // A later change is still pushed after the NACK.
-    dns.set("a.test", &["127.0.0.5"]);
+    set(&dns, "a.test", &["127.0.0.5"]);
     let push = client.next().await;
     assert_eq!(names(&push), ["dns+a.test:80"]);
 }
@@ -273,8 +263,8 @@ async fn plain_delta_eds_pushes_subscribed_changes_and_reports_nacks() {
     client.send(EDS, &[], &eds.nonce, None).await;
 
     // b is not subscribed: its change is not sent; a's is, alone.
-    dns.set("b.test", &["127.0.0.5"]);
-    dns.set("a.test", &["127.0.0.4"]);
+    set(&dns, "b.test", &["127.0.0.5"]);
+    set(&dns, "a.test", &["127.0.0.4"]);
     let push = client.next().await;
     assert_eq!(names(&push), ["dns+a.test:80"]);
     assert_ne!(push.resources[0].version, eds.resources[0].version);

@@ -7,32 +7,19 @@ mod support;
 
 use std::time::Duration;
 
+use dnslb_filter::xds::{RefreshRequest, RefreshResponse, REFRESH_PATH};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::http::uri::PathAndQuery;
 
-use support::{FakeDns, Shim};
+use support::{dns as start_dns, set, shim as start_shim, Running};
 
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct RefreshRequest {
-    #[prost(string, tag = "1")]
-    cluster: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RefreshResponse {
-    #[prost(bool, tag = "1")]
-    changed: bool,
-    #[prost(string, tag = "2")]
-    version: String,
-}
-
-async fn refresh(shim: &Shim, cluster: &str) -> Result<RefreshResponse, tonic::Status> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", shim.xds))
+async fn refresh(shim: &Running, cluster: &str) -> Result<RefreshResponse, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(shim.xds_url())
         .unwrap()
         .connect()
         .await
@@ -42,7 +29,7 @@ async fn refresh(shim: &Shim, cluster: &str) -> Result<RefreshResponse, tonic::S
     let request = tonic::Request::new(RefreshRequest {
         cluster: cluster.into(),
     });
-    let path = PathAndQuery::from_static("/dnslb.v1.Resolver/Refresh");
+    let path = PathAndQuery::from_static(REFRESH_PATH);
     grpc.unary(request, path, tonic_prost::ProstCodec::default())
         .await
         .map(tonic::Response::into_inner)
@@ -50,21 +37,11 @@ async fn refresh(shim: &Shim, cluster: &str) -> Result<RefreshResponse, tonic::S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_refresh_pushes_at_once_and_is_limited_per_name() {
-    let dns = FakeDns::start().await;
-    dns.set("a.test", &["127.0.0.2"]);
-    let nameserver = dns.addr.to_string();
+    let dns = start_dns(&[("a.test", &["127.0.0.2"])]);
     // An hour between rounds: only the forced refresh can see the change.
-    let shim = Shim::spawn(&[
-        "--upstream",
-        "dns+a.test:80",
-        "--nameserver",
-        &nameserver,
-        "--interval",
-        "1h",
-    ]);
-    shim.wait_ready().await;
+    let shim = start_shim(&dns, &["dns+a.test:80"], Duration::from_secs(3600), &[]);
 
-    let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", shim.xds))
+    let mut client = AggregatedDiscoveryServiceClient::connect(shim.xds_url())
         .await
         .unwrap();
     let (tx, rx) = mpsc::channel(8);
@@ -88,7 +65,7 @@ async fn forced_refresh_pushes_at_once_and_is_limited_per_name() {
     assert_eq!(unchanged.version, first.version_info);
 
     // Within the second: limited, no new resolution even though DNS changed.
-    dns.set("a.test", &["127.0.0.3"]);
+    set(&dns, "a.test", &["127.0.0.3"]);
     let limited = refresh(&shim, "dns+a.test:80").await.unwrap();
     assert!(!limited.changed);
 

@@ -20,6 +20,7 @@ use std::{
 };
 
 use clap::Parser;
+use dnslb_filter::xds::{RefreshRequest, RefreshResponse, REFRESH_PATH};
 use dnslb_tests::{
     bench::section, free_port, http_get, stack::shim_binary, wait_until, ChildGuard, DnsServer,
     TempDir,
@@ -53,20 +54,6 @@ struct Args {
     /// Seconds of CPU sampling per measurement.
     #[arg(long, default_value_t = 30)]
     sample: u64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RefreshRequest {
-    #[prost(string, tag = "1")]
-    cluster: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RefreshResponse {
-    #[prost(bool, tag = "1")]
-    changed: bool,
-    #[prost(string, tag = "2")]
-    version: String,
 }
 
 fn name(i: usize) -> String {
@@ -202,7 +189,7 @@ async fn force_refresh(xds: SocketAddr, cluster: String) -> RefreshResponse {
         .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
-    let path = PathAndQuery::from_static("/dnslb.v1.Resolver/Refresh");
+    let path = PathAndQuery::from_static(REFRESH_PATH);
     grpc.unary(
         tonic::Request::new(RefreshRequest { cluster }),
         path,
