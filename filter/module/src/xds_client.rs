@@ -240,7 +240,7 @@ impl Client {
             // Its effect arrives over EDS; only a failure is news, once.
             static REPORTED: AtomicBool = AtomicBool::new(false);
             let sent = async {
-                let path = path(xds::REFRESH_SERVICE, xds::REFRESH_METHOD)?;
+                let path = PathAndQuery::from_static(xds::REFRESH_PATH);
                 grpc.ready().await.map_err(|e| e.to_string())?;
                 let codec = ProstCodec::<RefreshRequest, RefreshResponse>::default();
                 grpc.unary(tonic::Request::new(RefreshRequest { cluster }), path, codec)
