@@ -8,14 +8,16 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 wasm_target := "wasm32-wasip1"
 wasm := "target/" + wasm_target + "/release-wasm/dnslb_filter.wasm"
 shim := "target/release/xds-shim"
+module := "target/release/libdnslb_module.so"
 
 # List the recipes.
 default:
     @just --list
 
-# Build the filter (.wasm) and xds-shim (release); prints where they land.
-build: build-filter build-shim
-    @ls -l {{wasm}} {{shim}}
+# Build the filter (.wasm and the dynamic module .so) and xds-shim (release); prints where
+# they land.
+build: build-filter build-module build-shim
+    @ls -l {{wasm}} {{module}} {{shim}}
 
 # Check the prerequisites (rustup, a C linker, Python 3 with pip) and add the targets and
 # components rust-toolchain.toml names when missing: rustup adds them only when it installs
@@ -26,6 +28,10 @@ toolchain:
 # Build the proxy-wasm filter for wasm32-wasip1 (release, LTO, size-optimized).
 build-filter: toolchain
     cargo build -p dnslb-filter --target {{wasm_target}} --profile release-wasm
+
+# Build the filter as an Envoy dynamic module (native .so for Envoy 1.40's ABI, release).
+build-module: toolchain
+    cargo build --release -p dnslb-module
 
 # Build the xds-shim control plane binary (release).
 build-shim: toolchain
@@ -129,7 +135,12 @@ soak seconds="120": build envoy
     cargo build --release -p dnslb-tests -p dnslb-bench --bins
     target/release/soak --seconds {{seconds}} --out docs/soak.md
 
+# With DNSLB_BUILD=module (`just demo-module`) the filter is the dynamic module, not the .wasm.
 # Run the demo locally (no Docker): DNS server, 3 fake backends, xds-shim, Envoy.
 demo: build envoy
     cargo build -p dnslb-tests --bins
     envoy/demo.sh
+
+# The demo with the filter's native dynamic module (.so) instead of the .wasm.
+demo-module:
+    DNSLB_BUILD=module {{just_executable()}} demo

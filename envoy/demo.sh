@@ -47,9 +47,24 @@ wait_for "xds-shim" curl -sf http://127.0.0.1:18001/healthz
 # The recommended bootstrap, as the shim prints it: Envoy routes, balances and retries
 # natively; the filter (configuration in envoy/demo-filter.json, cookie affinity) runs
 # only where it adds something. DNSLB_FILTER_CONFIG='{}' runs plain round robin.
+# DNSLB_BUILD=module (`just demo-module`) loads the native dynamic module instead of the
+# .wasm; absolute-form requests need the wasm network filter, so only the wasm demo has them.
+case "${DNSLB_BUILD:-wasm}" in
+  wasm) filter=(--wasm "$root/target/wasm32-wasip1/release-wasm/dnslb_filter.wasm" --absolute-form) ;;
+  module) filter=(--module "$root/target/release/libdnslb_module.so") ;;
+  *) echo "demo: DNSLB_BUILD must be wasm or module, not ${DNSLB_BUILD}" >&2; exit 2 ;;
+esac
+proxy_hint=""
+if [[ "${DNSLB_BUILD:-wasm}" == wasm ]]; then
+  proxy_hint="  Envoy as your HTTP proxy (absolute-form, as HTTP_PROXY clients send it;
+  curl's own URL parser refuses a '+' in a host, hence --request-target):
+    curl -s --request-target http://dns+api.test:8080/hello -H 'Host: dns+api.test:8080' http://127.0.0.1:10000; echo
+
+"
+fi
 target/release/xds-shim envoy-bootstrap --listen 127.0.0.1:10000 --admin 127.0.0.1:9901 \
-  --xds 127.0.0.1:18000 --wasm "$root/target/wasm32-wasip1/release-wasm/dnslb_filter.wasm" \
-  --filter-config "${DNSLB_FILTER_CONFIG:-$(cat envoy/demo-filter.json)}" --absolute-form \
+  --xds 127.0.0.1:18000 "${filter[@]}" \
+  --filter-config "${DNSLB_FILTER_CONFIG:-$(cat envoy/demo-filter.json)}" \
   >"$logs/envoy.yaml"
 start envoy envoy/envoy.sh -c "$logs/envoy.yaml" --concurrency 1 --disable-hot-restart --drain-time-s 1
 wait_for "Envoy" curl -sf http://127.0.0.1:9901/ready
@@ -58,7 +73,7 @@ wait_for "the dns+backend.test:8080 cluster" \
 
 cat <<MSG
 
-dnslb demo is running (logs: $logs)
+dnslb demo is running with the ${DNSLB_BUILD:-wasm} filter (logs: $logs)
 
   Round robin over the three A records of backend.test:
     for i in 1 2 3 4 5 6; do curl -s -H 'Host: dns+backend.test:8080' http://127.0.0.1:10000/; echo; done
@@ -70,11 +85,7 @@ dnslb demo is running (logs: $logs)
   that send it stay on that backend (a backend that stops is failed over):
     for i in 1 2 3; do curl -s -b /tmp/dnslb.jar -c /tmp/dnslb.jar -H 'Host: dns+backend.test:8080' http://127.0.0.1:10000/; echo; done
 
-  Envoy as your HTTP proxy (absolute-form, as HTTP_PROXY clients send it;
-  curl's own URL parser refuses a '+' in a host, hence --request-target):
-    curl -s --request-target http://dns+api.test:8080/hello -H 'Host: dns+api.test:8080' http://127.0.0.1:10000; echo
-
-  A malformed upstream is refused with 400:
+${proxy_hint}  A malformed upstream is refused with 400:
     curl -s -H 'Host: dns+backend.test:0' http://127.0.0.1:10000/
 
   What Envoy has:   curl -s http://127.0.0.1:9901/clusters | grep '^dns+'

@@ -2,7 +2,7 @@
 //! the runtime [`Config`]. The empty configuration `{}` is valid.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -34,6 +34,9 @@ const MAX_PREVIOUS_SECRETS: usize = 4;
 struct ConfigDto {
     /// Envoy cluster (HTTP/2) reaching the xDS server that serves EDS.
     xds_cluster: Option<String>,
+    /// `IP:PORT` of that xDS server, for the dynamic-module build: its own
+    /// xDS client runs outside Envoy's clusters. The wasm build ignores it.
+    xds_address: Option<String>,
     /// xDS node id this filter presents.
     node_id: Option<String>,
     /// Plain authorities served by an upstream: `{"vminsert:8480": "dns+vminsert:8480"}`.
@@ -89,6 +92,9 @@ struct StatusDto {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub xds_cluster: String,
+    /// Where the dynamic module's xDS client connects; without it the
+    /// module runs without membership (it trusts signed cookies).
+    pub xds_address: Option<SocketAddr>,
     pub node_id: String,
     /// Lowercased plain authority → upstream spec (`dns+...`/`srv+...`).
     pub aliases: HashMap<String, String>,
@@ -192,6 +198,7 @@ impl Default for Config {
 fn unreachable_defaults() -> Config {
     Config {
         xds_cluster: DEFAULT_XDS_CLUSTER.into(),
+        xds_address: None,
         node_id: DEFAULT_NODE_ID.into(),
         aliases: HashMap::new(),
         retries: DEFAULT_RETRIES,
@@ -473,8 +480,16 @@ impl TryFrom<ConfigDto> for Config {
                 .map(|s| parse_cidr(s))
                 .collect::<Result<_, _>>()?,
         };
+        let xds_address = match dto.xds_address {
+            None => None,
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => return Err(invalid("xds_address", text, "must be IP:PORT")),
+            },
+        };
         Ok(Config {
             xds_cluster,
+            xds_address,
             node_id: dto.node_id.unwrap_or_else(|| DEFAULT_NODE_ID.into()),
             aliases,
             retries,
@@ -598,6 +613,10 @@ mod tests {
         assert!(e.contains("retries") && e.contains("99"), "{e}");
         let e = err(r#"{"xds_cluster": ""}"#);
         assert!(e.contains("xds_cluster"), "{e}");
+        let e = err(r#"{"xds_address": "shim:18000"}"#);
+        assert!(e.contains("xds_address") && e.contains("IP:PORT"), "{e}");
+        let ok = parse(r#"{"xds_address": "127.0.0.1:18000"}"#).unwrap();
+        assert_eq!(ok.xds_address, Some("127.0.0.1:18000".parse().unwrap()));
         let e = err(r#"{"aliases": {"a:1": "b:1"}}"#);
         assert!(e.contains("aliases") && e.contains("b:1"), "{e}");
         let e = err(r#"{"aliases": {"a:1": "dns+b:0"}}"#);

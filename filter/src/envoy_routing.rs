@@ -110,7 +110,7 @@ impl Worker<'_> {
         let endpoint = &self.config.endpoint_header;
         match members.map(|m| m.member_at(addr)) {
             // A member, draining ones too, so sessions finish where they are.
-            Some(Some(member)) => host.set_header(endpoint, &member.address),
+            Some(Some(member)) => host.override_host(endpoint, &member.address),
             // It left DNS and its drain period: a new pick, or 503 if strict.
             Some(None) => {
                 host.count(Counter::AffinityFailovers);
@@ -129,7 +129,7 @@ impl Worker<'_> {
                 if write!(text, "{addr}").is_err() {
                     return CookieSession::proceed(cluster, None);
                 }
-                host.set_header(endpoint, text.as_str());
+                host.override_host(endpoint, text.as_str());
             }
         }
         host.count(Counter::AffinityHits);

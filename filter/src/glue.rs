@@ -2,8 +2,6 @@
 //! directly (not the SDK traits' helpers, which unwrap) so that a host error
 //! is logged instead of trapping the VM.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -13,21 +11,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
 use crate::absolute_form::{AbsoluteFormRewriter, Fed, ABSOLUTE_FORM_ROOT_ID};
-use crate::config::{Affinity, Config};
-use crate::cookie::{self, Keyring};
-use crate::members::Membership;
+use crate::cookie;
 use crate::request::{self, Pending, RequestHost, ResponseHost, Verdict, Worker};
+use crate::root::{self, Level, MetricKind, RootHost, Shared, SharedDataError, TICK};
 use crate::stats::Counter;
-use crate::xds::{self, EdsSubscription, RefreshRequest};
-
-use prost::Message;
-
-/// How often the root context checks its xDS stream and reopens it.
-const TICK: Duration = Duration::from_secs(1);
-/// How long a forced refresh may take before Envoy gives up on it.
-const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Shared by all workers (VMs) of one Envoy: the random cookie key.
-const SHARED_COOKIE_KEY: &str = "dnslb.cookie_key.v1";
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -49,86 +36,6 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Envoy metric ids for the counters, defined once per VM. Requests add to
-/// `pending` in the VM; the root context flushes it to Envoy on every tick,
-/// which saves a host call per counter per request (stats lag by ≤ 1 s).
-#[derive(Default)]
-struct Metrics {
-    counters: Vec<Option<u32>>,
-    pending: Vec<u64>,
-    /// `dnslb.upstream_members.<cluster>` gauges, by cluster name.
-    members: HashMap<String, u32>,
-}
-
-impl Metrics {
-    fn define() -> Self {
-        let counters = Counter::ALL
-            .iter()
-            .map(|c| {
-                hostcalls::define_metric(MetricType::Counter, &format!("dnslb.{}", c.name())).ok()
-            })
-            .collect();
-        Self {
-            counters,
-            pending: vec![0; Counter::ALL.len()],
-            members: HashMap::new(),
-        }
-    }
-
-    fn count(&mut self, counter: Counter) {
-        if let Some(n) = self.pending.get_mut(counter.index()) {
-            *n += 1;
-        }
-    }
-
-    /// Hands the counts gathered since the last tick to Envoy.
-    fn flush(&mut self) {
-        for (n, id) in self.pending.iter_mut().zip(&self.counters) {
-            if *n > 0 {
-                if let Some(id) = id {
-                    let _ = hostcalls::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
-                }
-                *n = 0;
-            }
-        }
-    }
-
-    /// Members per upstream; upstreams that left are set to 0.
-    fn record_members(&mut self, membership: &Membership) {
-        let mut seen = Vec::new();
-        for (cluster, members) in membership.clusters() {
-            let id = match self.members.get(cluster) {
-                Some(id) => Some(*id),
-                None => {
-                    // Stat names take dots as separators: keep the name flat.
-                    let flat: String = cluster
-                        .chars()
-                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                        .collect();
-                    let id = hostcalls::define_metric(
-                        MetricType::Gauge,
-                        &format!("dnslb.upstream_members.{flat}"),
-                    )
-                    .ok();
-                    if let Some(id) = id {
-                        self.members.insert(cluster.to_string(), id);
-                    }
-                    id
-                }
-            };
-            if let Some(id) = id {
-                let _ = hostcalls::record_metric(id, members.members().len() as u64);
-            }
-            seen.push(cluster.to_string());
-        }
-        for (cluster, id) in &self.members {
-            if !seen.contains(cluster) {
-                let _ = hostcalls::record_metric(*id, 0);
-            }
-        }
-    }
-}
-
 /// Which plugin a root context serves; Envoy tells it by the `root_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -138,158 +45,109 @@ enum Role {
     AbsoluteForm,
 }
 
-/// What the root context shares with its HTTP contexts (same worker VM).
-struct Shared {
-    config: Config,
-    cookie_key: Keyring,
-    membership: RefCell<Membership>,
-    metrics: RefCell<Metrics>,
-    /// Clusters to re-resolve, sent by the root context on its next tick
-    /// (at most once a second per cluster and worker).
-    refreshes: RefCell<BTreeSet<String>>,
-    /// Unix seconds as of the last tick: cookie expiries need no finer
-    /// clock, and reading it saves a host call per cookie.
-    clock: Cell<u64>,
+/// The proxy-wasm host as the root context's logic sees it.
+struct WasmHost;
+
+fn status_text(status: Status) -> String {
+    format!("{status:?}")
 }
 
-impl Shared {
+impl RootHost for WasmHost {
+    fn log(&self, level: Level, message: &str) {
+        log(
+            match level {
+                Level::Debug => LogLevel::Debug,
+                Level::Info => LogLevel::Info,
+                Level::Warn => LogLevel::Warn,
+                Level::Error => LogLevel::Error,
+            },
+            message,
+        );
+    }
+
     fn now(&self) -> u64 {
-        match self.clock.get() {
-            0 => now_unix(),
-            t => t,
-        }
+        now_unix()
+    }
+
+    fn open_stream(&mut self, cluster: &str, service: &str, method: &str) -> Result<u32, String> {
+        hostcalls::open_grpc_stream(cluster, service, method, vec![]).map_err(status_text)
+    }
+
+    fn send_stream(&mut self, token: u32, message: &[u8]) -> Result<(), String> {
+        hostcalls::send_grpc_stream_message(token, Some(message), false).map_err(status_text)
+    }
+
+    fn cancel_stream(&mut self, token: u32) {
+        let _ = hostcalls::cancel_grpc_stream(token);
+    }
+
+    fn call(
+        &mut self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        hostcalls::dispatch_grpc_call(cluster, service, method, vec![], Some(message), timeout)
+            .map(|_| ())
+            .map_err(status_text)
+    }
+
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn increment_metric(&mut self, id: u32, by: u64) {
+        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+
+    fn record_metric(&mut self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), String> {
+        hostcalls::get_shared_data(key).map_err(status_text)
+    }
+
+    fn set_shared_data(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedDataError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| match s {
+            Status::CasMismatch => SharedDataError::CasMismatch,
+            s => SharedDataError::Failed(status_text(s)),
+        })
+    }
+
+    fn random(&mut self, bytes: &mut [u8]) -> Result<(), String> {
+        getrandom::fill(bytes).map_err(|e| e.to_string())
     }
 }
 
 /// One per plugin and VM, so one per Envoy worker (plus one on the main thread).
 struct Root {
     role: Role,
-    shared: Rc<Shared>,
-    subscription: EdsSubscription,
-    stream: Option<u32>,
-    /// Log stream failures once per outage, not on every tick.
-    reported_failure: bool,
-    /// Log a failing forced refresh once, not on every retried request.
-    reported_refresh_failure: bool,
+    core: root::Root,
 }
 
 impl Default for Root {
     fn default() -> Self {
-        let config = Config::default();
         Self {
             role: Role::Http,
-            subscription: EdsSubscription::new(config.node_id.clone()),
-            shared: Rc::new(Shared {
-                config,
-                // Never used: requests arrive only after `on_configure`,
-                // which sets the real keys when cookie affinity is on.
-                cookie_key: Keyring::new(&[], &[]),
-                membership: RefCell::default(),
-                metrics: RefCell::default(),
-                refreshes: RefCell::default(),
-                clock: Cell::default(),
-            }),
-            stream: None,
-            reported_failure: false,
-            reported_refresh_failure: false,
-        }
-    }
-}
-
-/// This Envoy's cookie key: the first worker draws it, the others read it.
-fn shared_cookie_key() -> Result<Vec<u8>, String> {
-    for _ in 0..4 {
-        let (current, cas) = hostcalls::get_shared_data(SHARED_COOKIE_KEY)
-            .map_err(|s| format!("reading shared data failed: {s:?}"))?;
-        if let Some(key) = current.filter(|k| k.len() == 32) {
-            return Ok(key);
-        }
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| format!("no randomness for the cookie key: {e}"))?;
-        match hostcalls::set_shared_data(SHARED_COOKIE_KEY, Some(&key), cas) {
-            Ok(()) => return Ok(key.to_vec()),
-            // Another worker won the race: read its key.
-            Err(Status::CasMismatch) => continue,
-            Err(s) => return Err(format!("storing the cookie key failed: {s:?}")),
-        }
-    }
-    Err("the shared cookie key kept changing".into())
-}
-
-impl Root {
-    /// Opens the ADS stream if it is not open. Done from `on_tick` because
-    /// during `on_configure` the `dnslb_xds` cluster may not exist yet.
-    fn ensure_stream(&mut self) {
-        if self.stream.is_some() {
-            return;
-        }
-        let cluster = &self.shared.config.xds_cluster;
-        match hostcalls::open_grpc_stream(cluster, xds::ADS_SERVICE, xds::ADS_METHOD, vec![]) {
-            Ok(token) => {
-                let request = self.subscription.initial_request();
-                match hostcalls::send_grpc_stream_message(token, Some(&request), false) {
-                    Ok(()) => self.stream = Some(token),
-                    Err(status) => {
-                        self.report_failure(&format!(
-                            "sending the EDS subscription failed: {status:?}"
-                        ));
-                        let _ = hostcalls::cancel_grpc_stream(token);
-                    }
-                }
-            }
-            Err(status) => self.report_failure(&format!(
-                "cannot open xDS stream to cluster {cluster:?}: {status:?}"
-            )),
-        }
-    }
-
-    /// Sends the queued forced refreshes. Calls go from the root context so
-    /// that they outlive the request that asked for them.
-    fn send_refreshes(&mut self) {
-        let clusters = std::mem::take(&mut *self.shared.refreshes.borrow_mut());
-        for cluster in clusters {
-            let message = RefreshRequest {
-                cluster: cluster.clone(),
-            }
-            .encode_to_vec();
-            let sent = hostcalls::dispatch_grpc_call(
-                &self.shared.config.xds_cluster,
-                xds::REFRESH_SERVICE,
-                xds::REFRESH_METHOD,
-                vec![],
-                Some(&message),
-                REFRESH_TIMEOUT,
-            );
-            match sent {
-                Ok(_) => self
-                    .shared
-                    .metrics
-                    .borrow_mut()
-                    .count(Counter::ForcedRefreshes),
-                Err(status) => log(
-                    LogLevel::Warn,
-                    &format!("forced refresh of {cluster} not sent: {status:?}"),
-                ),
-            }
-        }
-    }
-
-    fn report_failure(&mut self, message: &str) {
-        if !self.reported_failure {
-            log(
-                LogLevel::Warn,
-                &format!("{message}; retrying every {}s", TICK.as_secs()),
-            );
-            self.reported_failure = true;
+            core: root::Root::default(),
         }
     }
 }
 
 impl Context for Root {
     fn on_grpc_stream_message(&mut self, token: u32, size: usize) {
-        if self.stream != Some(token) {
-            return;
-        }
         let bytes = match hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size) {
             Ok(b) => b.unwrap_or_default(),
             Err(status) => {
@@ -300,50 +158,21 @@ impl Context for Root {
                 return;
             }
         };
-        let outcome = self.subscription.on_response(&bytes);
-        if let Some(update) = outcome.update {
-            let clusters = update.clusters.len();
-            let mut membership = self.shared.membership.borrow_mut();
-            membership.replace(update.version.clone(), update.clusters);
-            self.shared.metrics.borrow_mut().record_members(&membership);
-            log(
-                LogLevel::Debug,
-                &format!("EDS version {} with {clusters} clusters", update.version),
-            );
-        }
-        if let Some(error) = outcome.rejected {
-            log(LogLevel::Warn, &format!("rejected EDS update: {error}"));
-        }
-        if let Err(status) = hostcalls::send_grpc_stream_message(token, Some(&outcome.reply), false)
-        {
-            log(
-                LogLevel::Warn,
-                &format!("sending xDS ACK failed: {status:?}"),
-            );
-        }
+        self.core.on_stream_message(&mut WasmHost, token, &bytes);
     }
 
     fn on_grpc_call_response(&mut self, _token: u32, status: u32, _size: usize) {
-        // The refresh's effect arrives over EDS; only a failure is news.
-        if status != 0 && !self.reported_refresh_failure {
-            let (_, message) = hostcalls::get_grpc_status().unwrap_or((status, None));
-            log(
-                LogLevel::Warn,
-                &format!(
-                    "forced refresh failed with gRPC status {status} ({}); is the xDS server xds-shim?",
-                    message.unwrap_or_default()
-                ),
-            );
-            self.reported_refresh_failure = true;
-        }
+        let message = if status == 0 {
+            None
+        } else {
+            hostcalls::get_grpc_status().ok().and_then(|(_, m)| m)
+        };
+        self.core
+            .on_call_response(&mut WasmHost, status, &message.unwrap_or_default());
     }
 
     fn on_grpc_stream_close(&mut self, token: u32, status: u32) {
-        if self.stream == Some(token) {
-            self.stream = None;
-            // Members stay as they were: keep routing while the server is away.
-            self.report_failure(&format!("xDS stream closed with gRPC status {status}"));
-        }
+        self.core.on_stream_close(&mut WasmHost, token, status);
     }
 }
 
@@ -364,36 +193,9 @@ impl RootContext for Root {
                 .ok()
                 .flatten()
         };
-        let config = match Config::from_bytes(raw.as_deref()) {
-            Ok(config) => config,
-            Err(e) => {
-                log(LogLevel::Error, &e.to_string());
-                return false;
-            }
-        };
-        let cookie_key = match &config.affinity {
-            Affinity::Cookie(c) => match &c.secret {
-                Some(secret) => Keyring::new(secret, &c.previous_secrets),
-                None => match shared_cookie_key() {
-                    Ok(key) => Keyring::new(&key, &[]),
-                    Err(e) => {
-                        log(LogLevel::Error, &e);
-                        return false;
-                    }
-                },
-            },
-            // Never used: without cookie affinity no cookie is sealed or opened.
-            _ => Keyring::new(&[], &[]),
-        };
-        self.subscription = EdsSubscription::new(config.node_id.clone());
-        self.shared = Rc::new(Shared {
-            config,
-            cookie_key,
-            membership: RefCell::default(),
-            metrics: RefCell::new(Metrics::define()),
-            refreshes: RefCell::default(),
-            clock: Cell::new(now_unix()),
-        });
+        if !self.core.configure(&mut WasmHost, raw.as_deref()) {
+            return false;
+        }
         if let Err(status) = hostcalls::set_tick_period(TICK) {
             log(
                 LogLevel::Error,
@@ -405,21 +207,12 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        self.shared.clock.set(now_unix());
-        self.send_refreshes();
-        self.shared.metrics.borrow_mut().flush();
-        if self.stream.is_none() {
-            self.ensure_stream();
-            if self.stream.is_some() && self.reported_failure {
-                log(LogLevel::Info, "xDS stream reopened");
-                self.reported_failure = false;
-            }
-        }
+        self.core.tick(&mut WasmHost);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
-            shared: Rc::clone(&self.shared),
+            shared: Rc::clone(self.core.shared()),
             pending: Pending::default(),
         }))
     }
@@ -535,7 +328,7 @@ impl RequestHost for HostRequest<'_> {
     }
 
     fn count(&mut self, counter: Counter) {
-        self.shared.metrics.borrow_mut().count(counter);
+        self.shared.count(counter);
     }
 }
 
@@ -563,10 +356,7 @@ impl ResponseHost for HostResponse<'_> {
     }
 
     fn request_refresh(&mut self, cluster: &str) {
-        let mut refreshes = self.shared.refreshes.borrow_mut();
-        if !refreshes.contains(cluster) {
-            refreshes.insert(cluster.to_string());
-        }
+        self.shared.request_refresh(cluster);
     }
 
     fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]> {

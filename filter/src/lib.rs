@@ -1,7 +1,10 @@
-//! dnslb's proxy-wasm HTTP filter.
+//! dnslb's HTTP filter: the pure core both builds share, and the proxy-wasm
+//! binding.
 //!
 //! Everything but [`glue`] is pure logic with no proxy-wasm dependency, so it
-//! builds and is tested natively; `glue` is the one module that calls the host.
+//! builds and is tested natively; `glue` is the one module that calls the
+//! proxy-wasm host (through the host traits of [`request`] and [`root`]).
+//! The dynamic-module build (`filter/module`) uses this crate as an rlib.
 
 pub mod absolute_form;
 pub mod authority;
@@ -10,6 +13,7 @@ pub mod cookie;
 pub mod envoy_routing;
 pub mod members;
 pub mod request;
+pub mod root;
 pub mod stats;
 pub mod xds;
 

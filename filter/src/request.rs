@@ -50,6 +50,12 @@ pub trait RequestHost {
     fn header(&self, name: &str) -> Option<Vec<u8>>;
     fn set_header(&mut self, name: &str, value: &str);
     fn remove_header(&mut self, name: &str);
+    /// Sends the request to the member at `address` (`ip:port`) through
+    /// the cluster's override_host: the header `header` names it, unless the
+    /// host can set the override directly (the dynamic module can).
+    fn override_host(&mut self, header: &str, address: &str) {
+        self.set_header(header, address);
+    }
     /// Answers locally; the request never reaches a backend.
     fn respond(&mut self, status: u32, content_type: &str, body: &str);
     fn source_ip(&self) -> Option<IpAddr>;

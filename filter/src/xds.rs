@@ -213,13 +213,16 @@ impl EdsSubscription {
     /// Handles one DiscoveryResponse: decodes it, and says what to apply and
     /// what to answer (ACK with the new version, or NACK keeping the old one).
     pub fn on_response(&mut self, bytes: &[u8]) -> Outcome {
-        let response = match DiscoveryResponse::decode(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                // Without a nonce we cannot NACK precisely; re-request.
-                return self.nack(String::new(), XdsError::Response(e.to_string()));
-            }
-        };
+        match DiscoveryResponse::decode(bytes) {
+            Ok(response) => self.on_decoded(response),
+            // Without a nonce we cannot NACK precisely; re-request.
+            Err(e) => self.nack(String::new(), XdsError::Response(e.to_string())),
+        }
+    }
+
+    /// [`EdsSubscription::on_response`] for a response a gRPC library
+    /// already decoded (the dynamic module's client).
+    pub fn on_decoded(&mut self, response: DiscoveryResponse) -> Outcome {
         match decode_update(&response) {
             Ok(update) => {
                 self.accepted_version = update.version.clone();

@@ -22,4 +22,6 @@ pub use error::{HarnessError, Result};
 pub use http::{http_get, http_request, HttpResponse};
 pub use process::{free_port, wait_until, workspace_root, ChildGuard, TempDir};
 pub use rogue_dns::RogueDns;
-pub use stack::{shim_bootstrap, shim_bootstrap_with, Shim, Stack, StackOptions};
+pub use stack::{
+    shim_bootstrap, shim_bootstrap_build, shim_bootstrap_with, Build, Shim, Stack, StackOptions,
+};

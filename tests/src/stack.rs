@@ -43,6 +43,61 @@ pub fn filter_wasm() -> PathBuf {
         .join("dnslb_filter.wasm")
 }
 
+/// The filter as an Envoy dynamic module (`just build-module`).
+pub fn filter_module() -> PathBuf {
+    target_dir().join("release").join("libdnslb_module.so")
+}
+
+/// Which build of the dnslb filter Envoy loads: the same JSON, the same behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// `dnslb_filter.wasm` (proxy-wasm, V8).
+    Wasm,
+    /// `libdnslb_module.so` (native dynamic module).
+    Module,
+}
+
+impl Build {
+    /// The built artifact; an error says to build it when missing.
+    pub fn artifact(self) -> Result<PathBuf> {
+        built(match self {
+            Build::Wasm => filter_wasm(),
+            Build::Module => filter_module(),
+        })
+    }
+
+    /// The `envoy-bootstrap` flag that loads it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Build::Wasm => "--wasm",
+            Build::Module => "--module",
+        }
+    }
+
+    /// Where its counters show in Envoy's stats: `<prefix>dnslb.requests`.
+    pub fn stats_prefix(self) -> &'static str {
+        match self {
+            Build::Wasm => "wasmcustom.",
+            Build::Module => "dynamicmodulescustom.",
+        }
+    }
+}
+
+/// [`shim_bootstrap`] loading `build` (or no filter at all).
+pub fn shim_bootstrap_build(
+    ports: EnvoyPorts,
+    build: Option<Build>,
+    filter_config: &str,
+    absolute_form: bool,
+) -> Result<String> {
+    let Some(build) = build else {
+        return shim_bootstrap_with(ports, None, filter_config, absolute_form, &[]);
+    };
+    let artifact = build.artifact()?.display().to_string();
+    let extra = [build.flag(), artifact.as_str()];
+    shim_bootstrap_with(ports, None, filter_config, absolute_form, &extra)
+}
+
 fn built(path: PathBuf) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
@@ -110,6 +165,49 @@ pub fn filter_routing_bootstrap(
         text = text.replace(&from, &to);
     }
     Ok(text)
+}
+
+/// [`filter_routing_bootstrap`] with the dynamic module as the HTTP filter (the
+/// absolute-form network filter stays wasm) and `xds_address` (the shim) in its JSON.
+pub fn filter_routing_bootstrap_module(
+    ports: EnvoyPorts,
+    wasm: &Path,
+    filter_config: &str,
+) -> Result<String> {
+    let text = filter_routing_bootstrap(ports, wasm, filter_config)?;
+    let bad = |reason: &str| HarnessError::Process {
+        name: "envoy/filter-routing.yaml".into(),
+        reason: reason.into(),
+        log_tail: String::new(),
+    };
+    let mut json: serde_json::Value = serde_json::from_str(filter_config)
+        .map_err(|e| bad(&format!("filter configuration: {e}")))?;
+    json["xds_address"] = SocketAddr::new(LOOPBACK, ports.xds).to_string().into();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains("envoy.extensions.filters.http.wasm.v3.Wasm"))
+        .ok_or_else(|| bad("no wasm HTTP filter"))?;
+    let end = lines
+        .iter()
+        .skip(start)
+        .position(|l| l.trim_start().starts_with("value: "))
+        .map(|i| start + i)
+        .ok_or_else(|| bad("no filter configuration value"))?;
+    let indent = " ".repeat(lines[start].len() - lines[start].trim_start().len());
+    let module = filter_module();
+    let typed_config = [
+        "\"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter".to_string(),
+        format!("dynamic_module_config: {{ module: {{ local: {{ filename: {} }} }} }}", yaml_string(&module.display().to_string())),
+        "filter_name: dnslb".to_string(),
+        "filter_config:".to_string(),
+        "  \"@type\": type.googleapis.com/google.protobuf.StringValue".to_string(),
+        format!("  value: {}", yaml_string(&json.to_string())),
+    ];
+    let mut out: Vec<String> = lines[..start].iter().map(|l| l.to_string()).collect();
+    out.extend(typed_config.iter().map(|l| format!("{indent}{l}")));
+    out.extend(lines[end + 1..].iter().map(|l| l.to_string()));
+    Ok(out.join("\n") + "\n")
 }
 
 /// What `xds-shim envoy-bootstrap` prints for these ports, the wasm filter and its
@@ -217,6 +315,18 @@ impl Stack {
     /// first resolves.
     pub fn start(opts: StackOptions, seed: impl FnOnce(&DnsServer)) -> Result<Stack> {
         Self::start_with(opts, seed, filter_routing_bootstrap)
+    }
+
+    /// [`Stack::start`] (filter routing) with `build` of the filter.
+    pub fn start_build(
+        build: Build,
+        opts: StackOptions,
+        seed: impl FnOnce(&DnsServer),
+    ) -> Result<Stack> {
+        match build {
+            Build::Wasm => Self::start(opts, seed),
+            Build::Module => Self::start_with(opts, seed, filter_routing_bootstrap_module),
+        }
     }
 
     /// [`Stack::start`] with another Envoy bootstrap: `bootstrap(ports, wasm,

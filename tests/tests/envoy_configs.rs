@@ -1,5 +1,5 @@
-//! Every Envoy configuration in `envoy/` passes `envoy --mode validate`
-//! (which loads the filter and runs its `on_configure`).
+//! Every Envoy configuration in `envoy/` and every mode of `xds-shim envoy-bootstrap`
+//! passes `envoy --mode validate` (which loads the filter, either build, and configures it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -7,8 +7,9 @@ mod support;
 use std::fs;
 
 use dnslb_tests::{
-    stack::{filter_routing_bootstrap, filter_wasm, EnvoyPorts},
-    Envoy, TempDir,
+    shim_bootstrap_build,
+    stack::{filter_routing_bootstrap, filter_routing_bootstrap_module, filter_wasm, EnvoyPorts},
+    Build, Envoy, TempDir,
 };
 
 fn validate(name: &str, yaml: &str) {
@@ -65,4 +66,36 @@ fn snippets_for_an_existing_envoy_validate() {
         bootstrap["dynamic_resources"] = dynamic;
         support::validate_bootstrap(&format!("the snippets with {name}"), &bootstrap);
     }
+}
+
+/// Every mode `xds-shim envoy-bootstrap` offers validates, with either build of the filter.
+#[test]
+fn every_bootstrap_mode_validates() {
+    let ports = EnvoyPorts {
+        admin: 9901,
+        listener: 10000,
+        xds: 18000,
+    };
+    let (wasm, module) = (Some(Build::Wasm), Some(Build::Module));
+    let cookie = r#"{"affinity":{"mode":"cookie","strict":true}}"#;
+    let aliases = r#"{"affinity":{"mode":"hash","key":"header:x-user"},"aliases":{"vm:8480":"dns+vm.svc:8480"}}"#;
+    for (i, (config, build, absolute_form)) in [
+        ("{}", wasm, true),
+        ("{}", None, false),
+        ("{}", module, false),
+        (cookie, wasm, false),
+        (cookie, module, false),
+        (r#"{"affinity":{"mode":"hash"}}"#, None, false),
+        (aliases, wasm, true),
+        (aliases, module, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let yaml = shim_bootstrap_build(ports, build, config, absolute_form).unwrap();
+        validate(&format!("bootstrap-{i}.yaml"), &yaml);
+    }
+    // The snippets' configuration (filter routing) with the module as its HTTP filter.
+    let yaml = filter_routing_bootstrap_module(ports, &filter_wasm(), "{}").unwrap();
+    validate("filter-routing-module.yaml", &yaml);
 }

@@ -1,7 +1,8 @@
 //! The recommended path end to end: a real Envoy started from what `xds-shim
 //! envoy-bootstrap` prints, the real xds-shim and a DNS server on loopback. Envoy routes,
-//! rewrites, balances, retries and ejects natively; the wasm filter runs only for cookie
-//! affinity and its status path.
+//! rewrites, balances, retries and ejects natively; the dnslb filter runs only for cookie
+//! affinity and its status path. The scenarios where the filter takes part run against both
+//! of its builds (the `.wasm` and the dynamic module `.so`): same JSON, same behaviour.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
@@ -12,8 +13,8 @@ use std::{
 };
 
 use dnslb_tests::{
-    free_port, http_get, shim_bootstrap, stack::filter_wasm, wait_until, BackendReport, ChildGuard,
-    Srv, Stack, StackOptions, TempDir,
+    free_port, http_get, shim_bootstrap_build, wait_until, BackendReport, Build, ChildGuard, Srv,
+    Stack, StackOptions, TempDir,
 };
 
 const NAME: &str = "backend.test";
@@ -41,12 +42,22 @@ fn options(upstream: String, backends: Vec<SocketAddr>, filter_config: &str) -> 
     }
 }
 
-/// A stack whose Envoy runs the bootstrap the shim prints, with the wasm filter.
-fn start(opts: StackOptions, seed: impl FnOnce(&dnslb_tests::DnsServer)) -> Stack {
-    Stack::start_with(opts, seed, |ports, wasm, config| {
-        shim_bootstrap(ports, Some(wasm), config, true)
+/// A stack whose Envoy runs the bootstrap the shim prints, with `build` of the filter
+/// (`None`: no filter at all); the wasm one also takes absolute-form requests.
+fn start_build(
+    build: Option<Build>,
+    opts: StackOptions,
+    seed: impl FnOnce(&dnslb_tests::DnsServer),
+) -> Stack {
+    Stack::start_with(opts, seed, |ports, _, config| {
+        shim_bootstrap_build(ports, build, config, build == Some(Build::Wasm))
     })
     .unwrap()
+}
+
+/// [`start_build`] with the wasm filter.
+fn start(opts: StackOptions, seed: impl FnOnce(&dnslb_tests::DnsServer)) -> Stack {
+    start_build(Some(Build::Wasm), opts, seed)
 }
 
 /// The LB policy Envoy runs for `cluster`: the shim serves `override_host` (reading
@@ -77,10 +88,20 @@ fn counts(
 
 #[test]
 fn envoy_routes_round_robin_and_answers_bad_names_itself() {
+    round_robin_and_bad_names(Build::Wasm);
+}
+
+#[test]
+fn envoy_routes_round_robin_and_answers_bad_names_itself_with_the_module() {
+    round_robin_and_bad_names(Build::Module);
+}
+
+fn round_robin_and_bad_names(build: Build) {
     let port = free_port(ip(2).into()).unwrap();
     let backends = addrs(port, &[2, 3, 4]);
     let cluster = format!("dns+{NAME}:{port}");
-    let stack = start(options(cluster.clone(), backends.clone(), "{}"), |dns| {
+    let opts = options(cluster.clone(), backends.clone(), "{}");
+    let stack = start_build(Some(build), opts, |dns| {
         dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
     });
     stack.wait_serving_native(&cluster, &backends).unwrap();
@@ -120,7 +141,7 @@ fn envoy_routes_round_robin_and_answers_bad_names_itself() {
     );
 
     // The filter still answers its status path (enabled on that route only), once its
-    // own EDS stream has the members.
+    // own EDS stream (the module: its xDS client thread) has the members.
     let mut status_requests = 0;
     let patience = Duration::from_secs(30);
     let poll = Duration::from_millis(100);
@@ -137,13 +158,14 @@ fn envoy_routes_round_robin_and_answers_bad_names_itself() {
     .unwrap();
     // Requests on the native routes never entered the filter: it counted only its own.
     let want = status_requests.to_string();
+    let requests = format!("{}dnslb.requests", build.stats_prefix());
     wait_until(
         "the filter's counters to reach Envoy",
         patience,
         poll,
-        || Ok(stack.envoy.stat("wasmcustom.dnslb.requests")?.as_deref() == Some(want.as_str())),
+        || Ok(stack.envoy.stat(&requests)?.as_deref() == Some(want.as_str())),
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", stack.envoy.stats().unwrap_or_default()));
 }
 
 /// The load scenario of the reliability issue: one of three members refuses connections,
@@ -252,22 +274,37 @@ fn cookie_of(response: &dnslb_tests::HttpResponse) -> Option<String> {
 
 #[test]
 fn cookie_affinity_sticks_and_fails_over() {
+    cookie_affinity(Build::Wasm);
+}
+
+#[test]
+fn cookie_affinity_sticks_and_fails_over_with_the_module() {
+    cookie_affinity(Build::Module);
+}
+
+fn cookie_affinity(build: Build) {
     let port = free_port(ip(2).into()).unwrap();
     let backends = addrs(port, &[2, 3, 4]);
     let cluster = format!("dns+{NAME}:{port}");
-    let stack = start(
-        options(
-            cluster.clone(),
-            backends.clone(),
-            r#"{"affinity":{"mode":"cookie"}}"#,
-        ),
-        |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4)]),
+    let mut opts = options(
+        cluster.clone(),
+        backends.clone(),
+        r#"{"affinity":{"mode":"cookie"}}"#,
     );
+    opts.interval = Duration::from_millis(500);
+    // Two workers: sessions hold whichever worker (and its copy of the members) serves them.
+    opts.concurrency = 2;
+    let stack = start_build(Some(build), opts, |dns| {
+        dns.set_a(NAME, &[ip(2), ip(3), ip(4)])
+    });
     stack.wait_serving_native(&cluster, &backends).unwrap();
-    assert_eq!(
-        lb_policy(&stack, &cluster),
-        "envoy.load_balancing_policies.override_host"
-    );
+    // The wasm filter names the member in a header the override_host policy reads; the
+    // module hands it to Envoy's own override, which every policy honours.
+    let policy = match build {
+        Build::Wasm => "envoy.load_balancing_policies.override_host",
+        Build::Module => "envoy.load_balancing_policies.round_robin",
+    };
+    assert_eq!(lb_policy(&stack, &cluster), policy);
 
     let first = stack.get(&cluster, "/login").unwrap();
     assert_eq!(first.status, 200);
@@ -293,6 +330,30 @@ fn cookie_affinity_sticks_and_fails_over() {
     assert_ne!(new_backend, sticky);
     let new_cookie = cookie_of(&moved).expect("the session moves with a new cookie");
     let seen = counts(&stack, &cluster, 6, &[("Cookie", &new_cookie)]);
+    assert_eq!(seen, BTreeMap::from([(new_backend.clone(), 6)]));
+
+    // Its member leaves DNS: draining (the shim's 30 s), it keeps its sessions.
+    let staying: Vec<Ipv4Addr> = backends
+        .iter()
+        .filter(|b| b.to_string() != new_backend)
+        .map(|b| match b.ip() {
+            std::net::IpAddr::V4(v4) => v4,
+            std::net::IpAddr::V6(_) => unreachable!(),
+        })
+        .collect();
+    stack.dns.set_a(NAME, &staying);
+    wait_until(
+        "the filter to see the member draining",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            Ok(stack
+                .filter_member(&cluster, &new_backend)?
+                .is_some_and(|m| m["draining"] == true))
+        },
+    )
+    .unwrap();
+    let seen = counts(&stack, &cluster, 6, &[("Cookie", &new_cookie)]);
     assert_eq!(seen, BTreeMap::from([(new_backend, 6)]));
 
     // A tampered cookie is a new session, not an error.
@@ -308,7 +369,78 @@ fn cookie_affinity_sticks_and_fails_over() {
 }
 
 #[test]
+fn a_dead_sticky_member_forces_a_re_resolution() {
+    dead_sticky_member_forces_a_re_resolution(Build::Wasm);
+}
+
+#[test]
+fn a_dead_sticky_member_forces_a_re_resolution_with_the_module() {
+    dead_sticky_member_forces_a_re_resolution(Build::Module);
+}
+
+/// The session's member dies and leaves DNS while the shim would not look for two minutes:
+/// the request that failed over makes the filter ask the shim to re-resolve the name now.
+fn dead_sticky_member_forces_a_re_resolution(build: Build) {
+    let port = free_port(ip(2).into()).unwrap();
+    let backends = addrs(port, &[2, 3]);
+    let cluster = format!("dns+{NAME}:{port}");
+    let mut opts = options(
+        cluster.clone(),
+        backends.clone(),
+        r#"{"affinity":{"mode":"cookie"}}"#,
+    );
+    opts.interval = Duration::from_secs(120);
+    opts.shim_args = vec!["--drain".into(), "0s".into()];
+    let stack = start_build(Some(build), opts, |dns| dns.set_a(NAME, &[ip(2), ip(3)]));
+    stack.wait_serving_native(&cluster, &backends).unwrap();
+    let first = stack.get(&cluster, "/login").unwrap();
+    let cookie = cookie_of(&first).expect("a new session gets a cookie");
+    let sticky = first.json::<BackendReport>().unwrap().backend;
+    let index = backends
+        .iter()
+        .position(|b| b.to_string() == sticky)
+        .unwrap();
+    stack.backends[index].kill().unwrap();
+    let other = backends[1 - index];
+    stack.dns.set_a(NAME, &[ip(if index == 0 { 3 } else { 2 })]);
+    let moved = http_get(
+        stack.listener,
+        "/",
+        &[("Host", &cluster), ("Cookie", &cookie)],
+    )
+    .unwrap();
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(
+        moved.json::<BackendReport>().unwrap().backend,
+        other.to_string()
+    );
+    stack
+        .envoy
+        .wait_cluster_hosts(&cluster, &[other], Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", stack.envoy.log_tail(20)));
+    let refreshes = format!("{}dnslb.forced_refreshes", build.stats_prefix());
+    wait_until(
+        "the forced refresh to be counted",
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || Ok(stack.envoy.stat(&refreshes)?.is_some_and(|n| n != "0")),
+    )
+    .unwrap();
+}
+
+#[test]
 fn hash_affinity_is_envoys_maglev_and_moves_only_the_removed_members_keys() {
+    // No filter at all: hash affinity needs none.
+    hash_affinity(None);
+}
+
+/// The module in the chain but off on the upstream routes changes nothing.
+#[test]
+fn hash_affinity_is_envoys_maglev_with_the_module_in_the_chain() {
+    hash_affinity(Some(Build::Module));
+}
+
+fn hash_affinity(build: Option<Build>) {
     let port = free_port(ip(2).into()).unwrap();
     let backends = addrs(port, &[2, 3, 4, 5]);
     let cluster = format!("dns+{NAME}:{port}");
@@ -331,13 +463,9 @@ fn hash_affinity_is_envoys_maglev_and_moves_only_the_removed_members_keys() {
         "--drain".into(),
         "0s".into(),
     ];
-    // No wasm at all: hash affinity needs no filter.
-    let stack = Stack::start_with(
-        opts,
-        |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4), ip(5)]),
-        |ports, _, config| shim_bootstrap(ports, None, config, false),
-    )
-    .unwrap();
+    let stack = start_build(build, opts, |dns| {
+        dns.set_a(NAME, &[ip(2), ip(3), ip(4), ip(5)])
+    });
     stack.wait_serving_native(&cluster, &backends).unwrap();
 
     let users: Vec<String> = (0..60).map(|i| format!("user-{i}")).collect();
@@ -390,33 +518,6 @@ fn absolute_form_requests_take_the_native_path() {
     let report: BackendReport = response.json().unwrap();
     assert_eq!(report.host, format!("{NAME}:{port}"));
     assert_eq!(report.path, "/api/v1/write");
-}
-
-/// Every mode the bootstrap offers passes `envoy --mode validate`.
-#[test]
-fn every_bootstrap_mode_validates() {
-    let ports = dnslb_tests::stack::EnvoyPorts {
-        admin: 9901,
-        listener: 10000,
-        xds: 18000,
-    };
-    let wasm = filter_wasm();
-    let dir = TempDir::new("bootstrap").unwrap();
-    for (i, (config, with_wasm, absolute_form)) in [
-        ("{}", true, true),
-        ("{}", false, false),
-        (r#"{"affinity":{"mode":"cookie","strict":true}}"#, true, false),
-        (r#"{"affinity":{"mode":"hash"}}"#, false, false),
-        (r#"{"affinity":{"mode":"hash","key":"header:x-user"},"aliases":{"vm:8480":"dns+vm.svc:8480"}}"#, true, true),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let yaml = shim_bootstrap(ports, with_wasm.then_some(wasm.as_path()), config, absolute_form).unwrap();
-        let path = dir.path().join(format!("bootstrap-{i}.yaml"));
-        std::fs::write(&path, &yaml).unwrap();
-        dnslb_tests::Envoy::validate(&path).unwrap_or_else(|e| panic!("{config}: {e}\n{yaml}"));
-    }
 }
 
 /// A member that accepts connections but fails its health check takes no traffic once

@@ -1,7 +1,8 @@
 //! End to end through the real Envoy, the real xds-shim and a DNS server on
 //! loopback: `dns+` requests are routed round robin over what DNS returns,
 //! whichever way Envoy takes its clusters from the shim (the demo's ADS, Delta
-//! ADS, plain CDS and EDS in either flavour).
+//! ADS, plain CDS and EDS in either flavour). Filter routing (`cluster_header:
+//! x-dnslb-cluster`, the snippets' configuration) runs with either build of the filter.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -15,7 +16,7 @@ use std::{
 
 use dnslb_tests::{
     backend::HEADER_SEEN_ENDPOINT, free_port, http_get, http_request, wait_until, BackendReport,
-    Stack, StackOptions,
+    Build, Stack, StackOptions,
 };
 use serde_yaml::Value;
 
@@ -70,8 +71,18 @@ fn assert_ten_each(stack: &Stack, cluster: &str, addrs: &[SocketAddr]) {
 
 #[test]
 fn thirty_requests_over_three_a_records_give_ten_each() {
+    thirty_requests_give_ten_each(Build::Wasm);
+}
+
+#[test]
+fn thirty_requests_over_three_a_records_give_ten_each_with_the_module() {
+    thirty_requests_give_ten_each(Build::Module);
+}
+
+fn thirty_requests_give_ten_each(build: Build) {
     let (port, addrs) = backends(&[2, 3, 4]);
-    let stack = Stack::start(
+    let stack = Stack::start_build(
+        build,
         options(port, addrs.clone(), Duration::from_secs(5)),
         |dns| dns.set_a(NAME, &[ip(2), ip(3), ip(4)]),
     )
@@ -202,9 +213,19 @@ fn added_record_takes_traffic_and_removed_one_stops() {
 
 #[test]
 fn client_sent_dnslb_headers_cannot_steer_traffic() {
+    client_headers_cannot_steer(Build::Wasm);
+}
+
+#[test]
+fn client_sent_dnslb_headers_cannot_steer_traffic_with_the_module() {
+    client_headers_cannot_steer(Build::Module);
+}
+
+fn client_headers_cannot_steer(build: Build) {
     // 127.0.0.9 runs a backend on the same port but is not in DNS.
     let (port, addrs) = backends(&[2, 3, 9]);
-    let stack = Stack::start(
+    let stack = Stack::start_build(
+        build,
         options(port, addrs.clone(), Duration::from_secs(5)),
         |dns| dns.set_a(NAME, &[ip(2), ip(3)]),
     )
@@ -250,8 +271,18 @@ fn client_sent_dnslb_headers_cannot_steer_traffic() {
 
 #[test]
 fn malformed_upstreams_get_400_and_reach_no_backend() {
+    malformed_upstreams_get_400(Build::Wasm);
+}
+
+#[test]
+fn malformed_upstreams_get_400_and_reach_no_backend_with_the_module() {
+    malformed_upstreams_get_400(Build::Module);
+}
+
+fn malformed_upstreams_get_400(build: Build) {
     let (port, addrs) = backends(&[2]);
-    let stack = Stack::start(
+    let stack = Stack::start_build(
+        build,
         options(port, addrs.clone(), Duration::from_secs(5)),
         |dns| dns.set_a(NAME, &[ip(2)]),
     )

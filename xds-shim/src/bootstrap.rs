@@ -12,6 +12,11 @@
 //! affinity cookie (cookie mode) and its status path. The route never changes with the
 //! upstreams, so it is static here rather than served over RDS.
 //!
+//! The filter is either build: the `.wasm` (`--wasm`, proxy-wasm in V8) or the native
+//! dynamic module (`--module`, a `.so` loaded by file path). Both take the same JSON and are
+//! turned off per route the same way. The module follows EDS with its own client thread,
+//! so its JSON gets `xds_address` (the `--xds` address) besides `routing: envoy`.
+//!
 //! With `--xds-ca` Envoy reaches the shim over TLS (ALPN `h2`, which tonic's server
 //! offers) and checks its certificate against that CA and a name: the `--xds` IP as an IP
 //! SAN, or `--xds-sni NAME` as a DNS SAN (also sent as SNI). Envoy checks no name at all
@@ -47,9 +52,9 @@ pub struct Request {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
     pub xds: SocketAddr,
-    /// The filter's `.wasm`; without it the bootstrap has no dnslb filter (round robin and
-    /// hash affinity need none).
-    pub wasm: Option<String>,
+    /// The dnslb filter's build; without one the bootstrap has no dnslb filter (round
+    /// robin and hash affinity need none).
+    pub build: Option<FilterBuild>,
     /// The filter configuration JSON, as given (`{}` by default).
     pub filter_json: String,
     pub filter: FilterConfig,
@@ -78,12 +83,30 @@ pub struct ClientCert {
     pub key: String,
 }
 
+/// Which build of the dnslb filter Envoy loads, by file path as Envoy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterBuild {
+    /// The proxy-wasm filter (`dnslb_filter.wasm`).
+    Wasm(String),
+    /// The dynamic module (`libdnslb_module.so`), built for this Envoy's ABI.
+    Module(String),
+}
+
+impl FilterBuild {
+    /// `--wasm` or `--module` (clap keeps them exclusive).
+    pub fn from_flags(wasm: Option<String>, module: Option<String>) -> Option<Self> {
+        wasm.map(Self::Wasm).or(module.map(Self::Module))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BootstrapError {
     #[error("--filter-config {json:?}: {why}")]
     FilterConfig { json: String, why: String },
-    #[error("{0} needs --wasm FILE: the dnslb filter provides it")]
-    NeedsWasm(&'static str),
+    #[error("{0} needs --wasm FILE or --module FILE: the dnslb filter provides it")]
+    NeedsFilter(&'static str),
+    #[error("--absolute-form needs --wasm FILE: its network filter exists only as wasm")]
+    AbsoluteFormNeedsWasm,
 }
 
 /// Checks the request: the filter JSON must be valid, and what only the filter can do needs
@@ -92,7 +115,7 @@ pub fn request(
     listen: SocketAddr,
     admin: SocketAddr,
     xds: SocketAddr,
-    wasm: Option<String>,
+    build: Option<FilterBuild>,
     filter_json: &str,
     absolute_form: bool,
     xds_tls: Option<XdsTlsClient>,
@@ -103,19 +126,19 @@ pub fn request(
             why: e.to_string(),
         }
     })?;
-    if wasm.is_none() {
-        if matches!(filter.affinity, Affinity::Cookie(_)) {
-            return Err(BootstrapError::NeedsWasm("cookie affinity"));
+    match &build {
+        None if matches!(filter.affinity, Affinity::Cookie(_)) => {
+            return Err(BootstrapError::NeedsFilter("cookie affinity"));
         }
-        if absolute_form {
-            return Err(BootstrapError::NeedsWasm("--absolute-form"));
-        }
+        Some(FilterBuild::Wasm(_)) => {}
+        _ if absolute_form => return Err(BootstrapError::AbsoluteFormNeedsWasm),
+        _ => {}
     }
     Ok(Request {
         listen,
         admin,
         xds,
-        wasm,
+        build,
         filter_json: filter_json.to_string(),
         filter,
         absolute_form,
@@ -137,13 +160,19 @@ pub fn render(request: &Request) -> String {
              # shim's --config, or Envoy balances them round robin and ignores the hash.\n",
         );
     }
+    if matches!(request.build, Some(FilterBuild::Module(_))) && request.xds_tls.is_some() {
+        out.push_str(
+            "# The dynamic module's own xDS client speaks plaintext only: with --xds-ca it runs\n\
+             # without membership (valid cookies are trusted; Envoy skips a gone member).\n",
+        );
+    }
     out.push_str(&yaml);
     out
 }
 
 fn bootstrap(request: &Request) -> Value {
     let mut network_filters = Vec::new();
-    if let (true, Some(wasm)) = (request.absolute_form, &request.wasm) {
+    if let (true, Some(FilterBuild::Wasm(wasm))) = (request.absolute_form, &request.build) {
         network_filters.push(json!({
             "name": "dnslb_absolute_form",
             "typed_config": {
@@ -183,11 +212,14 @@ fn bootstrap(request: &Request) -> Value {
     })
 }
 
-/// The cookie routes' filter names the session's member in `x-dnslb-endpoint`, which only
-/// the `override_host` policy reads; without them the shim serves clusters balanced by
-/// their own policy alone, which costs Envoy less per request.
+/// The wasm filter's cookie routes name the session's member in `x-dnslb-endpoint`, which
+/// only the `override_host` policy reads; without them the shim serves clusters balanced by
+/// their own policy alone, which costs Envoy less per request. The dynamic module needs no
+/// header: it hands the member to Envoy's own override (`set_upstream_override_host`),
+/// which every cluster honours, draining members included (`override_host_status`).
 fn balancing(request: &Request) -> &'static str {
-    if matches!(request.filter.affinity, Affinity::Cookie(_)) {
+    let wasm = matches!(request.build, Some(FilterBuild::Wasm(_)));
+    if wasm && matches!(request.filter.affinity, Affinity::Cookie(_)) {
         "endpoint_header"
     } else {
         node::NATIVE
@@ -196,10 +228,28 @@ fn balancing(request: &Request) -> &'static str {
 
 fn connection_manager(request: &Request) -> Value {
     let mut http_filters = Vec::new();
-    if let Some(wasm) = &request.wasm {
-        // Every route that needs nothing of it turns it off, so those requests never enter
-        // the VM. (Envoy cannot enable a filter per route without a per-route config, which
-        // the wasm filter has none of, so it is on in the chain and off per route.)
+    // Every route that needs nothing of it turns it off, so those requests never enter the
+    // filter. (Envoy cannot enable a filter per route without a per-route config, which the
+    // filter has none of, so it is on in the chain and off per route.)
+    if let Some(FilterBuild::Module(module)) = &request.build {
+        let mut json = filter_configuration(&request.filter_json);
+        if request.xds_tls.is_none() {
+            json["xds_address"] = json!(request.xds.to_string());
+        }
+        http_filters.push(json!({
+            "name": FILTER_NAME,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": { "module": { "local": { "filename": module } } },
+                "filter_name": FILTER_NAME,
+                "filter_config": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": json.to_string(),
+                },
+            },
+        }));
+    }
+    if let Some(FilterBuild::Wasm(wasm)) = &request.build {
         http_filters.push(json!({
             "name": FILTER_NAME,
             "typed_config": {
@@ -210,7 +260,7 @@ fn connection_manager(request: &Request) -> Value {
                     "vm_config": vm_config(wasm),
                     "configuration": {
                         "@type": "type.googleapis.com/google.protobuf.StringValue",
-                        "value": filter_configuration(&request.filter_json),
+                        "value": filter_configuration(&request.filter_json).to_string(),
                     },
                 },
             },
@@ -246,12 +296,12 @@ fn connection_manager(request: &Request) -> Value {
 }
 
 /// The filter's JSON with `routing: envoy`: Envoy routes, the filter only adds its part.
-fn filter_configuration(json: &str) -> String {
+fn filter_configuration(json: &str) -> Value {
     let mut value: Value = serde_json::from_str(json).unwrap_or_else(|_| json!({}));
     if let Some(object) = value.as_object_mut() {
         object.insert("routing".into(), json!("envoy"));
     }
-    value.to_string()
+    value
 }
 
 fn route_config(request: &Request) -> Value {
@@ -318,7 +368,7 @@ fn route_config(request: &Request) -> Value {
 
 /// The filter answers its status path itself, before the route's direct response.
 fn status_route(request: &Request) -> Vec<Value> {
-    if request.wasm.is_none() {
+    if request.build.is_none() {
         return Vec::new();
     }
     vec![json!({
@@ -333,7 +383,7 @@ fn upstream_routes(request: &Request, action: Value, authority: Option<&str>) ->
     let authority_match = authority.map(|regex| {
         json!({ "name": ":authority", "string_match": { "safe_regex": { "regex": regex } } })
     });
-    let cookie = matches!(config.affinity, Affinity::Cookie(_)) && request.wasm.is_some();
+    let cookie = matches!(config.affinity, Affinity::Cookie(_)) && request.build.is_some();
     [
         (Some(IDEMPOTENT_METHODS), RETRY_ON_IDEMPOTENT),
         (None, RETRY_ON_ANY),
@@ -400,7 +450,7 @@ fn hash_policy(key: &HashKey) -> Value {
 
 /// Turns the dnslb filter off on `route` (when the bootstrap has it at all).
 fn without_filter(request: &Request, route: &mut Value) {
-    if request.wasm.is_some() {
+    if request.build.is_some() {
         route["typed_per_filter_config"] = json!({
             FILTER_NAME: {
                 "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
@@ -476,176 +526,4 @@ fn socket_address(addr: SocketAddr) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn req(json: &str, wasm: bool) -> Result<Request, BootstrapError> {
-        request(
-            "127.0.0.1:10000".parse().unwrap(),
-            "127.0.0.1:9901".parse().unwrap(),
-            "127.0.0.1:18000".parse().unwrap(),
-            wasm.then(|| "/x/dnslb_filter.wasm".to_string()),
-            json,
-            false,
-            None,
-        )
-    }
-
-    /// The `dnslb_xds` cluster of the bootstrap for `tls`, with xDS at `xds`.
-    fn xds_cluster_of(xds: &str, tls: Option<XdsTlsClient>) -> Value {
-        let mut request = req("{}", false).unwrap();
-        request.xds = xds.parse().unwrap();
-        request.xds_tls = tls;
-        let yaml = render(&request);
-        let value: Value = serde_yaml::from_str(&yaml).unwrap();
-        let cluster = &value["static_resources"]["clusters"][0];
-        assert_eq!(cluster["name"], XDS_CLUSTER);
-        cluster.clone()
-    }
-
-    #[test]
-    fn xds_is_plaintext_without_a_ca() {
-        let cluster = xds_cluster_of("127.0.0.1:18000", None);
-        assert!(cluster.get("transport_socket").is_none(), "{cluster}");
-    }
-
-    #[test]
-    fn xds_ca_verifies_the_shim_by_its_ip() {
-        let tls = XdsTlsClient {
-            ca: "/etc/dnslb/xds-ca.pem".into(),
-            sni: None,
-            client_cert: None,
-        };
-        let cluster = xds_cluster_of("10.0.0.7:18000", Some(tls));
-        let socket = &cluster["transport_socket"];
-        assert_eq!(socket["name"], "envoy.transport_sockets.tls");
-        let context = &socket["typed_config"];
-        assert_eq!(
-            context["@type"],
-            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-        );
-        assert!(context.get("sni").is_none(), "{context}");
-        let common = &context["common_tls_context"];
-        assert_eq!(common["alpn_protocols"], json!(["h2"]));
-        assert_eq!(
-            common["validation_context"],
-            json!({
-                "trusted_ca": { "filename": "/etc/dnslb/xds-ca.pem" },
-                "match_typed_subject_alt_names": [
-                    { "san_type": "IP_ADDRESS", "matcher": { "exact": "10.0.0.7" } },
-                ],
-            })
-        );
-        assert!(common.get("tls_certificates").is_none(), "{common}");
-        // Still HTTP/2 to the shim, now inside TLS.
-        assert!(cluster["typed_extension_protocol_options"]
-            .to_string()
-            .contains("http2_protocol_options"));
-    }
-
-    #[test]
-    fn xds_sni_and_client_certificate() {
-        let tls = XdsTlsClient {
-            ca: "/ca.pem".into(),
-            sni: Some("xds.dnslb.internal".into()),
-            client_cert: Some(ClientCert {
-                cert: "/envoy.pem".into(),
-                key: "/envoy.key".into(),
-            }),
-        };
-        let cluster = xds_cluster_of("[::1]:18000", Some(tls));
-        let context = &cluster["transport_socket"]["typed_config"];
-        assert_eq!(context["sni"], "xds.dnslb.internal");
-        let common = &context["common_tls_context"];
-        assert_eq!(
-            common["validation_context"]["match_typed_subject_alt_names"],
-            json!([{ "san_type": "DNS", "matcher": { "exact": "xds.dnslb.internal" } }])
-        );
-        assert_eq!(
-            common["tls_certificates"],
-            json!([{
-                "certificate_chain": { "filename": "/envoy.pem" },
-                "private_key": { "filename": "/envoy.key" },
-            }])
-        );
-    }
-
-    #[test]
-    fn round_robin_leaves_the_filter_off_on_upstream_routes() {
-        let yaml = render(&req("{}", true).unwrap());
-        assert!(yaml.contains("cluster_header: :authority"), "{yaml}");
-        assert!(yaml.contains("auto_host_rewrite: true"));
-        assert!(yaml.contains("envoy.retry_host_predicates.previous_hosts"));
-        // Off on every route but the two status routes: 2 upstream routes, 400, 404.
-        assert_eq!(yaml.matches("disabled: true").count(), 4);
-        assert!(!yaml.contains("hash_policy"));
-        assert!(
-            yaml.contains(r#"{\"routing\":\"envoy\"}"#) || yaml.contains(r#""routing":"envoy""#)
-        );
-    }
-
-    #[test]
-    fn only_cookie_mode_asks_for_clusters_that_read_the_endpoint_header() {
-        let balancing = |json: &str| {
-            bootstrap(&req(json, true).unwrap())["node"]["metadata"]["dnslb"]["balancing"].clone()
-        };
-        assert_eq!(balancing("{}"), json!("native"));
-        assert_eq!(
-            balancing(r#"{"affinity":{"mode":"hash","key":"header:x-user"}}"#),
-            json!("native")
-        );
-        assert_eq!(
-            balancing(r#"{"affinity":{"mode":"cookie"}}"#),
-            json!("endpoint_header")
-        );
-    }
-
-    #[test]
-    fn cookie_mode_enables_the_filter_on_upstream_routes() {
-        let yaml = render(&req(r#"{"affinity":{"mode":"cookie"}}"#, true).unwrap());
-        // Off only on the 400 and 404 answers.
-        assert_eq!(yaml.matches("disabled: true").count(), 2);
-        assert_eq!(
-            req(r#"{"affinity":{"mode":"cookie"}}"#, false).unwrap_err(),
-            BootstrapError::NeedsWasm("cookie affinity")
-        );
-    }
-
-    #[test]
-    fn hash_mode_is_envoys_hash_policy() {
-        let yaml = render(
-            &req(
-                r#"{"affinity":{"mode":"hash","key":"header:x-user"}}"#,
-                false,
-            )
-            .unwrap(),
-        );
-        assert!(yaml.contains("header_name: x-user"), "{yaml}");
-        assert!(yaml.contains("lb_policy: maglev"));
-        assert!(!yaml.contains("wasm"));
-        let yaml = render(&req(r#"{"affinity":{"mode":"hash"}}"#, false).unwrap());
-        assert!(yaml.contains("source_ip: true"), "{yaml}");
-    }
-
-    #[test]
-    fn aliases_become_virtual_hosts() {
-        let yaml = render(
-            &req(
-                r#"{"aliases":{"vminsert:8480":"dns+vminsert.svc:8480"}}"#,
-                false,
-            )
-            .unwrap(),
-        );
-        assert!(yaml.contains("- vminsert:8480"), "{yaml}");
-        assert!(yaml.contains("cluster: dns+vminsert.svc:8480"), "{yaml}");
-    }
-
-    #[test]
-    fn bad_filter_config_names_the_value() {
-        let err = req(r#"{"retries":"many"}"#, true).unwrap_err().to_string();
-        assert!(
-            err.contains("--filter-config") && err.contains("many"),
-            "{err}"
-        );
-    }
-}
+mod tests;

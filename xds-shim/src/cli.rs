@@ -192,13 +192,17 @@ pub struct BootstrapArgs {
     /// The dnslb filter (.wasm) as Envoy sees the path. Needed for cookie affinity, the
     /// status path and --absolute-form; without it round robin and hash affinity run with
     /// no filter at all.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "module")]
     pub wasm: Option<String>,
+    /// The dnslb filter as a native Envoy dynamic module (libdnslb_module.so, built for
+    /// this Envoy's ABI), instead of --wasm; loaded by this path as Envoy sees it.
+    #[arg(long, value_name = "FILE")]
+    pub module: Option<String>,
     /// The dnslb filter configuration (JSON, as in the README): affinity, retries, aliases.
     #[arg(long, value_name = "JSON", default_value = "{}")]
     pub filter_config: String,
     /// Add the network filter for clients that use Envoy as their HTTP proxy
-    /// (`GET http://dns+NAME:PORT/...`). Needs --wasm.
+    /// (`GET http://dns+NAME:PORT/...`). Needs --wasm (the network filter is wasm only).
     #[arg(long)]
     pub absolute_form: bool,
     /// Reach the shim over TLS (its --xds-tls-cert), verified against this CA (PEM, as

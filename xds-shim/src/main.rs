@@ -88,7 +88,7 @@ fn configure() -> Result<Setup, Box<dyn std::error::Error>> {
             args.listen,
             args.admin,
             args.xds,
-            args.wasm.clone(),
+            bootstrap::FilterBuild::from_flags(args.wasm.clone(), args.module.clone()),
             &args.filter_config,
             args.absolute_form,
             args.xds_tls(),

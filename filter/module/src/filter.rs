@@ -1,0 +1,307 @@
+//! The filter on one Envoy (its configuration, shared by every worker
+//! thread) and on one stream. The per-request decisions are the filter
+//! crate's, the same as in the wasm build; this binds them to a [`Stream`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dnslb_filter::config::{Config, ConfigError as FilterConfigError};
+use dnslb_filter::cookie::{self, Keyring};
+use dnslb_filter::request::{self, Pending, RequestHost, ResponseHost, Verdict, Worker};
+use dnslb_filter::root::{cookie_keyring, COOKIE_KEY_LEN};
+use dnslb_filter::stats::Counter;
+use thiserror::Error;
+
+use crate::feed::Feed;
+use crate::log::{log, LogLevel};
+use crate::xds_client::XdsClient;
+
+/// One stream in Envoy, during one hook.
+pub trait Stream {
+    /// The first request header of that (lowercase) name.
+    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Every request header, in order.
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn set_request_header(&mut self, name: &str, value: &str) -> bool;
+    fn remove_request_header(&mut self, name: &str) -> bool;
+    fn add_response_header(&mut self, name: &str, value: &str) -> bool;
+    /// Answers locally; the request goes no further.
+    fn send_response(&mut self, status: u32, headers: &[(&str, &str)], body: &str);
+    /// Sends the request to `host` (`ip:port`) when it is a member of the
+    /// routed cluster; retries fall back to the cluster's load balancer.
+    fn set_upstream_override_host(&mut self, host: &str) -> bool;
+    /// Makes Envoy pick the route again: header changes alone do not.
+    fn clear_route_cache(&mut self);
+    /// `ip:port` of the downstream peer.
+    fn source_address(&self) -> Option<String>;
+    /// `ip:port` of the upstream host that answered.
+    fn upstream_address(&self) -> Option<String>;
+    fn increment_counter(&mut self, id: usize, by: u64);
+}
+
+/// Envoy's filter configuration while it is being created.
+pub trait DefineCounters {
+    fn define_counter(&mut self, name: &str) -> Option<usize>;
+}
+
+/// What the hook tells Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// A local reply was sent.
+    Stop,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Config(#[from] FilterConfigError),
+    #[error("{0}")]
+    CookieKey(String),
+    #[error("cannot start the xDS client thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// The filter configuration of one Envoy filter chain entry.
+pub struct FilterConfig {
+    config: Config,
+    cookie_key: Keyring,
+    /// Envoy's counter ids, by [`Counter::index`].
+    counters: Vec<Option<usize>>,
+    feed: Arc<Feed>,
+    /// Dropping it stops the xDS thread.
+    client: Option<XdsClient>,
+}
+
+impl FilterConfig {
+    /// Reads the configuration JSON (empty means `{}`), defines the
+    /// counters, and starts the xDS client when `xds_address` is set.
+    pub fn new(
+        envoy: &mut impl DefineCounters,
+        _name: &[u8],
+        raw: &[u8],
+    ) -> Result<Self, ConfigError> {
+        let config = Config::from_bytes((!raw.is_empty()).then_some(raw))?;
+        let cookie_key =
+            cookie_keyring(&config, process_cookie_key).map_err(ConfigError::CookieKey)?;
+        let counters = Counter::ALL
+            .iter()
+            .map(|c| envoy.define_counter(&format!("dnslb.{}", c.name())))
+            .collect();
+        let feed = Arc::new(Feed::default());
+        let client = match config.xds_address {
+            Some(addr) => Some(XdsClient::start(
+                addr,
+                config.node_id.clone(),
+                Arc::clone(&feed),
+            )?),
+            None => {
+                log(
+                    LogLevel::Info,
+                    "no xds_address: running without membership (valid cookies are trusted)",
+                );
+                None
+            }
+        };
+        Ok(Self {
+            config,
+            cookie_key,
+            counters,
+            feed,
+            client,
+        })
+    }
+
+    fn count(&self, stream: &mut impl Stream, counter: Counter) {
+        if let Some(Some(id)) = self.counters.get(counter.index()) {
+            stream.increment_counter(*id, 1);
+        }
+    }
+}
+
+// Envoy shares one configuration among its worker threads.
+const _: fn() = || {
+    fn shared_by_threads<T: Send + Sync>() {}
+    shared_by_threads::<FilterConfig>();
+};
+
+/// This Envoy's random cookie key: one per process, so every worker and
+/// every configuration reload seals and opens with the same key.
+fn process_cookie_key() -> Result<Vec<u8>, String> {
+    static KEY: OnceLock<Result<[u8; COOKIE_KEY_LEN], String>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; COOKIE_KEY_LEN];
+        getrandom::fill(&mut key)
+            .map(|()| key)
+            .map_err(|e| format!("no randomness for the cookie key: {e}"))
+    })
+    .clone()
+    .map(|key| key.to_vec())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One stream's filter.
+pub struct Filter {
+    config: Arc<FilterConfig>,
+    pending: Pending,
+}
+
+impl Filter {
+    pub fn new(config: Arc<FilterConfig>) -> Self {
+        Self {
+            config,
+            pending: Pending::default(),
+        }
+    }
+
+    pub fn on_request_headers(&mut self, stream: &mut impl Stream) -> Next {
+        let shared = &*self.config;
+        let mut host = Host {
+            shared,
+            stream,
+            rewritten: false,
+        };
+        let verdict = shared.feed.with_membership(|membership| {
+            Worker {
+                config: &shared.config,
+                membership,
+                cookie_key: &shared.cookie_key,
+            }
+            .on_request_headers(&mut host)
+        });
+        match verdict {
+            Verdict::Continue(pending) => {
+                // Filter routing rewrote `:authority` and set the cluster
+                // header the route matches on.
+                if host.rewritten {
+                    host.stream.clear_route_cache();
+                }
+                self.pending = pending;
+                Next::Continue
+            }
+            Verdict::Stop => Next::Stop,
+        }
+    }
+
+    pub fn on_response_headers(&mut self, stream: &mut impl Stream) {
+        let shared = &*self.config;
+        request::on_response_headers(
+            &mut Host {
+                shared,
+                stream,
+                rewritten: false,
+            },
+            &self.pending,
+            &shared.config,
+            &shared.cookie_key,
+        );
+    }
+}
+
+/// The filter crate's host traits over one stream.
+struct Host<'a, S> {
+    shared: &'a FilterConfig,
+    stream: &'a mut S,
+    /// A request header was set or removed: the route must be picked again.
+    rewritten: bool,
+}
+
+impl<S: Stream> RequestHost for Host<'_, S> {
+    fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.stream.request_headers()
+    }
+
+    fn header(&self, name: &str) -> Option<Vec<u8>> {
+        self.stream.request_header(name)
+    }
+
+    fn set_header(&mut self, name: &str, value: &str) {
+        self.rewritten = true;
+        if !self.stream.set_request_header(name, value) {
+            log(LogLevel::Warn, &format!("setting header {name} failed"));
+        }
+    }
+
+    fn remove_header(&mut self, name: &str) {
+        self.rewritten = true;
+        self.stream.remove_request_header(name);
+    }
+
+    /// Envoy's override host directly, which saves a header; the header is
+    /// the fallback (read when the host is picked: the route stays).
+    fn override_host(&mut self, header: &str, address: &str) {
+        if !self.stream.set_upstream_override_host(address)
+            && !self.stream.set_request_header(header, address)
+        {
+            log(LogLevel::Warn, &format!("setting header {header} failed"));
+        }
+    }
+
+    fn respond(&mut self, status: u32, content_type: &str, body: &str) {
+        self.stream
+            .send_response(status, &[("content-type", content_type)], body);
+    }
+
+    fn source_ip(&self) -> Option<IpAddr> {
+        let text = self.stream.source_address()?;
+        text.parse::<SocketAddr>()
+            .map(|a| a.ip())
+            .or_else(|_| text.parse::<IpAddr>())
+            .ok()
+    }
+
+    fn now(&self) -> u64 {
+        now_unix()
+    }
+
+    fn count(&mut self, counter: Counter) {
+        self.shared.count(self.stream, counter);
+    }
+}
+
+impl<S: Stream> ResponseHost for Host<'_, S> {
+    fn upstream_address(&self) -> Option<String> {
+        self.stream.upstream_address()
+    }
+
+    fn add_header(&mut self, name: &str, value: &str) {
+        if !self.stream.add_response_header(name, value) {
+            log(LogLevel::Warn, &format!("adding header {name} failed"));
+        }
+    }
+
+    fn now(&self) -> u64 {
+        now_unix()
+    }
+
+    fn request_refresh(&mut self, cluster: &str) {
+        if let Some(client) = &self.shared.client {
+            if client.refresh(cluster) {
+                self.shared.count(self.stream, Counter::ForcedRefreshes);
+            }
+        }
+    }
+
+    fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]> {
+        let mut nonce = [0u8; cookie::NONCE_LEN];
+        match getrandom::fill(&mut nonce) {
+            Ok(()) => Some(nonce),
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("no randomness for a cookie nonce, no cookie set: {e}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
