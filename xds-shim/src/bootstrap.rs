@@ -156,7 +156,7 @@ fn bootstrap(request: &Request) -> Value {
         }));
     }
     network_filters.push(connection_manager(request));
-    json!({
+    let mut bootstrap = json!({
         "node": { "id": "dnslb", "cluster": "dnslb" },
         "admin": { "address": socket_address(request.admin) },
         "dynamic_resources": {
@@ -175,7 +175,18 @@ fn bootstrap(request: &Request) -> Value {
             }],
             "clusters": [xds_cluster(request.xds, request.xds_tls.as_ref())],
         },
-    })
+    });
+    if request.wasm.is_some() {
+        // The wasm filter's per-upstream gauge carries its upstream as a label, as Envoy's
+        // cluster stats do (the clusters' dot-free alt_stat_name needs no tag of its own).
+        bootstrap["stats_config"] = json!({
+            "stats_tags": [{
+                "tag_name": "envoy.cluster_name",
+                "regex": dnslb_filter::stats::UPSTREAM_TAG_REGEX,
+            }],
+        });
+    }
+    bootstrap
 }
 
 fn connection_manager(request: &Request) -> Value {

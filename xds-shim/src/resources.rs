@@ -105,6 +105,9 @@ pub fn cluster(
     Cluster {
         transport_socket: tls.map(transport_socket),
         name: name.to_string(),
+        // Envoy splits stat names on dots: a dot-free name keeps the cluster whole in the
+        // `envoy_cluster_name` label, with Envoy's default tags, in any bootstrap.
+        alt_stat_name: dnslb_filter::stats::stat_name(name),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
             eds_config: Some(eds_config(source)),
@@ -398,6 +401,17 @@ fn socket_address(addr: SocketAddr) -> Address {
 mod tests {
     use super::*;
     use prost::Message;
+
+    #[test]
+    fn clusters_have_a_dot_free_stat_name() {
+        let c = cluster(
+            "srv+_http._tcp.api.test",
+            EdsSource::Ads,
+            &UpstreamSettings::default(),
+            None,
+        );
+        assert_eq!(c.alt_stat_name, "srv+_http~_tcp~api~test");
+    }
 
     #[test]
     fn cluster_uses_ads_eds_and_override_host() {
