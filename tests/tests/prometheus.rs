@@ -1,9 +1,11 @@
 //! What Prometheus sees: a real Envoy's `/stats/prometheus` keeps each dnslb cluster whole
-//! in its `envoy_cluster_name` label, and Debian's `promtool` (installed by `just
-//! prometheus`) accepts the shim's `/metrics`.
+//! in its `envoy_cluster_name` label, Debian's `promtool` (installed by `just prometheus`)
+//! accepts the shim's `/metrics`, and Debian's Prometheus finds every member through the
+//! shim's `/http_sd`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
+    collections::BTreeSet,
     io::Write,
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
@@ -11,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use dnslb_tests::{free_port, http_get, shim_bootstrap, wait_until, Srv, Stack, StackOptions};
+use dnslb_tests::{
+    free_port, http_get, shim_bootstrap, wait_until, ChildGuard, DnsServer, Shim, Srv, Stack,
+    StackOptions, TempDir,
+};
 
 fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, last)
@@ -142,4 +147,138 @@ fn promtool_accepts_the_shims_metrics() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
     );
+}
+
+/// Debian's Prometheus server on a free loopback port with `config` (YAML), its data in
+/// `dir`; ready once `/-/ready` answers 200.
+fn prometheus(config: &str, dir: &TempDir) -> (ChildGuard, SocketAddr) {
+    let addr = SocketAddr::new(ip(1).into(), free_port(ip(1).into()).unwrap());
+    let file = dir.path().join("prometheus.yml");
+    std::fs::write(&file, config).unwrap();
+    let mut cmd = Command::new("prometheus");
+    cmd.arg(format!("--config.file={}", file.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"));
+    let process = ChildGuard::spawn("prometheus", cmd, dir.path())
+        .expect("prometheus must be installed (just prometheus)");
+    wait_until(
+        "prometheus /-/ready",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || {
+            process.ensure_running()?;
+            Ok(http_get(addr, "/-/ready", &[]).is_ok_and(|r| r.status == 200))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", process.log_tail(20)));
+    (process, addr)
+}
+
+#[test]
+fn prometheus_discovers_every_member_through_http_sd() {
+    let port = free_port(ip(2).into()).unwrap();
+    let dns = DnsServer::start().unwrap();
+    dns.set_a("backend.test", &[ip(2), ip(3)]);
+    dns.set_a("a.api.test", &[ip(4)]);
+    dns.set_a("b.api.test", &[ip(5)]);
+    dns.set_srv(
+        "_http._tcp.api.test",
+        &[
+            Srv {
+                priority: 10,
+                ..srv_record(port, "a.api.test")
+            },
+            Srv {
+                priority: 20,
+                weight: 7,
+                ..srv_record(port, "b.api.test")
+            },
+        ],
+    );
+    let dir = TempDir::new("http-sd").unwrap();
+    let upstreams = [
+        format!("dns+backend.test:{port}"),
+        "srv+_http._tcp.api.test".to_string(),
+    ];
+    let shim = Shim::start(
+        &upstreams,
+        dns.addr(),
+        Duration::from_secs(1),
+        dir.path(),
+        &[],
+    )
+    .unwrap();
+    // What README suggests: keep the upstream and the level as target labels.
+    let config = format!(
+        "global: {{ scrape_interval: 1m }}\n\
+         scrape_configs:\n\
+         - job_name: dnslb-members\n\
+         \x20 http_sd_configs: [{{ url: 'http://{}/http_sd', refresh_interval: 1s }}]\n\
+         \x20 relabel_configs:\n\
+         \x20 - {{ source_labels: [__meta_dnslb_upstream], target_label: upstream }}\n\
+         \x20 - {{ source_labels: [__meta_dnslb_priority_level], target_label: priority_level }}\n",
+        shim.admin
+    );
+    let (_prometheus, api) = prometheus(&config, &dir);
+
+    let want: BTreeSet<(String, String, String, String)> = [
+        (2, &upstreams[0], "backend.test", "0"),
+        (3, &upstreams[0], "backend.test", "0"),
+        (4, &upstreams[1], "a.api.test", "0"),
+        (5, &upstreams[1], "b.api.test", "1"),
+    ]
+    .into_iter()
+    .map(|(last, upstream, name, level)| {
+        (
+            SocketAddr::new(ip(last).into(), port).to_string(),
+            upstream.to_string(),
+            name.to_string(),
+            level.to_string(),
+        )
+    })
+    .collect();
+    let mut targets = serde_json::Value::Null;
+    let mut seen = BTreeSet::new();
+    wait_until(
+        "Prometheus to list the four members",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            targets = http_get(api, "/api/v1/targets?state=active", &[])?.json()?;
+            seen = targets["data"]["activeTargets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let label = |key: &str| t["labels"][key].as_str().unwrap_or("").to_string();
+                    let meta = |key: &str| {
+                        t["discoveredLabels"][key]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string()
+                    };
+                    (
+                        label("instance"),
+                        label("upstream"),
+                        meta("__meta_dnslb_dns_name"),
+                        label("priority_level"),
+                    )
+                })
+                .collect();
+            Ok(seen == want)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\nseen {seen:?}\n{targets:#}"));
+    // Weight and draining come along for relabeling.
+    let b = targets["data"]["activeTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["labels"]["priority_level"] == "1")
+        .unwrap();
+    assert_eq!(b["discoveredLabels"]["__meta_dnslb_weight"], "7");
+    assert_eq!(b["discoveredLabels"]["__meta_dnslb_draining"], "false");
 }

@@ -1,6 +1,6 @@
 //! Admin HTTP: `GET /healthz` (the process serves), `GET /readyz` (every upstream has been
-//! answered once), `GET /metrics` (Prometheus text), `GET /status` (HTML) and
-//! `GET /status.json`.
+//! answered once), `GET /metrics` (Prometheus text), `GET /status` (HTML),
+//! `GET /status.json` and `GET /http_sd` (Prometheus HTTP service discovery).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use crate::clients::Clients;
 use crate::discovery::DiscoveryState;
+use crate::http_sd;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
@@ -95,13 +96,11 @@ fn route(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes
                 "text/html; charset=utf-8",
             )
         }
-        (&Method::GET, "/status.json") => match serde_json::to_vec_pretty(&report(state)) {
-            Ok(body) => with_type(StatusCode::OK, body, "application/json"),
-            Err(error) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot encode status: {error}\n"),
-            ),
-        },
+        (&Method::GET, "/status.json") => json(serde_json::to_vec_pretty(&report(state))),
+        (&Method::GET, "/http_sd") => {
+            let memberships = state.discovery.borrow().members();
+            json(serde_json::to_vec(&http_sd::target_groups(&memberships)))
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -116,6 +115,16 @@ fn report(state: &AdminState) -> StatusReport {
         &state.clients.list(),
         last_reload.as_ref(),
     )
+}
+
+fn json(encoded: serde_json::Result<Vec<u8>>) -> Response<Full<Bytes>> {
+    match encoded {
+        Ok(body) => with_type(StatusCode::OK, body, "application/json"),
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the document: {error}\n"),
+        ),
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

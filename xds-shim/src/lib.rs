@@ -26,6 +26,7 @@ pub mod config_file;
 pub mod discovery;
 pub mod duration;
 pub mod forced;
+pub mod http_sd;
 pub mod logging;
 pub mod member;
 pub mod metrics;

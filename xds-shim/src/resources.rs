@@ -1,7 +1,6 @@
 //! Envoy resources for one upstream: an EDS `Cluster` and its `ClusterLoadAssignment`.
 //! Pure functions of their inputs, so equal inputs encode to equal bytes.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::thresholds::RetryBudget as ProtoRetryBudget;
@@ -334,13 +333,11 @@ fn single_policy(
 /// encoding, and hence the version, is deterministic.
 pub fn load_assignment(cluster_name: &str, members: &[Member]) -> ClusterLoadAssignment {
     let authority = backend_authority(cluster_name);
-    let priorities: BTreeSet<u16> = members.iter().map(|m| m.priority).collect();
-    let endpoints = priorities
-        .iter()
-        .zip(0u32..)
+    let endpoints = crate::member::priority_levels(members)
+        .into_iter()
         .map(|(priority, level)| {
             let mut at_level: Vec<&Member> =
-                members.iter().filter(|m| m.priority == *priority).collect();
+                members.iter().filter(|m| m.priority == priority).collect();
             at_level.sort_unstable_by_key(|m| m.addr);
             LocalityLbEndpoints {
                 lb_endpoints: at_level
