@@ -30,6 +30,7 @@ pub mod http_sd;
 pub mod logging;
 pub mod member;
 pub mod metrics;
+pub mod probe;
 pub mod publisher;
 pub mod refresh;
 pub mod reload;
