@@ -1,5 +1,6 @@
-//! `xds-shim probe URL`, the compose health check, against the real shim: exit 0 on a 2xx
-//! answer, 1 with one line naming the URL and the reason otherwise, 2 for a bad URL.
+//! `xds-shim probe URL`, the compose health check (and, with `--post`, the Kubernetes
+//! preStop drain), against the real shim: exit 0 on a 2xx answer, 1 with one line naming
+//! the URL and the reason otherwise, 2 for a bad URL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{net::Ipv4Addr, process::Command, time::Duration};
@@ -7,8 +8,13 @@ use std::{net::Ipv4Addr, process::Command, time::Duration};
 use dnslb_tests::{free_port, stack::shim_binary, DnsServer, Shim, TempDir};
 
 fn probe(url: &str) -> (Option<i32>, String) {
+    probe_with(url, &[])
+}
+
+fn probe_with(url: &str, flags: &[&str]) -> (Option<i32>, String) {
     let output = Command::new(shim_binary())
         .args(["probe", url, "--timeout", "2s"])
+        .args(flags)
         .output()
         .unwrap();
     (
@@ -34,6 +40,16 @@ fn probe_exits_by_the_answer() {
     assert_eq!(
         probe(&format!("http://{admin}/healthz")),
         (Some(0), String::new())
+    );
+
+    // --post sends a POST, which the shim's admin does not serve.
+    let healthz = format!("http://{admin}/healthz");
+    assert_eq!(
+        probe_with(&healthz, &["--post"]),
+        (
+            Some(1),
+            format!("probe failed: {healthz}: answered 404 Not Found\n")
+        )
     );
 
     let url = format!("http://{admin}/nope");

@@ -186,6 +186,10 @@ pub struct ProbeArgs {
     /// `http://HOST[:PORT][/PATH]`.
     #[arg(value_name = "URL")]
     pub url: crate::probe::ProbeUrl,
+    /// Send an empty POST instead of a GET (Envoy's admin `/drain_listeners`, from a
+    /// preStop hook).
+    #[arg(long)]
+    pub post: bool,
     /// How long connecting, sending and reading may each take.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     pub timeout: Duration,

@@ -17,7 +17,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Setup::Probe(args)) => {
-            return match probe::probe(&args.url, args.timeout) {
+            let method = if args.post {
+                probe::Method::Post
+            } else {
+                probe::Method::Get
+            };
+            return match probe::probe(&args.url, method, args.timeout) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("probe failed: {err}");

@@ -1,4 +1,4 @@
-//! `xds-shim probe URL`: one HTTP GET, exit 0 on a 2xx answer. A health check for images
+//! `xds-shim probe URL`: one HTTP GET (or empty POST), exit 0 on a 2xx answer. A health check for images
 //! with no shell and no curl (distroless): compose runs it against the shim's `/readyz`
 //! and, from the same image, Envoy's `/ready`. Plain `http://` over std's blocking
 //! sockets: no runtime, nothing else to ship.
@@ -81,8 +81,17 @@ impl std::fmt::Display for ProbeUrl {
     }
 }
 
-/// GETs `url` within `timeout` (per connect, write and read); `Ok` on a 2xx status.
-pub fn probe(url: &ProbeUrl, timeout: Duration) -> Result<(), ProbeError> {
+/// The request a probe sends: a GET, or an empty POST (Envoy's admin takes only POST for
+/// what changes its state, e.g. `/drain_listeners` from a preStop hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// Sends `method` to `url` within `timeout` (per connect, write and read); `Ok` on a 2xx
+/// status.
+pub fn probe(url: &ProbeUrl, method: Method, timeout: Duration) -> Result<(), ProbeError> {
     let io = |source| ProbeError::Io {
         url: url.to_string(),
         source,
@@ -116,9 +125,17 @@ pub fn probe(url: &ProbeUrl, timeout: Duration) -> Result<(), ProbeError> {
     } else {
         url.host.clone()
     };
+    let request = match method {
+        Method::Get => "GET",
+        Method::Post => "POST",
+    };
+    let length = match method {
+        Method::Get => "",
+        Method::Post => "Content-Length: 0\r\n",
+    };
     write!(
         stream,
-        "GET {} HTTP/1.1\r\nHost: {host}:{}\r\nConnection: close\r\nUser-Agent: xds-shim-probe\r\n\r\n",
+        "{request} {} HTTP/1.1\r\nHost: {host}:{}\r\n{length}Connection: close\r\nUser-Agent: xds-shim-probe\r\n\r\n",
         url.path, url.port
     )
     .map_err(io)?;
