@@ -1,4 +1,4 @@
-//! Admin HTTP: `GET /healthz` (the process serves), `GET /readyz` (every upstream has been
+//! Admin HTTP: `GET /` (an index), `GET /healthz` (the process serves), `GET /readyz` (every upstream has been
 //! answered once), `GET /metrics` (Prometheus text), `GET /status` (HTML),
 //! `GET /status.json` and `GET /http_sd` (Prometheus HTTP service discovery).
 
@@ -22,7 +22,7 @@ use crate::http_sd;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
-use crate::status::StatusReport;
+use crate::status::{ShimInfo, StatusReport};
 use crate::status_html;
 
 /// Everything the admin pages read; cheap to clone per connection.
@@ -32,6 +32,7 @@ pub struct AdminState {
     pub discovery: watch::Receiver<Arc<DiscoveryState>>,
     pub clients: Clients,
     pub metrics: Arc<Metrics>,
+    pub shim: ShimInfo,
 }
 
 /// Accepts connections until shutdown. Open connections are not waited for: admin requests
@@ -68,6 +69,11 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: Shutd
 
 fn route(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => with_type(
+            StatusCode::OK,
+            status_html::index().into_bytes(),
+            "text/html; charset=utf-8",
+        ),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => {
             if state.discovery.borrow().all_resolved_once() {
@@ -110,6 +116,7 @@ fn report(state: &AdminState) -> StatusReport {
     let discovery = Arc::clone(&state.discovery.borrow());
     let last_reload = state.metrics.last_reload();
     StatusReport::new(
+        &state.shim,
         &discovery,
         &snapshot,
         &state.clients.list(),
