@@ -124,7 +124,7 @@ pub fn request(
 
 /// The bootstrap as YAML, with a header comment saying how it was made.
 pub fn render(request: &Request) -> String {
-    let yaml = serde_yaml::to_string(&bootstrap(request))
+    let yaml = serde_norway::to_string(&bootstrap(request))
         .unwrap_or_else(|e| format!("# cannot render: {e}\n"));
     let mut out = String::from(
         "# Envoy bootstrap for dnslb, printed by `xds-shim envoy-bootstrap`.\n\
@@ -492,7 +492,7 @@ mod tests {
         request.xds = xds.parse().unwrap();
         request.xds_tls = tls;
         let yaml = render(&request);
-        let value: Value = serde_yaml::from_str(&yaml).unwrap();
+        let value: Value = serde_norway::from_str(&yaml).unwrap();
         let cluster = &value["static_resources"]["clusters"][0];
         assert_eq!(cluster["name"], XDS_CLUSTER);
         cluster.clone()
