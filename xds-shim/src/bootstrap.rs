@@ -289,7 +289,9 @@ fn route_config(request: &Request) -> Value {
     routes.push(malformed);
     virtual_hosts.push(json!({
         "name": "dnslb",
-        "domains": ["dns+*", "srv+*"],
+        // Envoy's `dns+*` wants at least one character after the `+`: a bare `dns+` is
+        // malformed too (400), not some other authority (404).
+        "domains": ["dns+*", "srv+*", "dns+", "srv+"],
         "routes": routes,
     }));
     let mut other = status_route(request);

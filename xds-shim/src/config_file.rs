@@ -451,10 +451,10 @@ mod tests {
             err.contains("upstreams[0].interval") && err.contains("\"5\""),
             "{err}"
         );
-        let file = parse("upstreams: [dns+a:80, 'dns+b_c:80']\n").unwrap();
+        let file = parse("upstreams: [dns+a:80, 'dns+b..c:80']\n").unwrap();
         let err = upstreams(&file).unwrap_err().to_string();
         assert!(
-            err.contains("upstreams[1]") && err.contains("dns+b_c:80"),
+            err.contains("upstreams[1]") && err.contains("dns+b..c:80"),
             "{err}"
         );
     }
