@@ -83,12 +83,22 @@ fuzz seconds="60":
     done
 
 # End-to-end tests: real Envoy, real xds-shim, loopback DNS server, fake backends.
-e2e: build envoy chromium
+e2e: build envoy chromium prometheus kubernetes-validate
     cargo test -p dnslb-tests --test '*' -- --test-threads 2
 
 # Install headless Chromium (Debian's `chromium`) for the /status page test, if missing.
 chromium:
     @command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# Install kubernetes-validate (PyPI, pinned in the script) into .tools/ if missing, for
+# the Kubernetes manifest tests, and print its version.
+kubernetes-validate:
+    @envoy/k8s/kubernetes-validate.sh --version
+
+# Install Debian's `prometheus` (the server and `promtool`) for the tests that check the
+# shim's /metrics with `promtool check metrics` and scrape its /http_sd, if missing.
+prometheus:
+    @command -v promtool >/dev/null || (apt-get update && apt-get install -y --no-install-recommends prometheus)
 
 # Everything CI runs: lint, unit tests (native and wasm32), end-to-end tests.
 test: lint unit test-wasm e2e

@@ -31,7 +31,7 @@ pub enum AuthorityError {
     #[error("name too long in {0:?}: at most 253 characters")]
     NameTooLong(String),
     #[error("invalid DNS name {name:?}: {why}")]
-    BadName { name: String, why: &'static str },
+    BadName { name: String, why: NameError },
     #[error("srv+ takes no port: {0:?}")]
     SrvWithPort(String),
 }
@@ -56,7 +56,7 @@ fn parse_dns(original: &str, rest: &str) -> Result<Upstream, AuthorityError> {
     let (host, port) = rest
         .rsplit_once(':')
         .ok_or_else(|| AuthorityError::MissingPort(original.to_string()))?;
-    let host = normalize_name(original, host)?;
+    let host = authority_name(original, host)?;
     let port = parse_port(original, port)?;
     Ok(Upstream {
         cluster: format!("dns+{host}:{port}"),
@@ -68,7 +68,7 @@ fn parse_srv(original: &str, rest: &str) -> Result<Upstream, AuthorityError> {
     if rest.contains(':') {
         return Err(AuthorityError::SrvWithPort(original.to_string()));
     }
-    let name = normalize_name(original, rest)?;
+    let name = authority_name(original, rest)?;
     Ok(Upstream {
         cluster: format!("srv+{name}"),
         authority: name,
@@ -90,38 +90,66 @@ fn parse_port(original: &str, port: &str) -> Result<u16, AuthorityError> {
     }
 }
 
-/// Lowercased (by the caller), trailing dot removed, RFC 1123 labels; `_` is
-/// allowed because SRV names (`_http._tcp`) and some internal names use it.
-fn normalize_name(original: &str, name: &str) -> Result<String, AuthorityError> {
-    let name = name.strip_suffix('.').unwrap_or(name);
+/// Why a name is not a usable DNS name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum NameError {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is longer than 253 characters")]
+    TooLong,
+    #[error("it has an empty label")]
+    EmptyLabel,
+    #[error("a label is longer than 63 characters")]
+    LabelTooLong,
+    #[error("a label starts or ends with '-'")]
+    LabelHyphen,
+    #[error("only letters, digits, '-' and '_' are allowed in labels")]
+    BadCharacter,
+}
+
+/// dnslb's one check of a name (the filter's authorities, the shim's upstreams and SNI
+/// names, and the recommended bootstrap's authority regex agree with it): lowercased,
+/// trailing dot removed, RFC 1123 labels, plus `_`, which SRV names (`_http._tcp`) and
+/// internal names (compose services like `my_app`) use.
+pub fn normalize_name(name: &str) -> Result<String, NameError> {
+    let lower = name.to_ascii_lowercase();
+    let name = lower.strip_suffix('.').unwrap_or(&lower);
     if name.is_empty() {
-        return Err(AuthorityError::EmptyName(original.to_string()));
+        return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(AuthorityError::NameTooLong(original.to_string()));
+        return Err(NameError::TooLong);
     }
-    let bad = |why| AuthorityError::BadName {
-        name: name.to_string(),
-        why,
-    };
     for label in name.split('.') {
         if label.is_empty() {
-            return Err(bad("empty label"));
+            return Err(NameError::EmptyLabel);
         }
         if label.len() > MAX_LABEL_LEN {
-            return Err(bad("label longer than 63 characters"));
+            return Err(NameError::LabelTooLong);
         }
         if !label
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         {
-            return Err(bad("only letters, digits, '-' and '_' are allowed"));
+            return Err(NameError::BadCharacter);
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(bad("a label cannot start or end with '-'"));
+            return Err(NameError::LabelHyphen);
         }
     }
     Ok(name.to_string())
+}
+
+/// [`normalize_name`] of the name in `original`, as an authority error.
+fn authority_name(original: &str, name: &str) -> Result<String, AuthorityError> {
+    normalize_name(name).map_err(|why| match why {
+        NameError::Empty => AuthorityError::EmptyName(original.to_string()),
+        NameError::TooLong => AuthorityError::NameTooLong(original.to_string()),
+        why => AuthorityError::BadName {
+            name: name.to_string(),
+            why,
+        },
+    })
 }
 
 /// Splits an absolute-form request target (`http://dns+b.test:8080/x?y`)

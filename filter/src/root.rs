@@ -80,20 +80,6 @@ pub trait RootHost {
     fn random(&mut self, bytes: &mut [u8]) -> Result<(), String>;
 }
 
-/// A stat name for a cluster: stat names take dots as separators, so keep
-/// it flat.
-pub fn flat_stat_name(cluster: &str) -> String {
-    cluster
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
-
-/// The gauge of an upstream's members.
-pub fn members_gauge_name(cluster: &str) -> String {
-    format!("dnslb.upstream_members.{}", flat_stat_name(cluster))
-}
-
 /// Envoy metric ids for the counters, defined once per VM. Requests add to
 /// `pending`; the root context flushes it to Envoy on every tick, which
 /// saves a host call per counter per request (stats lag by ≤ 1 s).
@@ -143,7 +129,8 @@ impl Metrics {
             let id = match self.members.get(cluster) {
                 Some(id) => Some(*id),
                 None => {
-                    let id = host.define_metric(MetricKind::Gauge, &members_gauge_name(cluster));
+                    let id = host
+                        .define_metric(MetricKind::Gauge, &crate::stats::members_gauge(cluster));
                     if let Some(id) = id {
                         self.members.insert(cluster.to_string(), id);
                     }

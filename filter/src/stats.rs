@@ -1,5 +1,6 @@
 //! The filter's counters. The glue defines each as an Envoy metric named
-//! `dnslb.<name>`, visible in `/stats` and `/stats/prometheus`.
+//! `dnslb.<name>`, visible in `/stats` and `/stats/prometheus`; and the stat name of a
+//! dnslb cluster, shared with the shim (its `alt_stat_name`) and the filter's gauges.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
@@ -72,12 +73,80 @@ impl Counter {
     }
 }
 
+/// The stat name of the cluster `cluster` (an upstream spec without scheme): `.` becomes
+/// `~` and `:` becomes `_`, e.g. `dns+backend.test:8080` → `dns+backend~test_8080`,
+/// `srv+_http._tcp.api.test` → `srv+_http~_tcp~api~test`.
+///
+/// Envoy splits stat names on `.` (its default tag extraction would take `dns+backend` as
+/// the cluster and fold `test_8080` into the metric name) and turns `:` into `_`. A spec
+/// never holds `~`, and a `dns+` spec always ends in `:PORT`, so the last `_` of a `dns+`
+/// stat name is the port's: the mapping is one-to-one.
+pub fn stat_name(cluster: &str) -> String {
+    cluster
+        .chars()
+        .map(|c| match c {
+            '.' => '~',
+            ':' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// The prefix of the per-upstream member gauges; the recommended bootstrap's stats tag
+/// [`UPSTREAM_TAG_REGEX`] moves the upstream into the label `envoy_cluster_name`.
+pub const MEMBERS_GAUGE_PREFIX: &str = "dnslb.upstream_members.";
+
+/// The name the root context defines the member gauge of `cluster` under.
+pub fn members_gauge(cluster: &str) -> String {
+    format!("{MEMBERS_GAUGE_PREFIX}{}", stat_name(cluster))
+}
+
+/// Envoy stats tag regex (the first group is cut from the name, the second is the value)
+/// that turns `wasmcustom.dnslb.upstream_members.<stat name>` into
+/// `dnslb_upstream_members{envoy_cluster_name="<stat name>"}`, the label Envoy's own cluster
+/// stats carry.
+pub const UPSTREAM_TAG_REGEX: &str = r"^wasmcustom\.dnslb\.upstream_members(\.([^.]+))$";
+
 #[cfg(test)]
 mod tests {
     use super::*;
     // The same tests run natively and, under Node, compiled to wasm32.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn stat_names_keep_every_spec_apart() {
+        assert_eq!(stat_name("dns+backend.test:8080"), "dns+backend~test_8080");
+        assert_eq!(
+            stat_name("srv+_http._tcp.api.test"),
+            "srv+_http~_tcp~api~test"
+        );
+        let specs = [
+            "dns+a-b.test:80",
+            "dns+a.b.test:80",
+            "dns+a_b.test:80",
+            "dns+a.b-test:80",
+            "dns+a_80:80",
+            "dns+a:8080",
+            "srv+_a._tcp.b",
+            "srv+_a_._tcp.b",
+            "srv+_a._tcp_.b",
+        ];
+        let names: std::collections::HashSet<_> = specs.iter().map(|s| stat_name(s)).collect();
+        assert_eq!(names.len(), specs.len());
+        for name in &names {
+            assert!(!name.contains(['.', ':']), "{name}");
+        }
+    }
+
+    #[test]
+    fn member_gauges_of_a_dash_and_a_dot_differ() {
+        assert_ne!(members_gauge("dns+a-b:80"), members_gauge("dns+a.b:80"));
+        assert_eq!(
+            members_gauge("dns+a.b:80"),
+            "dnslb.upstream_members.dns+a~b_80"
+        );
+    }
 
     #[test]
     fn names_are_distinct_and_indexed() {

@@ -170,6 +170,13 @@ impl Envoy {
         Ok(parse_stats(&self.admin_get(&filter)?).remove(name))
     }
 
+    /// The stat `name` of the dnslb cluster `cluster` (`cluster.<stat name>.<name>`, the
+    /// stat name being the cluster's `alt_stat_name`).
+    pub fn cluster_stat(&self, cluster: &str, name: &str) -> Result<Option<String>> {
+        let stat = dnslb_filter::stats::stat_name(cluster);
+        self.stat(&format!("cluster.{stat}.{name}"))
+    }
+
     /// Polls `/clusters` until `cluster` has exactly the hosts `expected` (in any order).
     pub fn wait_cluster_hosts(
         &self,

@@ -391,3 +391,108 @@ fn the_dockerfile_builds_with_the_commands_ci_runs() {
     );
     assert!(expected.iter().all(|c| c.starts_with("cargo build")));
 }
+
+/// A health check's `["CMD", binary, "probe", url]`, as (binary, url).
+fn probe_check(service: &Value, what: &str) -> (String, String) {
+    let test: Vec<&str> = seq(&service["healthcheck"]["test"], "healthcheck.test")
+        .iter()
+        .map(|a| str(a, "healthcheck.test argument"))
+        .collect();
+    match test.as_slice() {
+        ["CMD", binary, "probe", url] => ((*binary).to_owned(), (*url).to_owned()),
+        other => panic!("{what}'s health check must be [CMD, xds-shim, probe, URL], not {other:?}"),
+    }
+}
+
+#[test]
+fn envoy_waits_for_a_ready_shim_and_both_are_probed_without_a_shell() {
+    let compose = compose();
+    let dockerfile = read(&format!("{DIR}/Dockerfile"));
+    // The shim is healthy once /readyz (every upstream answered) says so, on its admin port.
+    let shim = service(&compose, "xds-shim");
+    let admin = flag_values(&command(shim), "--admin-listen");
+    let admin: SocketAddr = admin[0].parse().unwrap();
+    assert_eq!(
+        probe_check(shim, "xds-shim"),
+        (
+            "/usr/local/bin/xds-shim".to_owned(),
+            format!("http://127.0.0.1:{}/readyz", admin.port())
+        )
+    );
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/xds-shim\"]"));
+
+    // Envoy probes its admin /ready with the xds-shim the filter service copies into the
+    // volume it mounts.
+    let envoy = service(&compose, "envoy");
+    let (binary, url) = probe_check(envoy, "envoy");
+    let config = parse_yaml(
+        "rendered/envoy.yaml",
+        &read(&format!("{DIR}/rendered/envoy.yaml")),
+    );
+    let envoy_admin = config["admin"]["address"]["socket_address"]["port_value"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(url, format!("http://127.0.0.1:{envoy_admin}/ready"));
+    let (volume, mount) = mounts(envoy)
+        .into_iter()
+        .find(|(_, target)| binary.starts_with(&format!("{target}/")))
+        .unwrap_or_else(|| panic!("no envoy mount holds {binary}"));
+    let filter = service(&compose, "filter");
+    assert!(mounts(filter).contains(&(volume, "/out".into())));
+    let file = binary.strip_prefix(&format!("{mount}/")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("\"/dnslb/{file}\", \"/out/\"]")),
+        "the filter stage must copy {file} into /out"
+    );
+
+    assert_eq!(
+        str(
+            &envoy["depends_on"]["xds-shim"]["condition"],
+            "envoy depends_on xds-shim"
+        ),
+        "service_healthy"
+    );
+    // Whatever waits for a service to be healthy waits for one that has a health check.
+    for (name, service) in services(&compose) {
+        for (dependency, how) in service["depends_on"].as_mapping().into_iter().flatten() {
+            if how["condition"] == "service_healthy" {
+                let dependency = str(dependency, "depends_on");
+                assert!(
+                    compose["services"][dependency]["healthcheck"].is_mapping(),
+                    "{name} waits for {dependency} to be healthy, which has no health check"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn images_are_pinned_by_version() {
+    let dockerfile = read(&format!("{DIR}/Dockerfile"));
+    for line in dockerfile.lines().filter(|l| l.starts_with("FROM ")) {
+        let image = line.split_whitespace().nth(1).unwrap();
+        let (name, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+        // distroless publishes no version tags: its `nonroot` variant follows Debian 12.
+        if name.starts_with("gcr.io/distroless/") {
+            assert!(name.ends_with("-debian12"), "{line}");
+            continue;
+        }
+        let version = tag.split('-').next().unwrap();
+        assert!(
+            version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+            "{line}: pin the image by its full version (X.Y.Z)"
+        );
+    }
+    for (name, service) in services(&compose()) {
+        if let Some(image) = service["image"]
+            .as_str()
+            .filter(|_| !service["build"].is_mapping())
+        {
+            let tag = image.rsplit_once(':').map_or("latest", |(_, t)| t);
+            assert!(
+                tag.trim_start_matches('v').split('.').count() == 3,
+                "service {name}: pin {image} by its full version"
+            );
+        }
+    }
+}

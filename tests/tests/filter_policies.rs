@@ -121,10 +121,7 @@ fn a_refusing_member_costs_no_request() {
     // A third of first attempts went to the refusing member and were retried.
     let retries = stack
         .envoy
-        .stat(&format!(
-            "cluster.{}.upstream_rq_retry",
-            cluster.replace(':', "_")
-        ))
+        .cluster_stat(&cluster, "upstream_rq_retry")
         .unwrap()
         .expect("the cluster's retry stat")
         .parse::<u64>()
@@ -147,10 +144,7 @@ fn a_refusing_member_under_load_costs_no_request_with_default_settings() {
     );
     let overflow = stack
         .envoy
-        .stat(&format!(
-            "cluster.{}.upstream_rq_retry_overflow",
-            cluster.replace(':', "_")
-        ))
+        .cluster_stat(&cluster, "upstream_rq_retry_overflow")
         .unwrap();
     assert_eq!(overflow.as_deref(), Some("0"));
 }

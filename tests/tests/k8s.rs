@@ -5,71 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use dnslb_tests::workspace_root;
 use serde_yaml::Value;
+use support::k8s::{
+    args, container, container_port, flag, get, manifests, pod_spec, DIR, NAMESPACE,
+};
 use support::{parse_yaml, parse_yaml_documents, read, seq, str, validate_bootstrap};
-
-const DIR: &str = "envoy/k8s";
-const NAMESPACE: &str = "dnslb";
-
-/// Every document of the kustomization's resources, by `Kind/name`.
-fn manifests() -> BTreeMap<String, Value> {
-    let kustomization = parse_yaml("kustomization", &read(&format!("{DIR}/kustomization.yaml")));
-    let mut all = BTreeMap::new();
-    for file in seq(&kustomization["resources"], "resources") {
-        let file = str(file, "resource");
-        let relative = format!("{DIR}/{file}");
-        for document in parse_yaml_documents(&relative, &read(&relative)) {
-            let key = format!(
-                "{}/{}",
-                str(&document["kind"], "kind"),
-                str(&document["metadata"]["name"], "metadata.name")
-            );
-            assert!(all.insert(key.clone(), document).is_none(), "{key} twice");
-        }
-    }
-    all
-}
-
-fn get<'a>(all: &'a BTreeMap<String, Value>, key: &str) -> &'a Value {
-    all.get(key)
-        .unwrap_or_else(|| panic!("no {key} in {DIR}; have {:?}", all.keys()))
-}
-
-fn pod_spec(deployment: &Value) -> &Value {
-    &deployment["spec"]["template"]["spec"]
-}
-
-fn container<'a>(deployment: &'a Value, name: &str) -> &'a Value {
-    seq(&pod_spec(deployment)["containers"], "containers")
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no container {name}"))
-}
-
-fn args(container: &Value) -> Vec<String> {
-    seq(&container["args"], "args")
-        .iter()
-        .map(|a| str(a, "arg").to_owned())
-        .collect()
-}
-
-fn flag<'a>(args: &'a [String], name: &str) -> Vec<&'a str> {
-    args.iter()
-        .filter_map(|a| a.strip_prefix(&format!("{name}=")))
-        .collect()
-}
-
-/// The container port named `name`.
-fn container_port(container: &Value, name: &str) -> u64 {
-    seq(&container["ports"], "ports")
-        .iter()
-        .find(|p| p["name"] == name)
-        .and_then(|p| p["containerPort"].as_u64())
-        .unwrap_or_else(|| panic!("no container port {name}"))
-}
 
 #[test]
 fn every_manifest_file_is_a_resource_and_namespaced() {
@@ -304,7 +245,7 @@ fn envoy_pod_mounts_what_its_config_reads() {
     let init = &seq(&pod["initContainers"], "initContainers")[0];
     assert_eq!(mount(init, "wasm"), "/out");
     assert!(read("envoy/compose/Dockerfile")
-        .contains(r#"CMD ["cp", "/dnslb/dnslb_filter.wasm", "/out/dnslb_filter.wasm"]"#));
+        .contains(r#"CMD ["cp", "/dnslb/dnslb_filter.wasm", "/dnslb/xds-shim", "/out/"]"#));
     assert!(volume("wasm")["emptyDir"].is_mapping());
     let wasm_dir = mount(envoy, "wasm");
 

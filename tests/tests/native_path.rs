@@ -196,11 +196,9 @@ fn a_dead_member_under_load_loses_no_request_and_is_ejected() {
     );
 
     let stat = |name: &str| -> u64 {
-        // Envoy's stat names carry the cluster name with ':' as '_'.
-        let full = format!("cluster.{}.{name}", cluster.replace(':', "_"));
         stack
             .envoy
-            .stat(&full)
+            .cluster_stat(&cluster, name)
             .unwrap()
             .map_or(0, |v| v.parse().unwrap())
     };

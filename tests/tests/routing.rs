@@ -322,14 +322,13 @@ fn malformed_upstreams_get_400(build: Build) {
     );
 }
 
-/// Envoy's count of requests sent to the cluster (stat names turn ':' into '_').
+/// Envoy's count of requests sent to the cluster.
 fn upstream_requests(stack: &Stack, cluster: &str) -> u64 {
-    let name = format!("cluster.{}.upstream_rq_total", cluster.replace(':', "_"));
     stack
         .envoy
-        .stat(&name)
+        .cluster_stat(cluster, "upstream_rq_total")
         .unwrap()
-        .unwrap_or_else(|| panic!("no stat {name}"))
+        .unwrap_or_else(|| panic!("no upstream_rq_total for {cluster}"))
         .parse()
         .unwrap()
 }

@@ -126,12 +126,11 @@ fn start(certs: &Path, config: &str, ca: &Path, names: &[&str], backend: SocketA
     .unwrap()
 }
 
-/// Envoy's counter `cluster.CLUSTER.ssl.STAT` (Envoy spells ':' as '_' in stat names).
+/// Envoy's counter `ssl.STAT` of the cluster.
 fn ssl_stat(stack: &Stack, cluster: &str, stat: &str) -> u64 {
-    let name = format!("cluster.{}.ssl.{stat}", cluster.replace(':', "_"));
     stack
         .envoy
-        .stat(&name)
+        .cluster_stat(cluster, &format!("ssl.{stat}"))
         .unwrap()
         .map_or(0, |n| n.parse().unwrap())
 }

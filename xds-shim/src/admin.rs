@@ -1,6 +1,6 @@
-//! Admin HTTP: `GET /healthz` (the process serves), `GET /readyz` (every upstream has been
-//! answered once), `GET /metrics` (Prometheus text), `GET /status` (HTML) and
-//! `GET /status.json`.
+//! Admin HTTP: `GET /` (an index), `GET /healthz` (the process serves), `GET /readyz` (every upstream has been
+//! answered once), `GET /metrics` (Prometheus text), `GET /status` (HTML),
+//! `GET /status.json` and `GET /http_sd` (Prometheus HTTP service discovery).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,10 +18,11 @@ use tracing::{debug, warn};
 
 use crate::clients::Clients;
 use crate::discovery::DiscoveryState;
+use crate::http_sd;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
-use crate::status::StatusReport;
+use crate::status::{ShimInfo, StatusReport};
 use crate::status_html;
 
 /// Everything the admin pages read; cheap to clone per connection.
@@ -31,6 +32,7 @@ pub struct AdminState {
     pub discovery: watch::Receiver<Arc<DiscoveryState>>,
     pub clients: Clients,
     pub metrics: Arc<Metrics>,
+    pub shim: ShimInfo,
 }
 
 /// Accepts connections until shutdown. Open connections are not waited for: admin requests
@@ -67,6 +69,11 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: Shutd
 
 fn route(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => with_type(
+            StatusCode::OK,
+            status_html::index().into_bytes(),
+            "text/html; charset=utf-8",
+        ),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => {
             if state.discovery.borrow().all_resolved_once() {
@@ -95,13 +102,11 @@ fn route(request: &Request<Incoming>, state: &AdminState) -> Response<Full<Bytes
                 "text/html; charset=utf-8",
             )
         }
-        (&Method::GET, "/status.json") => match serde_json::to_vec_pretty(&report(state)) {
-            Ok(body) => with_type(StatusCode::OK, body, "application/json"),
-            Err(error) => text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("cannot encode status: {error}\n"),
-            ),
-        },
+        (&Method::GET, "/status.json") => json(serde_json::to_vec_pretty(&report(state))),
+        (&Method::GET, "/http_sd") => {
+            let memberships = state.discovery.borrow().members();
+            json(serde_json::to_vec(&http_sd::target_groups(&memberships)))
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
@@ -111,11 +116,22 @@ fn report(state: &AdminState) -> StatusReport {
     let discovery = Arc::clone(&state.discovery.borrow());
     let last_reload = state.metrics.last_reload();
     StatusReport::new(
+        &state.shim,
         &discovery,
         &snapshot,
         &state.clients.list(),
         last_reload.as_ref(),
     )
+}
+
+fn json(encoded: serde_json::Result<Vec<u8>>) -> Response<Full<Bytes>> {
+    match encoded {
+        Ok(body) => with_type(StatusCode::OK, body, "application/json"),
+        Err(error) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("cannot encode the document: {error}\n"),
+        ),
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

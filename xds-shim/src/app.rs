@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -21,6 +21,7 @@ use crate::reload::{self, Source};
 use crate::resolv_conf;
 use crate::resolve::{BuildError, DnsResolver};
 use crate::shutdown::Shutdown;
+use crate::status::ShimInfo;
 
 /// How long open ADS streams get to close after shutdown before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -45,6 +46,7 @@ pub enum AppError {
 pub async fn run(config: Config, source: Source, mut shutdown: Shutdown) -> Result<(), AppError> {
     // First: until a handler is installed, SIGHUP terminates the process.
     let hangups = reload::hangups();
+    let started_at = SystemTime::now();
     // Bind first: a taken port is reported before any DNS work, and clients that connect
     // during the first round queue in the backlog instead of being refused.
     let xds_listener = bind("xDS", config.xds_listen).await?;
@@ -69,6 +71,11 @@ pub async fn run(config: Config, source: Source, mut shutdown: Shutdown) -> Resu
         discovery: publisher.discovery.subscribe(),
         clients: clients.clone(),
         metrics: Arc::clone(&publisher.metrics),
+        shim: ShimInfo {
+            started_at,
+            nameservers: config.nameservers.clone(),
+            interval: config.interval,
+        },
     };
     let ads = XdsService::new(
         publisher.snapshots.subscribe(),

@@ -148,7 +148,7 @@ pub fn request(
 
 /// The bootstrap as YAML, with a header comment saying how it was made.
 pub fn render(request: &Request) -> String {
-    let yaml = serde_yaml::to_string(&bootstrap(request))
+    let yaml = serde_norway::to_string(&bootstrap(request))
         .unwrap_or_else(|e| format!("# cannot render: {e}\n"));
     let mut out = String::from(
         "# Envoy bootstrap for dnslb, printed by `xds-shim envoy-bootstrap`.\n\
@@ -186,7 +186,7 @@ fn bootstrap(request: &Request) -> Value {
         }));
     }
     network_filters.push(connection_manager(request));
-    json!({
+    let mut bootstrap = json!({
         "node": {
             "id": "dnslb",
             "cluster": "dnslb",
@@ -209,7 +209,18 @@ fn bootstrap(request: &Request) -> Value {
             }],
             "clusters": [xds_cluster(request.xds, request.xds_tls.as_ref())],
         },
-    })
+    });
+    if matches!(request.build, Some(FilterBuild::Wasm(_))) {
+        // The wasm filter's per-upstream gauge carries its upstream as a label, as Envoy's
+        // cluster stats do (the clusters' dot-free alt_stat_name needs no tag of its own).
+        bootstrap["stats_config"] = json!({
+            "stats_tags": [{
+                "tag_name": "envoy.cluster_name",
+                "regex": dnslb_filter::stats::UPSTREAM_TAG_REGEX,
+            }],
+        });
+    }
+    bootstrap
 }
 
 /// The wasm filter's cookie routes name the session's member in `x-dnslb-endpoint`, which
@@ -344,7 +355,9 @@ fn route_config(request: &Request) -> Value {
     routes.push(malformed);
     virtual_hosts.push(json!({
         "name": "dnslb",
-        "domains": ["dns+*", "srv+*"],
+        // Envoy's `dns+*` wants at least one character after the `+`: a bare `dns+` is
+        // malformed too (400), not some other authority (404).
+        "domains": ["dns+*", "srv+*", "dns+", "srv+"],
         "routes": routes,
     }));
     let mut other = status_route(request);

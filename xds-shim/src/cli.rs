@@ -176,6 +176,23 @@ pub enum Command {
     /// routes, rewrites, balances and retries natively; the dnslb filter runs only where it
     /// adds something (cookie affinity, its status path).
     EnvoyBootstrap(Box<BootstrapArgs>),
+    /// GET URL (http:// only) and exit 0 on a 2xx answer, else 1 with one line saying why:
+    /// a health check for images with no shell (the shim's /readyz, Envoy's /ready).
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// `http://HOST[:PORT][/PATH]`.
+    #[arg(value_name = "URL")]
+    pub url: crate::probe::ProbeUrl,
+    /// Send an empty POST instead of a GET (Envoy's admin `/drain_listeners`, from a
+    /// preStop hook).
+    #[arg(long)]
+    pub post: bool,
+    /// How long connecting, sending and reading may each take.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -126,7 +126,7 @@ impl Config {
                 LogFormat::Json => "json",
             },
         };
-        serde_yaml::to_string(&effective).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        serde_norway::to_string(&effective).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 

@@ -55,7 +55,7 @@ pub struct FileConfig {
     /// Each a spec string or an [`UpstreamDto`] mapping; checked in [`upstreams`] so errors
     /// name the entry.
     #[serde(default)]
-    pub upstreams: Vec<serde_yaml::Value>,
+    pub upstreams: Vec<serde_norway::Value>,
     pub nameservers: Option<Vec<String>>,
     pub interval: Option<String>,
     pub drain: Option<String>,
@@ -86,7 +86,7 @@ pub struct UpstreamDto {
     pub lb_policy: Option<LbPolicy>,
     pub health_check: Option<HealthCheckDto>,
     /// A [`TlsDto`], checked on its own so errors name `upstreams[i].tls`.
-    pub tls: Option<serde_yaml::Value>,
+    pub tls: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,12 +103,14 @@ pub struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Text(match serde_yaml::Value::deserialize(deserializer)? {
-            serde_yaml::Value::String(s) => s,
-            serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::Bool(b) => b.to_string(),
-            other => format!("{other:?}"),
-        }))
+        Ok(Text(
+            match serde_norway::Value::deserialize(deserializer)? {
+                serde_norway::Value::String(s) => s,
+                serde_norway::Value::Number(n) => n.to_string(),
+                serde_norway::Value::Bool(b) => b.to_string(),
+                other => format!("{other:?}"),
+            },
+        ))
     }
 }
 
@@ -183,7 +185,7 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_yaml::from_str(text).map_err(|e| e.to_string())
+    serde_norway::from_str(text).map_err(|e| e.to_string())
 }
 
 /// The upstreams with their settings, each checked (`upstreams[i].key`).
@@ -192,11 +194,11 @@ pub fn upstreams(file: &FileConfig) -> Result<Vec<(Upstream, UpstreamSettings)>,
         .iter()
         .enumerate()
         .map(|(i, entry)| match entry {
-            serde_yaml::Value::String(spec) => {
+            serde_norway::Value::String(spec) => {
                 Ok((parse_spec(i, spec)?, UpstreamSettings::default()))
             }
             mapping => {
-                let dto: UpstreamDto = serde_yaml::from_value(mapping.clone()).map_err(|e| {
+                let dto: UpstreamDto = serde_norway::from_value(mapping.clone()).map_err(|e| {
                     FileError::invalid(format!("upstreams[{i}]"), &one_line(mapping), e)
                 })?;
                 let upstream = parse_spec(i, &dto.spec)?;
@@ -245,7 +247,7 @@ pub fn upstreams(file: &FileConfig) -> Result<Vec<(Upstream, UpstreamSettings)>,
 fn tls_settings(
     i: usize,
     upstream: &Upstream,
-    value: &serde_yaml::Value,
+    value: &serde_norway::Value,
 ) -> Result<TlsSettings, FileError> {
     let key = format!("upstreams[{i}].tls");
     if !upstream.tls() {
@@ -253,7 +255,7 @@ fn tls_settings(
             format!("TLS settings need an https:// upstream; did you mean https://{upstream}?");
         return Err(FileError::invalid(key, &one_line(value), why));
     }
-    let dto: TlsDto = serde_yaml::from_value(value.clone())
+    let dto: TlsDto = serde_norway::from_value(value.clone())
         .map_err(|e| FileError::invalid(&key, &one_line(value), e))?;
     Ok(TlsSettings {
         ca_file: optional(&format!("{key}.ca_file"), dto.ca_file, parse_ca_file)?,
@@ -306,8 +308,8 @@ pub fn parse_sni(name: &str) -> Result<String, SniError> {
 }
 
 /// A YAML value on one line, for error messages: `{ca_file: /x, sni: a}`.
-fn one_line(value: &serde_yaml::Value) -> String {
-    use serde_yaml::Value;
+fn one_line(value: &serde_norway::Value) -> String {
+    use serde_norway::Value;
     let join = |items: Vec<String>| items.join(", ");
     match value {
         Value::Null => "~".to_string(),
@@ -449,10 +451,10 @@ mod tests {
             err.contains("upstreams[0].interval") && err.contains("\"5\""),
             "{err}"
         );
-        let file = parse("upstreams: [dns+a:80, 'dns+b_c:80']\n").unwrap();
+        let file = parse("upstreams: [dns+a:80, 'dns+b..c:80']\n").unwrap();
         let err = upstreams(&file).unwrap_err().to_string();
         assert!(
-            err.contains("upstreams[1]") && err.contains("dns+b_c:80"),
+            err.contains("upstreams[1]") && err.contains("dns+b..c:80"),
             "{err}"
         );
     }

@@ -8,13 +8,27 @@ use tracing::{error, info};
 use xds_shim::cli::{Cli, Command};
 use xds_shim::config::Config;
 use xds_shim::reload::Source;
-use xds_shim::{app, bootstrap, logging, shutdown};
+use xds_shim::{app, bootstrap, logging, probe, shutdown};
 
 fn main() -> ExitCode {
     let (config, source) = match configure() {
         Ok(Setup::Bootstrap(yaml)) => {
             print!("{yaml}");
             return ExitCode::SUCCESS;
+        }
+        Ok(Setup::Probe(args)) => {
+            let method = if args.post {
+                probe::Method::Post
+            } else {
+                probe::Method::Get
+            };
+            return match probe::probe(&args.url, method, args.timeout) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("probe failed: {err}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Ok(Setup::Run(Some(Command::Check), config, _)) => {
             print!("{}", config.to_yaml());
@@ -74,6 +88,8 @@ fn main() -> ExitCode {
 enum Setup {
     /// `envoy-bootstrap`: the YAML to print.
     Bootstrap(String),
+    /// `probe`: one GET, before any configuration is read.
+    Probe(xds_shim::cli::ProbeArgs),
     /// Run the shim, or `check` its configuration; the source is reread on SIGHUP.
     Run(Option<Command>, Box<Config>, Box<Source>),
 }
@@ -94,6 +110,9 @@ fn configure() -> Result<Setup, Box<dyn std::error::Error>> {
             args.xds_tls(),
         )?;
         return Ok(Setup::Bootstrap(bootstrap::render(&request)));
+    }
+    if let Some(Command::Probe(args)) = cli.command.take_if(|c| matches!(c, Command::Probe(_))) {
+        return Ok(Setup::Probe(args));
     }
     let command = cli.command.take();
     // Start and reload merge the file with the flags the same way.

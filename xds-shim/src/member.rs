@@ -51,6 +51,15 @@ pub fn from_srv(records: &[SrvRecord], targets: &BTreeMap<String, Vec<IpAddr>>) 
     }))
 }
 
+/// Envoy priority levels by SRV priority value: the ranks of the distinct values (lowest
+/// value = level 0), so `10, 20` and `0, 1` give the same levels. What the cluster's
+/// localities, `/status` and `/http_sd` show.
+pub fn priority_levels<'a>(members: impl IntoIterator<Item = &'a Member>) -> BTreeMap<u16, u32> {
+    let priorities: std::collections::BTreeSet<u16> =
+        members.into_iter().map(|m| m.priority).collect();
+    priorities.into_iter().zip(0u32..).collect()
+}
+
 /// One member per address (lowest priority, then highest weight wins), sorted by
 /// (priority, address) so equal answers give equal bytes.
 pub fn canonical(members: impl Iterator<Item = Member>) -> Vec<Member> {

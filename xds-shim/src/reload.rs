@@ -99,8 +99,9 @@ pub fn plan(running: &Config, loaded: &Config) -> Plan {
 
 /// The top-level keys whose effective values differ between `a` and `b`.
 fn differing_keys(a: &Config, b: &Config) -> Vec<String> {
-    let keys =
-        |c: &Config| serde_yaml::from_str::<serde_yaml::Mapping>(&c.to_yaml()).unwrap_or_default();
+    let keys = |c: &Config| {
+        serde_norway::from_str::<serde_norway::Mapping>(&c.to_yaml()).unwrap_or_default()
+    };
     let (a, b) = (keys(a), keys(b));
     a.iter()
         .filter(|(key, value)| b.get(*key) != Some(*value))

@@ -1,7 +1,6 @@
 //! Envoy resources for one upstream: an EDS `Cluster` and its `ClusterLoadAssignment`.
 //! Pure functions of their inputs, so equal inputs encode to equal bytes.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::circuit_breakers::thresholds::RetryBudget as ProtoRetryBudget;
@@ -109,6 +108,9 @@ pub fn cluster(
     Cluster {
         transport_socket: tls.map(transport_socket),
         name: name.to_string(),
+        // Envoy splits stat names on dots: a dot-free name keeps the cluster whole in the
+        // `envoy_cluster_name` label, with Envoy's default tags, in any bootstrap.
+        alt_stat_name: dnslb_filter::stats::stat_name(name),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
             eds_config: Some(eds_config(source)),
@@ -338,13 +340,11 @@ fn single_policy(
 /// encoding, and hence the version, is deterministic.
 pub fn load_assignment(cluster_name: &str, members: &[Member]) -> ClusterLoadAssignment {
     let authority = backend_authority(cluster_name);
-    let priorities: BTreeSet<u16> = members.iter().map(|m| m.priority).collect();
-    let endpoints = priorities
-        .iter()
-        .zip(0u32..)
+    let endpoints = crate::member::priority_levels(members)
+        .into_iter()
         .map(|(priority, level)| {
             let mut at_level: Vec<&Member> =
-                members.iter().filter(|m| m.priority == *priority).collect();
+                members.iter().filter(|m| m.priority == priority).collect();
             at_level.sort_unstable_by_key(|m| m.addr);
             LocalityLbEndpoints {
                 lb_endpoints: at_level
@@ -415,7 +415,20 @@ mod tests {
             None,
         )
     }
+
     use prost::Message;
+
+    #[test]
+    fn clusters_have_a_dot_free_stat_name() {
+        let c = cluster(
+            "srv+_http._tcp.api.test",
+            EdsSource::Ads,
+            Balancing::Native,
+            &UpstreamSettings::default(),
+            None,
+        );
+        assert_eq!(c.alt_stat_name, "srv+_http~_tcp~api~test");
+    }
 
     #[test]
     fn cluster_uses_ads_eds_and_override_host() {

@@ -512,7 +512,7 @@ mod tests {
             "e3b0c44298fc1c14" // sha256("")
         );
         let one = Snapshot::build(members(&[("dns+a.test:80", "a.test", &["10.0.0.1:80"])]));
-        assert_eq!(one.version(ResourceType::Cluster), "1c0e597648088747");
+        assert_eq!(one.version(ResourceType::Cluster), "a8a0fcac82689527");
         assert_eq!(one.version(ResourceType::Endpoint), "2ebb7b0794f06f7f");
     }
 

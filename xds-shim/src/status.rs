@@ -1,18 +1,44 @@
 //! The `/status.json` document: what the shim serves, how discovery is going, and who is
 //! connected. Pure; `/status` renders the same report as HTML (`status_html`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::clients::ClientInfo;
 use crate::discovery::{DiscoveryState, Outcome};
+use crate::member::priority_levels;
 use crate::metrics::LastReload;
 use crate::snapshot::{EdsSource, ResourceType, Snapshot};
+
+/// What the running shim is: fixed at start, handed to the admin server.
+#[derive(Debug, Clone)]
+pub struct ShimInfo {
+    pub started_at: SystemTime,
+    /// Empty: the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+    /// The default interval the shim started with (a reload may change it).
+    pub interval: Duration,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShimReport {
+    /// `0.1.0 (commit abcdef123456)`, as `xds-shim -V` says.
+    pub version: &'static str,
+    pub started_at_unix_ms: u64,
+    /// `IP:PORT` each; empty for the system resolver.
+    pub nameservers: Vec<String>,
+    /// The default re-resolution interval at start.
+    pub start_interval_ms: u64,
+    /// How long an address gone from DNS drains (now in force).
+    pub drain_ms: u64,
+}
 
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
     pub generated_at_unix_ms: u64,
+    pub shim: ShimReport,
     pub versions: Versions,
     pub connected_streams: usize,
     pub upstreams: Vec<UpstreamReport>,
@@ -89,6 +115,8 @@ pub struct MemberReport {
     pub hostname: String,
     /// The SRV priority value (0 for A records).
     pub priority: u16,
+    /// Envoy's priority level: the rank of `priority` among the upstream's members.
+    pub level: u32,
     /// The SRV weight; absent for A records.
     pub weight: Option<u16>,
     pub draining: bool,
@@ -108,6 +136,7 @@ pub struct ResolutionReport {
 
 impl StatusReport {
     pub fn new(
+        shim: &ShimInfo,
         discovery: &DiscoveryState,
         snapshot: &Snapshot,
         clients: &[ClientInfo],
@@ -115,7 +144,18 @@ impl StatusReport {
     ) -> Self {
         let upstreams = discovery
             .upstreams()
-            .map(|state| UpstreamReport {
+            .map(|state| {
+                (
+                    state,
+                    priority_levels(
+                        state
+                            .members
+                            .iter()
+                            .chain(state.draining.iter().map(|d| &d.member)),
+                    ),
+                )
+            })
+            .map(|(state, levels)| UpstreamReport {
                 cluster: state.upstream.cluster_name(),
                 host: state.upstream.host().to_string(),
                 endpoints: state.members.iter().map(|m| m.addr.to_string()).collect(),
@@ -128,6 +168,7 @@ impl StatusReport {
                         address: m.addr.to_string(),
                         hostname: m.hostname.clone(),
                         priority: m.priority,
+                        level: levels.get(&m.priority).copied().unwrap_or(0),
                         weight: m.weight,
                         draining: until.is_some(),
                         drain_until_unix_ms: until.map(unix_ms),
@@ -157,6 +198,13 @@ impl StatusReport {
         };
         StatusReport {
             generated_at_unix_ms: unix_ms(SystemTime::now()),
+            shim: ShimReport {
+                version: crate::VERSION,
+                started_at_unix_ms: unix_ms(shim.started_at),
+                nameservers: shim.nameservers.iter().map(|n| n.to_string()).collect(),
+                start_interval_ms: millis(shim.interval),
+                drain_ms: millis(discovery.policy().drain),
+            },
             connected_streams: clients.len(),
             clients: clients.iter().map(client_report).collect(),
             versions: Versions {
@@ -194,6 +242,10 @@ fn client_report(info: &ClientInfo) -> ClientReport {
             at_unix_ms: unix_ms(n.at),
         }),
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unix_ms(at: SystemTime) -> u64 {
@@ -239,7 +291,12 @@ mod tests {
             error: Some("config key interval: invalid value \"soon\"".into()),
             restart_required: vec![],
         };
-        let report = StatusReport::new(&state, &snapshot, &[client], Some(&reload));
+        let shim = ShimInfo {
+            started_at: at,
+            nameservers: vec!["127.0.0.1:53".parse().unwrap()],
+            interval: Duration::from_secs(5),
+        };
+        let report = StatusReport::new(&shim, &state, &snapshot, &[client], Some(&reload));
         let json = serde_json::to_value(report).unwrap();
         assert_eq!(json["last_reload"]["result"], "error");
         assert_eq!(json["last_reload"]["at_unix_ms"], 1_500);
@@ -248,6 +305,9 @@ mod tests {
             .unwrap()
             .contains("soon"));
 
+        assert_eq!(json["shim"]["version"], crate::VERSION);
+        assert_eq!(json["shim"]["nameservers"][0], "127.0.0.1:53");
+        assert_eq!(json["shim"]["start_interval_ms"], 5_000);
         assert_eq!(json["connected_streams"], 1);
         assert_eq!(json["clients"][0]["node"], "envoy-1");
         assert_eq!(json["clients"][0]["acked"]["CDS"], "v1");

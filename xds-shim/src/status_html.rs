@@ -1,25 +1,58 @@
-//! `/status`: the status report as one HTML page a person reads at a glance. Pure; no
-//! scripts, so it shows the same in a browser, `curl` or a headless dump.
+//! `/status`: the status report as one HTML page a person reads at a glance, and the
+//! index at `/`. Pure; no scripts (the page reloads itself with a meta refresh), so it
+//! shows the same in a browser, `curl` or a headless dump.
 
 use std::fmt::Write;
 
 use crate::status::{ResolutionReport, StatusReport, UpstreamReport};
+
+/// Seconds between the page's own reloads.
+pub const REFRESH_SECONDS: u32 = 5;
+
+const LINKS: &str =
+    "<a href=\"/status.json\">/status.json</a> · <a href=\"/metrics\">/metrics</a> · \
+<a href=\"/http_sd\">/http_sd</a> · <a href=\"/readyz\">/readyz</a>";
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em}\
 table{border-collapse:collapse;margin:.3em 0 1.2em}\
 td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}\
 .bad{color:#b00;font-weight:bold}.warn{color:#a60}.ok{color:#070}";
 
+/// `/`: what the admin port serves.
+pub fn index() -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>xds-shim</title>\
+         <style>{STYLE}</style></head><body><h1>xds-shim</h1><p>{}</p>\
+         <p><a href=\"/status\">/status</a> · {LINKS} · <a href=\"/healthz\">/healthz</a></p>\
+         </body></html>\n",
+        esc(crate::VERSION)
+    )
+}
+
 pub fn render(report: &StatusReport) -> String {
     let now = report.generated_at_unix_ms;
+    let shim = &report.shim;
+    let nameservers = if shim.nameservers.is_empty() {
+        "the system resolver".to_string()
+    } else {
+        esc(&shim.nameservers.join(", "))
+    };
     let mut out = String::new();
     let _ = write!(
         out,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>xds-shim status</title>\
-         <style>{STYLE}</style></head><body><h1>xds-shim</h1>\
+        "<!doctype html><html><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\"><title>xds-shim status</title>\
+         <style>{STYLE}</style></head><body><h1>xds-shim</h1><p>{LINKS}</p>\
+         <p id=\"shim\">{} · up {} · interval {} at start · nameservers: {nameservers} · \
+         drain {} · this page reloads every {REFRESH_SECONDS} s</p>{}\
          <p>CDS version <code id=\"cds-version\">{}</code> (plain CDS <code>{}</code>, \
          plain Delta CDS <code>{}</code>) · EDS version \
          <code id=\"eds-version\">{}</code> · {} connected stream(s)</p><h2>Upstreams</h2>",
+        esc(shim.version),
+        age(now, shim.started_at_unix_ms),
+        millis(shim.start_interval_ms),
+        millis(shim.drain_ms),
+        summary(report),
         esc(&report.versions.clusters),
         esc(&report.versions.plain_clusters),
         esc(&report.versions.plain_delta_clusters),
@@ -76,6 +109,43 @@ pub fn render(report: &StatusReport) -> String {
     out
 }
 
+/// `4 upstreams: 1 stale, 1 empty, 1 not resolved yet · 2 endpoints draining`, the
+/// counts at zero left out.
+fn summary(report: &StatusReport) -> String {
+    let upstreams = &report.upstreams;
+    let resolved = |u: &&UpstreamReport| u.last_success_unix_ms.is_some();
+    let count = |f: &dyn Fn(&&UpstreamReport) -> bool| upstreams.iter().filter(f).count();
+    let problems: Vec<String> = [
+        (
+            count(&|u| resolved(u) && u.stale_since_unix_ms.is_some()),
+            "stale",
+        ),
+        (count(&|u| resolved(u) && u.endpoints.is_empty()), "empty"),
+        (count(&|u| !resolved(u)), "not resolved yet"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("<span class=\"warn\">{n} {what}</span>"))
+    .collect();
+    let draining: usize = upstreams
+        .iter()
+        .map(|u| u.members.iter().filter(|m| m.draining).count())
+        .sum();
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let mut line = format!(
+        "{} upstream{}: {}",
+        upstreams.len(),
+        plural(upstreams.len()),
+        if problems.is_empty() {
+            "<span class=\"ok\">all in DNS</span>".to_string()
+        } else {
+            problems.join(", ")
+        }
+    );
+    let _ = write!(line, " · {draining} endpoint{} draining", plural(draining));
+    format!("<p id=\"summary\">{line}</p>")
+}
+
 fn upstream_section(out: &mut String, upstream: &UpstreamReport, now: u64) {
     let _ = write!(
         out,
@@ -83,6 +153,11 @@ fn upstream_section(out: &mut String, upstream: &UpstreamReport, now: u64) {
         esc(&upstream.cluster),
         resolution(upstream.last_resolution.as_ref(), now)
     );
+    // Stale means "serving the last good answer": an upstream never resolved has none.
+    if upstream.last_success_unix_ms.is_none() {
+        out.push_str(" · <span class=\"warn\">not resolved yet</span></p>");
+        return;
+    }
     if let Some(since) = upstream.stale_since_unix_ms {
         let _ = write!(
             out,
@@ -116,8 +191,8 @@ fn upstream_section(out: &mut String, upstream: &UpstreamReport, now: u64) {
         return;
     }
     out.push_str(
-        "<table class=\"endpoints\"><tr><th>endpoint</th><th>hostname</th><th>priority</th>\
-         <th>weight</th><th>state</th></tr>",
+        "<table class=\"endpoints\"><tr><th>endpoint</th><th>hostname</th>\
+         <th>level</th><th>weight</th><th>state</th></tr>",
     );
     for m in &upstream.members {
         let state = match m.drain_until_unix_ms {
@@ -125,15 +200,22 @@ fn upstream_section(out: &mut String, upstream: &UpstreamReport, now: u64) {
                 "<span class=\"warn\">DRAINING</span> ({} left)",
                 age(until, now)
             ),
-            None => "<span class=\"ok\">serving</span>".to_string(),
+            // The shim knows DNS, not whether the backend answers: Envoy's health does.
+            None => "<span class=\"ok\">in DNS</span>".to_string(),
         };
-        let weight = m.weight.map_or("-".to_string(), |w| w.to_string());
+        // SRV rows: Envoy's level, as Envoy and the filter's status show it.
+        let (weight, level) = match m.weight {
+            Some(w) => (
+                w.to_string(),
+                format!("<td title=\"SRV priority {}\">{}</td>", m.priority, m.level),
+            ),
+            None => ("-".to_string(), format!("<td>{}</td>", m.level)),
+        };
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{weight}</td><td>{state}</td></tr>",
+            "<tr><td>{}</td><td>{}</td>{level}<td>{weight}</td><td>{state}</td></tr>",
             esc(&m.address),
             esc(&m.hostname),
-            m.priority
         );
     }
     out.push_str("</table>");
@@ -153,13 +235,26 @@ fn resolution(last: Option<&ResolutionReport>, now: u64) -> String {
     }
 }
 
+/// A duration in milliseconds as `500 ms`, `5 s`, `1.5 s`.
+fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 /// `later - earlier` as `1.2 s` / `3 min`.
 fn age(later: u64, earlier: u64) -> String {
     let ms = later.saturating_sub(earlier);
     if ms < 60_000 {
         format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
+    } else if ms < 3_600_000 {
         format!("{} min", ms / 60_000)
+    } else {
+        format!("{:.1} h", ms as f64 / 3_600_000.0)
     }
 }
 
@@ -181,12 +276,41 @@ fn esc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{MemberReport, ReloadReport, Versions};
+    use crate::status::{MemberReport, ReloadReport, ShimReport, Versions};
 
-    #[test]
-    fn shows_members_drain_stale_and_escapes() {
-        let report = StatusReport {
-            generated_at_unix_ms: 10_000,
+    fn upstream(cluster: &str, members: Vec<MemberReport>) -> UpstreamReport {
+        UpstreamReport {
+            cluster: cluster.into(),
+            host: cluster.into(),
+            endpoints: members
+                .iter()
+                .filter(|m| !m.draining)
+                .map(|m| m.address.clone())
+                .collect(),
+            members,
+            last_resolution: Some(ResolutionReport {
+                at_unix_ms: 9_000,
+                result: "ok",
+                error: None,
+            }),
+            last_success_unix_ms: Some(9_000),
+            stale_since_unix_ms: None,
+            empty_answers: 0,
+            capped_from: None,
+            removed_at_unix_ms: None,
+        }
+    }
+
+    fn report(upstreams: Vec<UpstreamReport>) -> StatusReport {
+        StatusReport {
+            generated_at_unix_ms: 7_210_000,
+            shim: ShimReport {
+                version: "0.1.0 (commit abc)",
+                started_at_unix_ms: 10_000,
+                nameservers: vec![],
+                start_interval_ms: 5_000,
+                drain_ms: 1_500,
+            },
             versions: Versions {
                 clusters: "c1".into(),
                 plain_clusters: "c2".into(),
@@ -194,6 +318,73 @@ mod tests {
                 endpoints: "e1".into(),
             },
             connected_streams: 0,
+            upstreams,
+            clients: vec![],
+            last_reload: None,
+        }
+    }
+
+    #[test]
+    fn summary_settings_refresh_and_links() {
+        let member = |address: &str, draining| MemberReport {
+            address: address.into(),
+            hostname: "a.test".into(),
+            priority: 0,
+            level: 0,
+            weight: None,
+            draining,
+            drain_until_unix_ms: draining.then_some(7_211_000),
+        };
+        let ok = upstream("dns+a.test:80", vec![member("10.0.0.1:80", false)]);
+        let stale = UpstreamReport {
+            stale_since_unix_ms: Some(9_500),
+            ..upstream("dns+b.test:80", vec![member("10.0.0.2:80", false)])
+        };
+        let empty = upstream(
+            "dns+c.test:80",
+            vec![member("10.0.0.3:80", true), member("10.0.0.4:80", true)],
+        );
+        let never = UpstreamReport {
+            last_success_unix_ms: None,
+            stale_since_unix_ms: Some(9_000),
+            last_resolution: Some(ResolutionReport {
+                at_unix_ms: 9_000,
+                result: "servfail",
+                error: None,
+            }),
+            ..upstream("dns+d.test:80", vec![])
+        };
+        let html = render(&report(vec![ok, stale, empty, never]));
+        for needle in [
+            "<p id=\"summary\">4 upstreams: <span class=\"warn\">1 stale</span>, \
+             <span class=\"warn\">1 empty</span>, <span class=\"warn\">1 not resolved yet</span> \
+             · 2 endpoints draining</p>",
+            "<meta http-equiv=\"refresh\" content=\"5\">",
+            "<a href=\"/status.json\">",
+            "<a href=\"/metrics\">",
+            "<a href=\"/http_sd\">",
+            "0.1.0 (commit abc) · up 2.0 h · interval 5 s at start · \
+             nameservers: the system resolver · drain 1.5 s",
+            "<td>10.0.0.1:80</td><td>a.test</td><td>0</td><td>-</td>\
+             <td><span class=\"ok\">in DNS</span></td>",
+            "servfail</span> 2.0 h ago · <span class=\"warn\">not resolved yet</span></p>",
+        ] {
+            assert!(html.contains(needle), "{needle} not in {html}");
+        }
+        assert_eq!(html.matches("STALE").count(), 1, "{html}");
+        let all_fine = render(&report(vec![upstream(
+            "dns+a.test:80",
+            vec![member("10.0.0.1:80", false)],
+        )]));
+        assert!(all_fine
+            .contains("1 upstream: <span class=\"ok\">all in DNS</span> · 0 endpoints draining"));
+        assert!(index().contains("<a href=\"/status\">/status</a>"));
+    }
+
+    #[test]
+    fn shows_members_drain_stale_and_escapes() {
+        let report = StatusReport {
+            generated_at_unix_ms: 10_000,
             upstreams: vec![UpstreamReport {
                 cluster: "srv+_h._tcp.a.test".into(),
                 host: "_h._tcp.a.test".into(),
@@ -203,6 +394,7 @@ mod tests {
                         address: "10.0.0.1:80".into(),
                         hostname: "a.test".into(),
                         priority: 10,
+                        level: 0,
                         weight: Some(5),
                         draining: false,
                         drain_until_unix_ms: None,
@@ -211,7 +403,8 @@ mod tests {
                         address: "10.0.0.2:80".into(),
                         hostname: "<b>".into(),
                         priority: 20,
-                        weight: None,
+                        level: 1,
+                        weight: Some(0),
                         draining: true,
                         drain_until_unix_ms: Some(40_000),
                     },
@@ -227,20 +420,21 @@ mod tests {
                 capped_from: None,
                 removed_at_unix_ms: Some(9_000),
             }],
-            clients: vec![],
             last_reload: Some(ReloadReport {
                 at_unix_ms: 4_000,
                 result: "error",
                 error: Some("config key interval: invalid value \"<soon>\"".into()),
                 restart_required: vec![],
             }),
+            ..report(vec![])
         };
         let html = render(&report);
         for needle in [
             "srv+_h._tcp.a.test",
             "servfail</span> 2.0 s ago",
             "STALE for 5.0 s",
-            "<td>10.0.0.1:80</td><td>a.test</td><td>10</td><td>5</td>",
+            "<td>10.0.0.1:80</td><td>a.test</td><td title=\"SRV priority 10\">0</td><td>5</td>",
+            "<td title=\"SRV priority 20\">1</td><td>0</td>",
             "DRAINING</span> (30.0 s left)",
             "removed from the configuration 1.0 s ago",
             "reload 6.0 s ago: <span class=\"bad\">error: config key interval: invalid value &quot;&lt;soon&gt;&quot;",

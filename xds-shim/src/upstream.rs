@@ -74,21 +74,8 @@ pub enum SpecError {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HostError {
-    #[error("it is empty")]
-    Empty,
-    #[error("it is longer than 253 characters")]
-    TooLong,
-    #[error("it has an empty label")]
-    EmptyLabel,
-    #[error("a label is longer than 63 characters")]
-    LabelTooLong,
-    #[error("a label starts or ends with '-'")]
-    LabelHyphen,
-    #[error("only letters, digits, '-' and '.' are allowed ('_' too in srv+ names)")]
-    BadCharacter,
-}
+/// Why a host is not a valid DNS name: the filter's, so both accept the same names.
+pub use dnslb_filter::authority::NameError as HostError;
 
 impl FromStr for Upstream {
     type Err = SpecError;
@@ -101,7 +88,7 @@ impl FromStr for Upstream {
             None => (false, lower),
         };
         if let Some(name) = lower.strip_prefix("srv+") {
-            let name = normalize_name(name, true).map_err(|why| SpecError::BadHost {
+            let name = normalize_host(name).map_err(|why| SpecError::BadHost {
                 spec: owned(),
                 host: name.to_string(),
                 why,
@@ -138,40 +125,12 @@ fn parse_port(port: &str) -> Option<u16> {
     port.parse::<u16>().ok().filter(|p| *p != 0)
 }
 
-/// Validates a DNS host name (RFC 1123 labels) and returns it lowercased without the
-/// trailing root dot, so `Backend.Test.` and `backend.test` name the same cluster.
+/// Validates a DNS host name and returns it lowercased without the trailing root dot, so
+/// `Backend.Test.` and `backend.test` name the same cluster. The filter's check
+/// ([`dnslb_filter::authority::normalize_name`]): an upstream the shim accepts is one the
+/// filter and the bootstrap's authority regex accept, and the other way round.
 pub fn normalize_host(host: &str) -> Result<String, HostError> {
-    normalize_name(host, false)
-}
-
-/// As [`normalize_host`]; `underscores` admits `_` in labels, as SRV owner names use
-/// (`_http._tcp.api.test`, RFC 2782) and some SRV targets carry.
-pub fn normalize_name(host: &str, underscores: bool) -> Result<String, HostError> {
-    let host = host.to_ascii_lowercase();
-    let host = host.strip_suffix('.').unwrap_or(&host);
-    if host.is_empty() {
-        return Err(HostError::Empty);
-    }
-    if host.len() > 253 {
-        return Err(HostError::TooLong);
-    }
-    for label in host.split('.') {
-        if label.is_empty() {
-            return Err(HostError::EmptyLabel);
-        }
-        if label.len() > 63 {
-            return Err(HostError::LabelTooLong);
-        }
-        if !label.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (underscores && b == b'_')
-        }) {
-            return Err(HostError::BadCharacter);
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(HostError::LabelHyphen);
-        }
-    }
-    Ok(host.to_string())
+    dnslb_filter::authority::normalize_name(host)
 }
 
 #[cfg(test)]
@@ -202,6 +161,11 @@ mod tests {
         );
         assert_eq!("dns+a-1.b2:1".parse::<Upstream>(), Ok(dns("a-1.b2", 1)));
         assert_eq!("dns+x:65535".parse::<Upstream>(), Ok(dns("x", 65535)));
+        // '_' as the filter allows it (compose service names have it).
+        assert_eq!(
+            "dns+a_b.test:80".parse::<Upstream>(),
+            Ok(dns("a_b.test", 80))
+        );
     }
 
     #[test]
@@ -259,7 +223,6 @@ mod tests {
             ("dns+a..b:80", "empty label"),
             ("dns+-a.b:80", "starts or ends with '-'"),
             ("dns+a-.b:80", "starts or ends with '-'"),
-            ("dns+a_b.test:80", "only letters"),
             ("dns+[::1]:80", "only letters"),
             ("dns+a b:80", "only letters"),
         ] {

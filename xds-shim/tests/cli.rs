@@ -24,8 +24,8 @@ fn assert_rejected(output: &Output, needles: &[&str]) {
 
 #[test]
 fn bad_upstream_exits_2_naming_the_value() {
-    let output = run(&["--upstream", "dns+bad_host.test:80"], &[]);
-    assert_rejected(&output, &["--upstream", "dns+bad_host.test:80"]);
+    let output = run(&["--upstream", "dns+bad*host.test:80"], &[]);
+    assert_rejected(&output, &["--upstream", "dns+bad*host.test:80"]);
 }
 
 #[test]
@@ -234,7 +234,6 @@ fn malformed_names_exit_2_naming_the_value_and_the_fault() {
         ("dns+a.test..:80", "empty label"),
         (label64.as_str(), "longer than 63"),
         (name255.as_str(), "longer than 253"),
-        ("dns+bad_host.test:80", "only letters"),
         ("dns+a b.test:80", "only letters"),
         ("dns+b\u{e9}.test:80", "only letters"),
         ("dns+a*.test:80", "only letters"),

@@ -80,7 +80,7 @@ pub struct Spec {
     pub goal: Option<Goal>,
     /// How its Envoy is configured, for the report.
     pub setup: String,
-    /// Envoy's cluster the requests go to, as its stats name it (`:` → `_`).
+    /// Envoy's cluster the requests go to, as its stats name it (its `alt_stat_name`).
     pub stat_cluster: Option<String>,
     /// The dnslb wasm filter is in its HTTP filter chain.
     pub wasm: bool,
@@ -108,7 +108,7 @@ impl Spec {
     }
     fn cluster(self, cluster: &str) -> Self {
         Self {
-            stat_cluster: Some(cluster.replace(':', "_")),
+            stat_cluster: Some(dnslb_filter::stats::stat_name(cluster)),
             ..self
         }
     }

@@ -4,6 +4,8 @@
 // Each test file uses its own subset.
 #![allow(dead_code)]
 
+pub mod k8s;
+
 use std::{fs, path::Path};
 
 use dnslb_tests::{

@@ -18,7 +18,7 @@ fn xds_cluster_of(xds: &str, tls: Option<XdsTlsClient>) -> Value {
     request.xds = xds.parse().unwrap();
     request.xds_tls = tls;
     let yaml = render(&request);
-    let value: Value = serde_yaml::from_str(&yaml).unwrap();
+    let value: Value = serde_norway::from_str(&yaml).unwrap();
     let cluster = &value["static_resources"]["clusters"][0];
     assert_eq!(cluster["name"], XDS_CLUSTER);
     cluster.clone()
