@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::Path};
 
 use dnslb_tests::{
     error::Result,
-    stack::{filter_routing_bootstrap, shim_bootstrap, EnvoyPorts},
+    stack::{filter_routing_bootstrap, shim_bootstrap_build, Build, EnvoyPorts},
 };
 
 /// Native Envoy load balancing of a STRICT_DNS cluster.
@@ -194,10 +194,10 @@ pub fn direct_response_bootstrap(admin: u16, listener: u16) -> String {
 /// absolute-form network filter (no variant sends absolute-form requests).
 pub fn recommended_bootstrap(
     ports: EnvoyPorts,
-    wasm: Option<&Path>,
+    build: Option<Build>,
     filter_config: &str,
 ) -> Result<String> {
-    shim_bootstrap(ports, wasm, filter_config, false)
+    shim_bootstrap_build(ports, build, filter_config, false)
 }
 
 /// The filter-routing path, where the filter routes and picks:

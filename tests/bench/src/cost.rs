@@ -16,14 +16,24 @@ use super::{
     wrk::{self, Load, WrkRun},
     Base, Budget,
 };
-use dnslb_tests::{backend::HEADER_BACKEND, error::Result, http::http_get};
+use dnslb_tests::{backend::HEADER_BACKEND, error::Result, http::http_get, stack::Build};
 
 /// The second upstream of the Base shim: the same three addresses as
 /// `backend.test`, balanced by Maglev (what hash affinity needs on the
 /// recommended path).
 pub const HASH_NAME: &str = "hash.test";
-/// The dnslb filter's counter of the requests that entered it.
+/// The dnslb filter's counter of the requests that entered it (the wasm build's).
 pub const FILTER_REQUESTS: &str = "wasmcustom.dnslb.requests";
+/// The same counter of the dynamic module.
+pub const MODULE_FILTER_REQUESTS: &str = "dynamicmodulescustom.dnslb.requests";
+
+/// The counter of the requests that entered `build` of the filter.
+pub fn filter_requests_counter(build: Build) -> &'static str {
+    match build {
+        Build::Wasm => FILTER_REQUESTS,
+        Build::Module => MODULE_FILTER_REQUESTS,
+    }
+}
 const COOKIE_CONFIG: &str = r#"{"affinity":{"mode":"cookie"}}"#;
 const HASH_CONFIG: &str = r#"{"affinity":{"mode":"hash","key":"header:x-user"}}"#;
 /// The filter hands its counters to Envoy once a second per worker.
@@ -34,88 +44,7 @@ pub fn shim_config(port: u16) -> String {
     format!("upstreams:\n  - spec: dns+{HASH_NAME}:{port}\n    lb_policy: maglev\n")
 }
 
-/// What a variant's ratios to its twin are held to (issue 11); reported, never
-/// asserted.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Goal {
-    /// Throughput at least this share of the twin's.
-    pub min_rps_ratio: f64,
-    /// p99 at most this multiple of the twin's, when the goal has one.
-    pub max_p99_ratio: Option<f64>,
-}
-
-/// Round robin and hash affinity on the recommended path: Envoy's own work.
-pub const GOAL_NATIVE_WORK: Goal = Goal {
-    min_rps_ratio: 0.95,
-    max_p99_ratio: Some(1.10),
-};
-/// Cookie affinity, with the wasm filter on its route.
-pub const GOAL_COOKIE_WASM: Goal = Goal {
-    min_rps_ratio: 0.80,
-    max_p99_ratio: None,
-};
-
-/// Which path a variant takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// Envoy's own STRICT_DNS clusters.
-    Native,
-    /// The recommended bootstrap (`xds-shim envoy-bootstrap`).
-    Dnslb,
-    /// `envoy/filter-routing.yaml`: the filter routes and picks.
-    Legacy,
-    /// `direct_response`: no upstream.
-    Ceiling,
-}
-
-/// What a variant is, independent of its run.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    pub key: &'static str,
-    pub label: &'static str,
-    pub family: Family,
-    /// `key` of its native twin, for the ratio.
-    pub twin: Option<&'static str>,
-    /// `None` for the twins, the ceiling and the legacy path (the "before").
-    pub goal: Option<Goal>,
-    /// How its Envoy is configured, for the report.
-    pub setup: String,
-    /// Envoy's cluster the requests go to, as its stats name it (its `alt_stat_name`).
-    pub stat_cluster: Option<String>,
-    /// The dnslb wasm filter is in its HTTP filter chain.
-    pub wasm: bool,
-}
-
-impl Spec {
-    fn new(key: &'static str, label: &'static str, family: Family, setup: String) -> Self {
-        Self {
-            key,
-            label,
-            family,
-            twin: None,
-            goal: None,
-            setup,
-            stat_cluster: None,
-            wasm: false,
-        }
-    }
-    fn twin(self, twin: &'static str, goal: Option<Goal>) -> Self {
-        Self {
-            twin: Some(twin),
-            goal,
-            ..self
-        }
-    }
-    fn cluster(self, cluster: &str) -> Self {
-        Self {
-            stat_cluster: Some(dnslb_filter::stats::stat_name(cluster)),
-            ..self
-        }
-    }
-    fn with_wasm(self) -> Self {
-        Self { wasm: true, ..self }
-    }
-}
+pub use crate::spec::{Family, Goal, Spec, GOAL_COOKIE_MODULE, GOAL_COOKIE_WASM, GOAL_NATIVE_WORK};
 
 /// One variant under load.
 pub struct Variant {
@@ -182,13 +111,13 @@ fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// `xds-shim envoy-bootstrap` as the variant runs it (ports left out).
-fn shim_command(wasm: bool, config: &str) -> String {
+fn shim_command(build: Option<Build>, config: &str) -> String {
     format!(
         "`xds-shim envoy-bootstrap{} --filter-config '{config}'`",
-        if wasm {
-            " --wasm dnslb_filter.wasm"
-        } else {
-            ""
+        match build {
+            Some(Build::Wasm) => " --wasm dnslb_filter.wasm",
+            Some(Build::Module) => " --module libdnslb_module.so",
+            None => "",
         }
     )
 }
@@ -222,6 +151,15 @@ fn check_sticky(proxy: &Proxy, key: &str, headers: &[(String, String)]) -> Resul
     }
 }
 
+/// The cookie goal of a build: the module is held to Envoy's own cost.
+fn pick_goal(module: bool) -> Goal {
+    if module {
+        GOAL_COOKIE_MODULE
+    } else {
+        GOAL_COOKIE_WASM
+    }
+}
+
 /// Starts every variant against `base`'s three backends, each Envoy as `launch` says.
 pub fn start_variants(base: &Base, launch: Launch) -> Result<Vec<Variant>> {
     let port = base.port;
@@ -249,15 +187,15 @@ pub fn start_variants(base: &Base, launch: Launch) -> Result<Vec<Variant>> {
         Ok((proxy, setup))
     };
     // The recommended path: Envoy picks, so no request shows a filter's pick.
-    let recommended = |with_wasm: bool, config: &str, cluster: &str| -> Result<(Proxy, String)> {
-        let ports = fixture::ports(base.shim.xds)?;
-        let yaml =
-            configs::recommended_bootstrap(ports, with_wasm.then_some(wasm.as_path()), config)?;
-        let proxy = fixture::launch_envoy(&yaml, ports, 1, launch)?;
-        fixture::wait_host_count(&proxy, cluster, 3)?;
-        fixture::wait_serving(&proxy, cluster, false)?;
-        Ok((proxy, shim_command(with_wasm, config)))
-    };
+    let recommended =
+        |build: Option<Build>, config: &str, cluster: &str| -> Result<(Proxy, String)> {
+            let ports = fixture::ports(base.shim.xds)?;
+            let yaml = configs::recommended_bootstrap(ports, build, config)?;
+            let proxy = fixture::launch_envoy(&yaml, ports, 1, launch)?;
+            fixture::wait_host_count(&proxy, cluster, 3)?;
+            fixture::wait_serving(&proxy, cluster, false)?;
+            Ok((proxy, shim_command(build, config)))
+        };
     // The legacy path: ready when the filter's pick shows.
     let legacy = |config: &str| -> Result<(Proxy, String)> {
         let ports = fixture::ports(base.shim.xds)?;
@@ -312,49 +250,69 @@ pub fn start_variants(base: &Base, launch: Launch) -> Result<Vec<Variant>> {
         proxy,
     });
 
-    let (proxy, setup) = recommended(true, "{}", &dnslb_host)?;
-    variants.push(Variant {
-        spec: Spec::new("dnslb-rr", "dnslb round robin", Family::Dnslb, setup)
+    // The recommended path with either build of the filter; the wasm build's hash
+    // variant runs without a filter, the module's with it loaded (off on that route).
+    for build in [Build::Wasm, Build::Module] {
+        let module = build == Build::Module;
+        let pick =
+            |wasm: &'static str, module_key: &'static str| if module { module_key } else { wasm };
+        let (proxy, setup) = recommended(Some(build), "{}", &dnslb_host)?;
+        variants.push(Variant {
+            spec: Spec::new(
+                pick("dnslb-rr", "module-rr"),
+                pick("dnslb round robin", "dnslb module, round robin"),
+                Family::Dnslb,
+                setup,
+            )
             .twin("native-rr", Some(GOAL_NATIVE_WORK))
             .cluster(&dnslb_host)
-            .with_wasm(),
-        headers: headers(&[("Host", &dnslb_host)]),
-        proxy,
-    });
-    let (proxy, setup) = recommended(true, COOKIE_CONFIG, &dnslb_host)?;
-    // The filter picks by cookie from its own membership stream.
-    fixture::wait_filter_knows(&proxy, &dnslb_host)?;
-    let cookie = fixture::fetch_cookie(&proxy, &dnslb_host, "dnslb")?;
-    let hdrs = headers(&[("Host", &dnslb_host), ("Cookie", &cookie)]);
-    check_sticky(&proxy, "dnslb-cookie", &hdrs)?;
-    variants.push(Variant {
-        spec: Spec::new(
-            "dnslb-cookie",
-            "dnslb cookie affinity",
-            Family::Dnslb,
-            setup,
-        )
-        .twin("native-cookie", Some(GOAL_COOKIE_WASM))
-        .cluster(&dnslb_host)
-        .with_wasm(),
-        headers: hdrs,
-        proxy,
-    });
-    let (proxy, setup) = recommended(false, HASH_CONFIG, &hash_host)?;
-    let hdrs = headers(&[("Host", &hash_host), ("x-user", "alice")]);
-    check_sticky(&proxy, "dnslb-hash", &hdrs)?;
-    variants.push(Variant {
-        spec: Spec::new(
-            "dnslb-hash",
-            "dnslb hash affinity (header x-user)",
-            Family::Dnslb,
-            format!("{setup}, cluster `dns+{HASH_NAME}:PORT` with `lb_policy: maglev`"),
-        )
-        .twin("native-hash", Some(GOAL_NATIVE_WORK))
-        .cluster(&hash_host),
-        headers: hdrs,
-        proxy,
-    });
+            .with_filter(Some(build)),
+            headers: headers(&[("Host", &dnslb_host)]),
+            proxy,
+        });
+        let (proxy, setup) = recommended(Some(build), COOKIE_CONFIG, &dnslb_host)?;
+        // The filter picks by cookie from its own membership stream.
+        fixture::wait_filter_knows(&proxy, &dnslb_host)?;
+        let cookie = fixture::fetch_cookie(&proxy, &dnslb_host, "dnslb")?;
+        let hdrs = headers(&[("Host", &dnslb_host), ("Cookie", &cookie)]);
+        let key = pick("dnslb-cookie", "module-cookie");
+        check_sticky(&proxy, key, &hdrs)?;
+        let goal = pick_goal(module);
+        variants.push(Variant {
+            spec: Spec::new(
+                key,
+                pick("dnslb cookie affinity", "dnslb module, cookie affinity"),
+                Family::Dnslb,
+                setup,
+            )
+            .twin("native-cookie", Some(goal))
+            .cluster(&dnslb_host)
+            .with_filter(Some(build)),
+            headers: hdrs,
+            proxy,
+        });
+        let filter = module.then_some(build);
+        let (proxy, setup) = recommended(filter, HASH_CONFIG, &hash_host)?;
+        let hdrs = headers(&[("Host", &hash_host), ("x-user", "alice")]);
+        let key = pick("dnslb-hash", "module-hash");
+        check_sticky(&proxy, key, &hdrs)?;
+        variants.push(Variant {
+            spec: Spec::new(
+                key,
+                pick(
+                    "dnslb hash affinity (header x-user)",
+                    "dnslb module, hash affinity (header x-user)",
+                ),
+                Family::Dnslb,
+                format!("{setup}, cluster `dns+{HASH_NAME}:PORT` with `lb_policy: maglev`"),
+            )
+            .twin("native-hash", Some(GOAL_NATIVE_WORK))
+            .cluster(&hash_host)
+            .with_filter(filter),
+            headers: hdrs,
+            proxy,
+        });
+    }
 
     let (proxy, setup) = legacy("{}")?;
     variants.push(Variant {
@@ -366,7 +324,7 @@ pub fn start_variants(base: &Base, launch: Launch) -> Result<Vec<Variant>> {
         )
         .twin("native-rr", None)
         .cluster(&dnslb_host)
-        .with_wasm(),
+        .with_filter(Some(Build::Wasm)),
         headers: headers(&[("Host", &dnslb_host)]),
         proxy,
     });
@@ -383,7 +341,7 @@ pub fn start_variants(base: &Base, launch: Launch) -> Result<Vec<Variant>> {
         )
         .twin("native-cookie", None)
         .cluster(&dnslb_host)
-        .with_wasm(),
+        .with_filter(Some(Build::Wasm)),
         headers: hdrs,
         proxy,
     });
@@ -468,7 +426,10 @@ pub fn measure(
             rss_kib: fixture::rss_kib(v.proxy.envoy.process().pid()),
             command: wrk::shell_line(&wrk::args(load, v.proxy.listener, &v.headers)),
             sent,
-            filter_requests: fixture::envoy_counter(&v.proxy, FILTER_REQUESTS),
+            filter_requests: v
+                .spec
+                .filter
+                .and_then(|b| fixture::envoy_counter(&v.proxy, filter_requests_counter(b))),
             retries: v.spec.stat_cluster.as_ref().and_then(|c| {
                 fixture::envoy_counter(&v.proxy, &format!("cluster.{c}.upstream_rq_retry"))
             }),
@@ -498,9 +459,10 @@ mod tests {
     #[test]
     fn shim_command_names_wasm_only_when_given() {
         assert_eq!(
-            shim_command(true, "{}"),
+            shim_command(Some(Build::Wasm), "{}"),
             "`xds-shim envoy-bootstrap --wasm dnslb_filter.wasm --filter-config '{}'`"
         );
-        assert!(!shim_command(false, HASH_CONFIG).contains("--wasm"));
+        assert!(shim_command(Some(Build::Module), "{}").contains("--module libdnslb_module.so"));
+        assert!(!shim_command(None, HASH_CONFIG).contains("--wasm"));
     }
 }

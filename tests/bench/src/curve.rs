@@ -13,7 +13,12 @@ use super::{
     wrk::{self, Load},
     Base, Budget,
 };
-use dnslb_tests::{dns::DnsServer, error::Result, process::TempDir, stack::Shim};
+use dnslb_tests::{
+    dns::DnsServer,
+    error::Result,
+    process::TempDir,
+    stack::{Build, Shim},
+};
 
 /// The filter configuration of the dnslb side: round robin, the filter off on
 /// the route.
@@ -198,7 +203,7 @@ fn run_point(
     let cpu0 = fixture::cpu_ticks(shim_pid);
     let life = Instant::now();
 
-    let wasm = fixture::wasm()?;
+    fixture::wasm()?;
     let target = upstream_name(point, 0);
     let dnslb_host = format!("dns+{target}:{port}");
     let t = Instant::now();
@@ -206,7 +211,7 @@ fn run_point(
     // The recommended bootstrap with `{}`: the filter is in the chain but off on the
     // route, so Envoy alone picks (no filter pick to wait for).
     let dnslb = fixture::start_envoy(
-        &configs::recommended_bootstrap(ports, Some(&wasm), DNSLB_CONFIG)?,
+        &configs::recommended_bootstrap(ports, Some(Build::Wasm), DNSLB_CONFIG)?,
         ports,
         1,
     )?;

@@ -136,7 +136,7 @@ mod tests {
                 goal: None,
                 setup: String::new(),
                 stat_cluster: None,
-                wasm: false,
+                filter: None,
             },
             requests,
             instructions: 1000,

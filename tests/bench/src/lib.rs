@@ -14,6 +14,7 @@ pub mod propagation;
 pub mod report;
 pub mod section;
 pub mod soak;
+pub mod spec;
 pub mod stats;
 pub mod svg;
 pub mod wrk;

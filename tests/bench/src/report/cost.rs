@@ -265,10 +265,10 @@ fn results_table(md: &mut String, cost: &CostReport) {
 }
 
 fn filter_cell(v: &VariantResult) -> String {
-    match (v.spec.wasm, v.filter_requests) {
-        (false, _) => "no filter".into(),
-        (true, Some(n)) => format!("{n} / {}", v.sent),
-        (true, None) => format!("n/a / {}", v.sent),
+    match (v.spec.filter, v.filter_requests) {
+        (None, _) => "no filter".into(),
+        (Some(_), Some(n)) => format!("{n} / {}", v.sent),
+        (Some(_), None) => format!("n/a / {}", v.sent),
     }
 }
 
@@ -447,6 +447,7 @@ pub(super) mod tests {
     use super::*;
     use crate::cost::{Spec, GOAL_COOKIE_WASM, GOAL_NATIVE_WORK};
     use crate::wrk::Load;
+    use dnslb_tests::stack::Build;
     use std::time::Duration;
 
     fn run(rps: f64, p99_ms: f64) -> WrkRun {
@@ -477,7 +478,7 @@ pub(super) mod tests {
                 goal,
                 setup: format!("setup of {key}"),
                 stat_cluster: None,
-                wasm: family != Family::Native,
+                filter: (family != Family::Native).then_some(Build::Wasm),
             },
             runs: vec![run(rps, p99)],
             rss_kib: Some(2048),
