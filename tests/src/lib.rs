@@ -5,6 +5,7 @@
 //! Everything is blocking and works from plain `#[test]` functions; in-process servers run
 //! their own tokio runtime on a background thread.
 
+pub mod artifacts;
 pub mod backend;
 mod background;
 pub mod dns;
@@ -13,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod process;
 pub mod rogue_dns;
+pub mod shim;
 pub mod stack;
 
 pub use backend::{Backend, BackendReport};
