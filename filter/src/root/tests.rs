@@ -231,7 +231,7 @@ fn updates_are_applied_acked_and_counted_in_gauges() {
         (ack.version_info.as_str(), ack.response_nonce.as_str()),
         ("v1", "n-v1")
     );
-    let gauge = "dnslb.upstream_members.dns_backend_test_8080";
+    let gauge = &crate::stats::members_gauge(cluster);
     assert_eq!(host.metric(gauge), Some(2));
     // The upstream leaves: its gauge drops to 0.
     root.on_stream_message(&mut host, 1, &eds("v2", &[]));
