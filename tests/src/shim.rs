@@ -2,6 +2,9 @@
 
 use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
+use dnslb_filter::xds::{RefreshRequest, RefreshResponse, REFRESH_PATH};
+use tonic::codegen::http::uri::PathAndQuery;
+
 use crate::{
     artifacts::{built, shim_binary, LOOPBACK},
     error::{format_log_tail, Result},
@@ -126,4 +129,27 @@ impl Shim {
     fn log_tail(&self) -> String {
         format_log_tail("xds-shim", &self.process.log_tail(40))
     }
+}
+
+/// Calls the shim's `dnslb.v1.Resolver/Refresh` for `cluster` over a new connection to
+/// its xDS port, as the filter does; a connection failure is `Unavailable`.
+pub async fn refresh(
+    xds: SocketAddr,
+    cluster: &str,
+) -> std::result::Result<RefreshResponse, tonic::Status> {
+    let unavailable = |e: tonic::transport::Error| tonic::Status::unavailable(e.to_string());
+    let channel = tonic::transport::Channel::from_shared(format!("http://{xds}"))
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+        .connect()
+        .await
+        .map_err(unavailable)?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(unavailable)?;
+    let request = tonic::Request::new(RefreshRequest {
+        cluster: cluster.into(),
+    });
+    let path = PathAndQuery::from_static(REFRESH_PATH);
+    grpc.unary(request, path, tonic_prost::ProstCodec::default())
+        .await
+        .map(tonic::Response::into_inner)
 }

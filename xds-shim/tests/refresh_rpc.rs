@@ -7,32 +7,19 @@ mod support;
 
 use std::time::Duration;
 
-use dnslb_filter::xds::{RefreshRequest, RefreshResponse, REFRESH_PATH};
+use dnslb_filter::xds::RefreshResponse;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codegen::http::uri::PathAndQuery;
 
 use support::{dns as start_dns, set, shim as start_shim, Running};
 
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 async fn refresh(shim: &Running, cluster: &str) -> Result<RefreshResponse, tonic::Status> {
-    let channel = tonic::transport::Channel::from_shared(shim.xds_url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let request = tonic::Request::new(RefreshRequest {
-        cluster: cluster.into(),
-    });
-    let path = PathAndQuery::from_static(REFRESH_PATH);
-    grpc.unary(request, path, tonic_prost::ProstCodec::default())
-        .await
-        .map(tonic::Response::into_inner)
+    let xds = std::net::SocketAddr::from(([127, 0, 0, 1], shim.xds));
+    dnslb_tests::shim::refresh(xds, cluster).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ use std::{
 
 use clap::Parser;
 use dnslb_bench::section;
-use dnslb_filter::xds::{RefreshRequest, RefreshResponse, REFRESH_PATH};
+use dnslb_filter::xds::RefreshResponse;
 use dnslb_tests::{
     free_port, http_get, stack::shim_binary, wait_until, ChildGuard, DnsServer, TempDir,
 };
@@ -31,7 +31,6 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codegen::http::uri::PathAndQuery;
 
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -182,22 +181,7 @@ impl DeltaClient {
 }
 
 async fn force_refresh(xds: SocketAddr, cluster: String) -> RefreshResponse {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{xds}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let path = PathAndQuery::from_static(REFRESH_PATH);
-    grpc.unary(
-        tonic::Request::new(RefreshRequest { cluster }),
-        path,
-        tonic_prost::ProstCodec::default(),
-    )
-    .await
-    .unwrap()
-    .into_inner()
+    dnslb_tests::shim::refresh(xds, &cluster).await.unwrap()
 }
 
 /// Median milliseconds from asking for a forced resolution to every listed client having
