@@ -37,8 +37,11 @@
 //! Version 1 (HMAC-SHA256 keystream, one per upstream and second) is no
 //! longer read: such cookies are rejected like foreign ones.
 
+mod opened;
+
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -55,6 +58,8 @@ pub const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const PLAIN_LEN: usize = 27;
 const SEALED_LEN: usize = 1 + NONCE_LEN + PLAIN_LEN + TAG_LEN;
+// The memo keeps whole values of exactly this format's length.
+const _: () = assert!(opened::VALUE_LEN == (SEALED_LEN * 4).div_ceil(3));
 /// The longest cookie value looked at; longer values are rejected before
 /// any decoding work. Version 2 values are 75 characters.
 pub const MAX_VALUE_LEN: usize = 96;
@@ -84,7 +89,13 @@ pub struct SealError;
 pub struct Keyring {
     current: ChaCha20Poly1305,
     previous: Vec<ChaCha20Poly1305>,
+    /// Tells keyrings apart in the memo of opened cookies: a new
+    /// configuration (other secrets) never recalls what an old one opened.
+    id: u64,
 }
+
+/// The next keyring's id; only distinctness matters.
+static NEXT_KEYRING: AtomicU64 = AtomicU64::new(1);
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,6 +110,7 @@ impl Keyring {
         Self {
             current: cipher(secret),
             previous: previous.iter().map(|s| cipher(s)).collect(),
+            id: NEXT_KEYRING.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -185,13 +197,39 @@ pub fn seal(
 }
 
 /// The endpoint a cookie value names, if it is authentic under one of the
-/// keys, for this cluster, and not expired at `now` (Unix s).
+/// keys, for this cluster, and not expired at `now` (Unix s). A value this
+/// thread opened before is recalled instead of decrypted again.
 pub fn open(
     keys: &Keyring,
     cluster: &str,
     value: &str,
     now: u64,
 ) -> Result<SocketAddr, CookieError> {
+    let exact: Option<&[u8; opened::VALUE_LEN]> = value.as_bytes().try_into().ok();
+    let recalled = exact.and_then(|v| opened::recall(keys.id, cluster, v));
+    let (addr, expiry) = match recalled {
+        Some(found) => found,
+        None => {
+            let found = authenticate(keys, cluster, value)?;
+            if let Some(v) = exact {
+                opened::remember(keys.id, cluster, v, found);
+            }
+            found
+        }
+    };
+    if expiry <= now {
+        return Err(CookieError::Expired);
+    }
+    Ok(addr)
+}
+
+/// The endpoint and expiry sealed in a value, if it is authentic under one
+/// of the keys and for this cluster.
+fn authenticate(
+    keys: &Keyring,
+    cluster: &str,
+    value: &str,
+) -> Result<(SocketAddr, u64), CookieError> {
     if value.len() > MAX_VALUE_LEN {
         return Err(CookieError::Malformed);
     }
@@ -227,11 +265,7 @@ pub fn open(
             .map(|()| plain)
         })
         .ok_or(CookieError::Forged)?;
-    let (addr, expiry) = parse_plaintext(&plain).ok_or(CookieError::Malformed)?;
-    if expiry <= now {
-        return Err(CookieError::Expired);
-    }
-    Ok(addr)
+    parse_plaintext(&plain).ok_or(CookieError::Malformed)
 }
 
 /// Finds cookie `name` in a `Cookie` header value. More than one cookie of
@@ -456,6 +490,27 @@ mod tests {
             let t = URL_SAFE_NO_PAD.encode(t);
             assert_eq!(open(&keys(), CLUSTER, &t, 0), Err(CookieError::Malformed));
         }
+    }
+
+    #[test]
+    fn a_recalled_cookie_is_still_bound_and_still_expires() {
+        let k = keys();
+        let a = addr("127.0.0.2:8080");
+        let v = seal(&k, CLUSTER, a, 1_000, NONCE).unwrap();
+        assert_eq!(open(&k, CLUSTER, &v, 0), Ok(a), "opened and remembered");
+        assert_eq!(open(&k, CLUSTER, &v, 999), Ok(a), "recalled");
+        assert_eq!(open(&k, CLUSTER, &v, 1_000), Err(CookieError::Expired));
+        assert_eq!(
+            open(&k, "dns+other.test:8080", &v, 0),
+            Err(CookieError::Forged)
+        );
+        let replaced = Keyring::new(b"another key, sixteen+", &[]);
+        assert_eq!(open(&replaced, CLUSTER, &v, 0), Err(CookieError::Forged));
+        let mut tampered = v.into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(open(&k, CLUSTER, &tampered, 0).is_err());
     }
 
     #[test]
