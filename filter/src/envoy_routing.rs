@@ -8,9 +8,10 @@
 //! cookie on the response).
 //!
 //! Lean by design, since every host call costs a trip out of the VM: it
-//! reads single headers (`:path`; in cookie mode also `:authority` and
-//! `cookie`), writes at most one, and allocates nothing of its own for a
-//! request carrying a valid cookie (the host's copies of the headers aside).
+//! reads `:path` (in cookie mode with `:authority` and `cookie`, in one
+//! host call where the host prefers that), writes at most one header, and
+//! allocates nothing of its own for a request carrying a valid cookie (the
+//! host's copies of the headers aside).
 
 use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
@@ -76,26 +77,37 @@ impl Worker<'_> {
     /// Envoy's route does all that.
     pub(crate) fn on_request_headers_envoy(&mut self, host: &mut impl RequestHost) -> Verdict {
         host.count(Counter::Requests);
-        if let Some(path) = host.header(PATH) {
+        let Affinity::Cookie(settings) = &self.config.affinity else {
+            // Round robin and hash affinity are Envoy's alone: only the
+            // status path is the filter's.
+            if let Some(path) = host.header(PATH) {
+                if let Some(verdict) = self.status_reply(host, &path) {
+                    return verdict;
+                }
+            }
+            return Verdict::Continue(Pending::default());
+        };
+        let [path, authority, cookie_header] = host.headers_named([PATH, AUTHORITY, COOKIE]);
+        if let Some(path) = path {
             if let Some(verdict) = self.status_reply(host, &path) {
                 return verdict;
             }
         }
-        let Affinity::Cookie(settings) = &self.config.affinity else {
-            // Round robin and hash affinity are Envoy's alone.
-            return Verdict::Continue(Pending::default());
-        };
-        let Some(authority) = host.header(AUTHORITY) else {
+        let Some(authority) = authority else {
             return Verdict::Continue(Pending::default());
         };
         let Some((cluster, members)) = self.routed_cluster(&authority) else {
             return Verdict::Continue(Pending::default());
         };
-        let sticky = match host.header(COOKIE) {
+        let sticky = match cookie_header {
             None => None,
             Some(header) => {
-                // Borrowed unless the header is not UTF-8.
-                let header = String::from_utf8_lossy(&header);
+                // Checked as UTF-8 first: the lossy conversion walks the
+                // value chunk by chunk even when it is valid.
+                let header = match std::str::from_utf8(&header) {
+                    Ok(text) => std::borrow::Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(&header),
+                };
                 match request::read_cookie(host, &header, &cluster, settings, self.cookie_key) {
                     Ok(sticky) => sticky,
                     Err(replied) => return replied.into(),
@@ -251,7 +263,13 @@ mod tests {
             let (status, body) = h.reply.clone().unwrap();
             assert_eq!(status, 200, "{json}");
             assert!(body.contains(CLUSTER), "{body}");
-            assert_eq!(reads(&h), [":path"]);
+            // Cookie mode reads the headers it may need in one batch.
+            let read = if json == ENVOY_COOKIE {
+                ":path+:authority+cookie"
+            } else {
+                ":path"
+            };
+            assert_eq!(reads(&h), [read]);
             let mut h = FakeHost::with(&[(":path", b"/dnslb/status?pretty")]);
             h.source = Some("10.1.1.1".parse().unwrap());
             assert_eq!(run(&c, &mut membership(), &mut h), Verdict::Stop);
@@ -270,7 +288,7 @@ mod tests {
             panic!()
         };
         assert_eq!(h.headers, before);
-        assert_eq!(reads(&h), [":path", ":authority", "cookie"]);
+        assert_eq!(reads(&h), [":path+:authority+cookie"]);
         assert_eq!(h.count_of(Counter::AffinityMisses), 1);
         let set = respond(&c, &pending, "127.0.0.3:8080").unwrap();
         assert!(set.contains("HttpOnly; SameSite=Lax"), "{set}");
@@ -286,7 +304,7 @@ mod tests {
             assert_eq!(h.headers.len(), 5, "{:?}", h.headers);
             assert_eq!(h.text("x-dnslb-cluster"), None);
             assert_eq!(h.text(AUTHORITY).unwrap(), CLUSTER);
-            assert_eq!(reads(&h), [":path", ":authority", "cookie"]);
+            assert_eq!(reads(&h), [":path+:authority+cookie"]);
             assert_eq!(h.count_of(Counter::AffinityHits), 1);
             assert_eq!(h.count_of(Counter::PicksCookie), 1);
             assert_eq!(h.count_of(Counter::Rewrites), 0);
@@ -390,7 +408,9 @@ mod tests {
             panic!()
         };
         assert_eq!(pending, Pending::default());
-        assert_eq!(reads(&h), [":path", ":authority"]);
+        // Read in the one batch, but not opened.
+        assert_eq!(reads(&h), [":path+:authority+cookie"]);
+        assert_eq!(h.count_of(Counter::AffinityMisses), 0);
         assert_eq!(h.text("x-dnslb-endpoint"), None);
     }
 

@@ -293,6 +293,16 @@ impl RequestHost for HostRequest<'_> {
             .flatten()
     }
 
+    /// One trip out of the VM for the whole map, rather than one per name.
+    fn headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
+        let mut all = self.headers();
+        // The first of a repeated name, as the single read gives.
+        names.map(|name| {
+            let (_, value) = all.iter_mut().find(|(n, _)| n == name)?;
+            Some(std::mem::take(value))
+        })
+    }
+
     fn set_header(&mut self, name: &str, value: &str) {
         if let Err(status) =
             hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))

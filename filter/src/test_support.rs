@@ -72,6 +72,11 @@ impl RequestHost for FakeHost {
         self.reads.borrow_mut().push(name.into());
         FakeHost::header(self, name)
     }
+    /// Recorded as one read: the batch is one host call where it matters.
+    fn headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
+        self.reads.borrow_mut().push(names.join("+"));
+        names.map(|name| FakeHost::header(self, name))
+    }
     fn set_header(&mut self, name: &str, value: &str) {
         self.remove_header(name);
         self.headers.push((name.into(), value.as_bytes().to_vec()));
