@@ -46,7 +46,7 @@ envoy:
 lint: toolchain
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo clippy -p dnslb-filter --target {{wasm_target}} -- -D warnings
+    cargo clippy -p dnslb-filter -p dnslb-wire --target {{wasm_target}} -- -D warnings
 
 # Unit tests: pure logic of the filter, the shim, and the harness.
 unit: toolchain
@@ -65,7 +65,7 @@ test-wasm: toolchain
         cargo install --quiet wasm-bindgen-cli --version "=$version" --root "$root"
     fi
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$PWD/$root/bin/wasm-bindgen-test-runner" \
-        cargo test -p dnslb-filter --lib --target wasm32-unknown-unknown
+        cargo test -p dnslb-filter -p dnslb-wire --lib --target wasm32-unknown-unknown
 
 # Installs cargo-fuzz and a nightly toolchain if missing.
 # Fuzz the filter's authority parser, cookie codec and absolute-form rewriter, and the

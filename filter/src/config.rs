@@ -10,13 +10,13 @@ use thiserror::Error;
 use crate::authority;
 
 /// Default Envoy cluster that reaches the EDS server (xds-shim).
-pub const DEFAULT_XDS_CLUSTER: &str = "dnslb_xds";
+pub const DEFAULT_XDS_CLUSTER: &str = dnslb_wire::names::XDS_CLUSTER;
 /// Default xDS node id the filter presents.
 pub const DEFAULT_NODE_ID: &str = "dnslb-filter";
 /// Default retries after the first attempt.
 pub const DEFAULT_RETRIES: u32 = 2;
-pub const DEFAULT_CLUSTER_HEADER: &str = "x-dnslb-cluster";
-pub const DEFAULT_ENDPOINT_HEADER: &str = "x-dnslb-endpoint";
+pub const DEFAULT_CLUSTER_HEADER: &str = dnslb_wire::names::CLUSTER_HEADER;
+pub const DEFAULT_ENDPOINT_HEADER: &str = dnslb_wire::names::ENDPOINT_HEADER;
 pub const DEFAULT_COOKIE_NAME: &str = "dnslb";
 pub const DEFAULT_STATUS_PATH: &str = "/dnslb/status";
 /// Default lifetime of an affinity cookie: one day.

@@ -7,7 +7,7 @@
 //! The dynamic-module build (`filter/module`) uses this crate as an rlib.
 
 pub mod absolute_form;
-pub mod authority;
+pub use dnslb_wire::authority;
 pub mod config;
 pub mod cookie;
 pub mod envoy_routing;

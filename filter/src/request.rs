@@ -17,7 +17,7 @@ use crate::stats::Counter;
 
 /// Headers the filter owns; anything a client sends under this prefix is
 /// dropped before the filter looks at the request.
-pub const HEADER_PREFIX: &str = "x-dnslb-";
+pub use dnslb_wire::names::HEADER_PREFIX;
 pub const AUTHORITY: &str = ":authority";
 pub const PATH: &str = ":path";
 pub const METHOD: &str = ":method";

@@ -73,24 +73,7 @@ impl Counter {
     }
 }
 
-/// The stat name of the cluster `cluster` (an upstream spec without scheme): `.` becomes
-/// `~` and `:` becomes `_`, e.g. `dns+backend.test:8080` → `dns+backend~test_8080`,
-/// `srv+_http._tcp.api.test` → `srv+_http~_tcp~api~test`.
-///
-/// Envoy splits stat names on `.` (its default tag extraction would take `dns+backend` as
-/// the cluster and fold `test_8080` into the metric name) and turns `:` into `_`. A spec
-/// never holds `~`, and a `dns+` spec always ends in `:PORT`, so the last `_` of a `dns+`
-/// stat name is the port's: the mapping is one-to-one.
-pub fn stat_name(cluster: &str) -> String {
-    cluster
-        .chars()
-        .map(|c| match c {
-            '.' => '~',
-            ':' => '_',
-            c => c,
-        })
-        .collect()
-}
+pub use dnslb_wire::names::stat_name;
 
 /// The prefix of the per-upstream member gauges; the recommended bootstrap's stats tag
 /// [`UPSTREAM_TAG_REGEX`] moves the upstream into the label `envoy_cluster_name`.
@@ -113,31 +96,6 @@ mod tests {
     // The same tests run natively and, under Node, compiled to wasm32.
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn stat_names_keep_every_spec_apart() {
-        assert_eq!(stat_name("dns+backend.test:8080"), "dns+backend~test_8080");
-        assert_eq!(
-            stat_name("srv+_http._tcp.api.test"),
-            "srv+_http~_tcp~api~test"
-        );
-        let specs = [
-            "dns+a-b.test:80",
-            "dns+a.b.test:80",
-            "dns+a_b.test:80",
-            "dns+a.b-test:80",
-            "dns+a_80:80",
-            "dns+a:8080",
-            "srv+_a._tcp.b",
-            "srv+_a_._tcp.b",
-            "srv+_a._tcp_.b",
-        ];
-        let names: std::collections::HashSet<_> = specs.iter().map(|s| stat_name(s)).collect();
-        assert_eq!(names.len(), specs.len());
-        for name in &names {
-            assert!(!name.contains(['.', ':']), "{name}");
-        }
-    }
 
     #[test]
     fn member_gauges_of_a_dash_and_a_dot_differ() {

@@ -23,31 +23,10 @@ const HEALTH_DRAINING: i32 = 3;
 const HEALTH_UNHEALTHY: i32 = 2;
 const HEALTH_TIMEOUT: i32 = 4;
 
-/// xds-shim's forced re-resolution: `dnslb.v1.Resolver/Refresh`. These messages and
-/// names are the only declaration of that RPC: the shim serves them, its tests and
-/// benchmarks call them.
-pub const REFRESH_SERVICE: &str = "dnslb.v1.Resolver";
-pub const REFRESH_METHOD: &str = "Refresh";
-/// The gRPC path of [`REFRESH_METHOD`].
-pub const REFRESH_PATH: &str = "/dnslb.v1.Resolver/Refresh";
-
-/// Asks the shim to re-resolve one cluster now (coalesced, at most once a
-/// second per name on the shim's side).
-#[derive(Clone, PartialEq, Message)]
-pub struct RefreshRequest {
-    #[prost(string, tag = "1")]
-    pub cluster: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct RefreshResponse {
-    /// Whether the re-resolution changed what is served.
-    #[prost(bool, tag = "1")]
-    pub changed: bool,
-    /// The endpoints (EDS) version served afterwards.
-    #[prost(string, tag = "2")]
-    pub version: String,
-}
+/// xds-shim's forced re-resolution, declared once in `dnslb-wire`.
+pub use dnslb_wire::refresh::{
+    RefreshRequest, RefreshResponse, REFRESH_METHOD, REFRESH_PATH, REFRESH_SERVICE,
+};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct DiscoveryRequest {

@@ -173,7 +173,7 @@ impl Envoy {
     /// The stat `name` of the dnslb cluster `cluster` (`cluster.<stat name>.<name>`, the
     /// stat name being the cluster's `alt_stat_name`).
     pub fn cluster_stat(&self, cluster: &str, name: &str) -> Result<Option<String>> {
-        let stat = dnslb_filter::stats::stat_name(cluster);
+        let stat = dnslb_wire::names::stat_name(cluster);
         self.stat(&format!("cluster.{stat}.{name}"))
     }
 

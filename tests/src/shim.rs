@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::Path, process::Command, time::Duration};
 
-use dnslb_filter::xds::{RefreshRequest, RefreshResponse, REFRESH_PATH};
+use dnslb_wire::refresh::{RefreshRequest, RefreshResponse, REFRESH_PATH};
 use tonic::codegen::http::uri::PathAndQuery;
 
 use crate::{

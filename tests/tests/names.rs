@@ -1,4 +1,4 @@
-//! One rule for upstream names: the filter (`dnslb_filter::authority`), the shim
+//! One rule for upstream names: the filter (`dnslb_wire::authority`), the shim
 //! (`xds-shim check --upstream NAME`, the real binary) and the recommended bootstrap's
 //! authority regex in a real Envoy (RE2: 400 for a malformed name, 404 for a well-formed
 //! one it does not serve) accept and refuse the same names. Names are in canonical form
@@ -42,7 +42,7 @@ const INVALID: [&str; 14] = [
 ];
 
 fn filter_accepts(name: &str) -> bool {
-    matches!(dnslb_filter::authority::parse(name), Ok(Some(u)) if u.cluster == name)
+    matches!(dnslb_wire::authority::parse(name), Ok(Some(u)) if u.cluster == name)
 }
 
 fn shim_accepts(name: &str) -> bool {

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use dnslb_filter::xds::RefreshResponse;
+use dnslb_wire::refresh::RefreshResponse;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::mpsc;

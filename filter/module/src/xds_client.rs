@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dnslb_filter::root::TICK;
-use dnslb_filter::xds::{
-    self, DiscoveryRequest, DiscoveryResponse, EdsSubscription, RefreshRequest, RefreshResponse,
-};
+use dnslb_filter::xds::{self, DiscoveryRequest, DiscoveryResponse, EdsSubscription};
+use dnslb_wire::refresh::{RefreshRequest, RefreshResponse, REFRESH_PATH};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -240,7 +239,7 @@ impl Client {
             // Its effect arrives over EDS; only a failure is news, once.
             static REPORTED: AtomicBool = AtomicBool::new(false);
             let sent = async {
-                let path = PathAndQuery::from_static(xds::REFRESH_PATH);
+                let path = PathAndQuery::from_static(REFRESH_PATH);
                 grpc.ready().await.map_err(|e| e.to_string())?;
                 let codec = ProstCodec::<RefreshRequest, RefreshResponse>::default();
                 grpc.unary(tonic::Request::new(RefreshRequest { cluster }), path, codec)

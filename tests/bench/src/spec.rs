@@ -87,7 +87,7 @@ impl Spec {
     }
     pub(crate) fn cluster(self, cluster: &str) -> Self {
         Self {
-            stat_cluster: Some(dnslb_filter::stats::stat_name(cluster)),
+            stat_cluster: Some(dnslb_wire::names::stat_name(cluster)),
             ..self
         }
     }

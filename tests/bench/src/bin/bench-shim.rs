@@ -21,10 +21,10 @@ use std::{
 
 use clap::Parser;
 use dnslb_bench::section;
-use dnslb_filter::xds::RefreshResponse;
 use dnslb_tests::{
     free_port, http_get, stack::shim_binary, wait_until, ChildGuard, DnsServer, TempDir,
 };
+use dnslb_wire::refresh::RefreshResponse;
 use envoy_types::pb::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DeltaDiscoveryRequest,
     DeltaDiscoveryResponse,
