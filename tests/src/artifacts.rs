@@ -72,6 +72,15 @@ impl Build {
             Build::Module => "dynamicmodulescustom.",
         }
     }
+
+    /// The same in `/stats/prometheus`: Envoy 1.40 drops `wasmcustom` there but keeps
+    /// the module's namespace.
+    pub fn prometheus_prefix(self) -> &'static str {
+        match self {
+            Build::Wasm => "",
+            Build::Module => "envoy_dynamicmodulescustom_",
+        }
+    }
 }
 
 /// [`shim_bootstrap`] loading `build` (or no filter at all).

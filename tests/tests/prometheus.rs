@@ -14,8 +14,8 @@ use std::{
 };
 
 use dnslb_tests::{
-    free_port, http_get, shim_bootstrap, wait_until, ChildGuard, DnsServer, Shim, Srv, Stack,
-    StackOptions, TempDir,
+    free_port, http_get, shim_bootstrap_build, wait_until, Build, ChildGuard, DnsServer, Shim, Srv,
+    Stack, StackOptions, TempDir,
 };
 
 fn ip(last: u8) -> Ipv4Addr {
@@ -34,6 +34,11 @@ fn srv_record(port: u16, target: &str) -> Srv {
 /// A native-path stack (the bootstrap `xds-shim envoy-bootstrap` prints) serving
 /// `dns+backend.test:PORT` (127.0.0.2 and .3) and `srv+_http._tcp.api.test` (.4 and .5).
 fn start() -> (Stack, String, String, Vec<SocketAddr>) {
+    start_build(Build::Wasm)
+}
+
+/// [`start`] with `build` of the filter.
+fn start_build(build: Build) -> (Stack, String, String, Vec<SocketAddr>) {
     let port = free_port(ip(2).into()).unwrap();
     let backends: Vec<SocketAddr> = [2, 3, 4, 5]
         .iter()
@@ -63,7 +68,7 @@ fn start() -> (Stack, String, String, Vec<SocketAddr>) {
                 ],
             );
         },
-        |ports, wasm, config| shim_bootstrap(ports, Some(wasm), config, false),
+        |ports, _, config| shim_bootstrap_build(ports, Some(build), config, false),
     )
     .unwrap();
     stack.wait_serving_native(&dns, &backends[..2]).unwrap();
@@ -120,6 +125,40 @@ fn envoy_exports_each_dnslb_cluster_under_its_whole_name() {
             assert!(!metric.contains(fragment), "{line}");
         }
     }
+}
+
+#[test]
+fn the_filters_member_gauge_is_labelled_with_the_upstream() {
+    member_gauge(Build::Wasm);
+}
+
+#[test]
+fn the_filters_member_gauge_is_labelled_with_the_upstream_with_the_module() {
+    member_gauge(Build::Module);
+}
+
+/// Both builds expose one series per upstream, labelled like Envoy's cluster stats:
+/// `dnslb_upstream_members{envoy_cluster_name="<stat name>"}` (the module's under Envoy's
+/// `envoy_dynamicmodulescustom_` prefix).
+fn member_gauge(build: Build) {
+    let (stack, dns, _, _) = start_build(build);
+    let port = dns.rsplit(':').next().unwrap();
+    let name = format!("{}dnslb_upstream_members", build.prometheus_prefix());
+    let series = [
+        format!("{name}{{envoy_cluster_name=\"dns+backend~test_{port}\"}}"),
+        format!("{name}{{envoy_cluster_name=\"srv+_http~_tcp~api~test\"}}"),
+    ];
+    let mut body = String::new();
+    wait_until(
+        "both upstreams' member gauges to read 2",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            body = http_get(stack.envoy.admin(), "/stats/prometheus", &[])?.body;
+            Ok(series.iter().all(|s| sample(&body, s) == Some(2)))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{build:?}: {e}\n{body}"));
 }
 
 #[test]

@@ -14,6 +14,7 @@ use dnslb_filter::stats::Counter;
 use thiserror::Error;
 
 use crate::feed::Feed;
+use crate::gauges::{self, MemberGauges, Notify, SetGauges};
 use crate::log::{log, LogLevel};
 use crate::xds_client::XdsClient;
 
@@ -40,9 +41,14 @@ pub trait Stream {
     fn increment_counter(&mut self, id: usize, by: u64);
 }
 
-/// Envoy's filter configuration while it is being created.
-pub trait DefineCounters {
+/// Envoy's filter configuration while it is being created: metrics are
+/// defined only then.
+pub trait DefineMetrics {
     fn define_counter(&mut self, name: &str) -> Option<usize>;
+    /// A gauge with one label.
+    fn define_gauge(&mut self, name: &str, label: &str) -> Option<usize>;
+    /// What wakes the main thread for [`FilterConfig::on_scheduled`].
+    fn scheduler(&mut self) -> Option<Arc<dyn Notify>>;
 }
 
 /// What the hook tells Envoy.
@@ -72,13 +78,16 @@ pub struct FilterConfig {
     feed: Arc<Feed>,
     /// Dropping it stops the xDS thread.
     client: Option<XdsClient>,
+    /// Set on the main thread after each update the xDS thread announces.
+    member_gauges: Option<MemberGauges>,
+    scheduler: Option<Arc<dyn Notify>>,
 }
 
 impl FilterConfig {
     /// Reads the configuration JSON (empty means `{}`), defines the
     /// counters, and starts the xDS client when `xds_address` is set.
     pub fn new(
-        envoy: &mut impl DefineCounters,
+        envoy: &mut impl DefineMetrics,
         _name: &[u8],
         raw: &[u8],
     ) -> Result<Self, ConfigError> {
@@ -90,11 +99,19 @@ impl FilterConfig {
             .map(|c| envoy.define_counter(&format!("dnslb.{}", c.name())))
             .collect();
         let feed = Arc::new(Feed::default());
+        let member_gauges = envoy
+            .define_gauge(gauges::NAME, gauges::LABEL)
+            .map(MemberGauges::new);
+        if member_gauges.is_none() {
+            log(LogLevel::Warn, "cannot define the member gauge");
+        }
+        let scheduler = envoy.scheduler();
         let client = match config.xds_address {
             Some(addr) => Some(XdsClient::start(
                 addr,
                 config.node_id.clone(),
                 Arc::clone(&feed),
+                scheduler.clone(),
             )?),
             None => {
                 log(
@@ -110,7 +127,26 @@ impl FilterConfig {
             counters,
             feed,
             client,
+            member_gauges,
+            scheduler,
         })
+    }
+
+    /// On Envoy's main thread, after the xDS thread announced an update:
+    /// the member gauges. The main thread keeps its own copy of the
+    /// membership, like a worker.
+    pub fn on_scheduled(&self, envoy: &mut impl SetGauges) {
+        if let Some(gauges) = &self.member_gauges {
+            self.feed
+                .with_membership(|membership| gauges.record(membership, envoy));
+        }
+    }
+
+    /// Envoy is destroying the configuration: no more scheduled events.
+    pub fn close(&self) {
+        if let Some(scheduler) = &self.scheduler {
+            scheduler.close();
+        }
     }
 
     fn count(&self, stream: &mut impl Stream, counter: Counter) {

@@ -16,6 +16,7 @@
 mod abi;
 mod feed;
 mod filter;
+mod gauges;
 mod log;
 mod xds_client;
 

@@ -23,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_prost::ProstCodec;
 
 use crate::feed::{Feed, Snapshot};
+use crate::gauges::Notify;
 use crate::log::{log, LogLevel};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -36,7 +37,13 @@ pub struct XdsClient {
 impl XdsClient {
     /// Starts the thread; it connects to `addr` (plain HTTP/2) and retries
     /// every [`TICK`] while the server is away.
-    pub fn start(addr: SocketAddr, node_id: String, feed: Arc<Feed>) -> std::io::Result<Self> {
+    /// `updated` is told after each published update.
+    pub fn start(
+        addr: SocketAddr,
+        node_id: String,
+        feed: Arc<Feed>,
+        updated: Option<Arc<dyn Notify>>,
+    ) -> std::io::Result<Self> {
         let (refreshes, requested) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("dnslb-xds".into())
@@ -45,7 +52,7 @@ impl XdsClient {
                     .enable_all()
                     .build();
                 match runtime {
-                    Ok(runtime) => runtime.block_on(run(addr, node_id, feed, requested)),
+                    Ok(runtime) => runtime.block_on(run(addr, node_id, feed, updated, requested)),
                     Err(e) => log(
                         LogLevel::Error,
                         &format!("no runtime for the xDS client: {e}"),
@@ -73,6 +80,7 @@ struct Client {
     addr: SocketAddr,
     subscription: EdsSubscription,
     feed: Arc<Feed>,
+    updated: Option<Arc<dyn Notify>>,
     requested: mpsc::UnboundedReceiver<String>,
     /// When each cluster was last refreshed: at most once per [`TICK`].
     refreshed: HashMap<String, Instant>,
@@ -84,12 +92,14 @@ async fn run(
     addr: SocketAddr,
     node_id: String,
     feed: Arc<Feed>,
+    updated: Option<Arc<dyn Notify>>,
     requested: mpsc::UnboundedReceiver<String>,
 ) {
     let mut client = Client {
         addr,
         subscription: EdsSubscription::new(node_id),
         feed,
+        updated,
         requested,
         refreshed: HashMap::new(),
         reported: false,
@@ -213,6 +223,9 @@ impl Client {
                 version: update.version,
                 clusters: update.clusters,
             });
+            if let Some(updated) = &self.updated {
+                updated.notify();
+            }
         }
         if let Some(error) = outcome.rejected {
             log(LogLevel::Warn, &format!("rejected EDS update: {error}"));

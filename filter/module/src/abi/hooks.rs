@@ -5,7 +5,10 @@ use std::ffi::{c_char, c_void};
 use std::ptr::{self, NonNull};
 use std::sync::Arc;
 
-use super::{envoy_bytes, EnvoyBuffer, FilterConfigHandle, HttpFilter, CONTINUE, STOP_ITERATION};
+use super::{
+    envoy_bytes, ConfigGauges, EnvoyBuffer, FilterConfigHandle, HttpFilter, CONTINUE,
+    STOP_ITERATION,
+};
 use crate::filter::{Filter, FilterConfig, Next};
 use crate::log::{guarded, log, LogLevel};
 
@@ -58,7 +61,9 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
         if !config.is_null() {
             // SAFETY: `config` came from `Arc::into_raw` in `config_new` and
             // Envoy destroys it once.
-            drop(unsafe { Arc::from_raw(config.cast::<FilterConfig>()) });
+            let config = unsafe { Arc::from_raw(config.cast::<FilterConfig>()) };
+            // Streams may still hold it; Envoy's side is gone now.
+            config.close();
         }
     })
 }
@@ -252,6 +257,26 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
     _stream_id: u64,
     _reason: i32,
 ) {
+}
+
+/// The xDS thread announced an update: record the gauges (main thread).
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    config_envoy: *mut c_void,
+    config: *const c_void,
+    _event_id: u64,
+) {
+    guarded("config_scheduled", (), || {
+        let Some(raw) = NonNull::new(config_envoy) else {
+            return;
+        };
+        // SAFETY: `config` is null or the live `Arc<FilterConfig>` of
+        // `config_new`: Envoy runs the event only while its configuration
+        // (which holds that reference) exists; only borrowed here.
+        if let Some(config) = unsafe { config.cast::<FilterConfig>().as_ref() } {
+            config.on_scheduled(&mut ConfigGauges { raw });
+        }
+    })
 }
 
 #[no_mangle]

@@ -91,17 +91,46 @@ impl Stream for FakeStream {
 }
 
 /// Counter ids are the counter's index plus 100.
-struct FakeCounters(Vec<String>);
+#[derive(Default)]
+struct FakeCounters(Vec<String>, Arc<FakeScheduler>);
 
-impl DefineCounters for FakeCounters {
+/// Counts the wake-ups and whether it was closed.
+#[derive(Default)]
+struct FakeScheduler {
+    notified: std::sync::atomic::AtomicUsize,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Notify for FakeScheduler {
+    fn notify(&self) {
+        self.notified
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl DefineMetrics for FakeCounters {
     fn define_counter(&mut self, name: &str) -> Option<usize> {
         self.0.push(name.into());
         Some(self.0.len() + 99)
     }
+
+    fn define_gauge(&mut self, name: &str, label: &str) -> Option<usize> {
+        self.0.push(format!("{name}{{{label}}}"));
+        Some(1)
+    }
+
+    fn scheduler(&mut self) -> Option<Arc<dyn Notify>> {
+        Some(self.1.clone())
+    }
 }
 
 fn filter(json: &str) -> (Filter, Vec<String>) {
-    let mut counters = FakeCounters(Vec::new());
+    let mut counters = FakeCounters::default();
     let config = FilterConfig::new(&mut counters, b"dnslb", json.as_bytes()).unwrap();
     (Filter::new(Arc::new(config)), counters.0)
 }
@@ -116,7 +145,8 @@ const COOKIE: &str = r#"{"routing": "envoy", "affinity": {"mode": "cookie"}}"#;
 #[test]
 fn counters_keep_the_wasm_names() {
     let (_, names) = filter("");
-    assert_eq!(names.len(), Counter::ALL.len());
+    assert_eq!(names.len(), Counter::ALL.len() + 1);
+    assert!(names.contains(&"dnslb.upstream_members{envoy_cluster_name}".to_string()));
     assert!(names.contains(&"dnslb.requests".to_string()), "{names:?}");
     assert!(names.contains(&"dnslb.affinity_hits".to_string()));
 }
@@ -175,7 +205,7 @@ fn the_status_path_and_bad_cookies_answer_locally() {
 
 #[test]
 fn bad_configuration_is_refused() {
-    let mut counters = FakeCounters(Vec::new());
+    let mut counters = FakeCounters::default();
     let e = FilterConfig::new(&mut counters, b"dnslb", br#"{"retries": "x"}"#)
         .err()
         .unwrap();
@@ -202,4 +232,40 @@ fn filter_routing_rewrites_and_routes_again() {
     // The client's header is gone; no member known yet, so no pick of ours.
     assert_eq!(stream.request_header("x-dnslb-endpoint"), None);
     assert_eq!(stream.route_cleared, 1);
+}
+
+#[derive(Default)]
+struct FakeGauges(Vec<(usize, String, u64)>);
+
+impl SetGauges for FakeGauges {
+    fn set_gauge(&mut self, id: usize, label: &str, value: u64) -> bool {
+        self.0.push((id, label.into(), value));
+        true
+    }
+}
+
+#[test]
+fn member_gauges_follow_the_feed_and_the_scheduler_closes_with_envoys_configuration() {
+    let mut envoy = FakeCounters::default();
+    let config = FilterConfig::new(&mut envoy, b"dnslb", b"{}").unwrap();
+    let mut gauges = FakeGauges::default();
+    config.on_scheduled(&mut gauges);
+    assert!(gauges.0.is_empty(), "nothing received yet");
+    config.feed.publish(crate::feed::Snapshot {
+        version: "v1".into(),
+        clusters: vec![(
+            CLUSTER.into(),
+            vec![dnslb_filter::members::Member {
+                address: "127.0.0.2:8080".into(),
+                weight: 1,
+                priority: 0,
+                draining: false,
+            }],
+        )],
+    });
+    config.on_scheduled(&mut gauges);
+    assert_eq!(gauges.0, [(1, "dns+backend~test_8080".to_string(), 1)]);
+    assert!(!envoy.1.closed.load(std::sync::atomic::Ordering::Relaxed));
+    config.close();
+    assert!(envoy.1.closed.load(std::sync::atomic::Ordering::Relaxed));
 }
