@@ -103,15 +103,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn member(address: &str) -> Member {
-        Member {
-            address: address.into(),
-            weight: 1,
-            priority: 0,
-            draining: false,
-        }
-    }
+    use crate::test_support::member;
 
     #[test]
     fn workers_see_each_published_update() {

@@ -70,26 +70,7 @@ impl MemberGauges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dnslb_filter::members::Member;
-
-    #[derive(Default)]
-    struct FakeGauges(Vec<(usize, String, u64)>);
-
-    impl SetGauges for FakeGauges {
-        fn set_gauge(&mut self, id: usize, label: &str, value: u64) -> bool {
-            self.0.push((id, label.into(), value));
-            true
-        }
-    }
-
-    fn member(address: &str) -> Member {
-        Member {
-            address: address.into(),
-            weight: 1,
-            priority: 0,
-            draining: false,
-        }
-    }
+    use crate::test_support::{member, FakeGauges};
 
     #[test]
     fn counts_members_per_upstream_and_zeroes_the_ones_that_left() {

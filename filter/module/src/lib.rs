@@ -18,6 +18,8 @@ mod feed;
 mod filter;
 mod gauges;
 mod log;
+#[cfg(test)]
+mod test_support;
 mod xds_client;
 
 /// The dynamic-module ABI this build targets (Envoy 1.40).

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::test_support::FakeGauges;
 
 /// Envoy's side of one stream, recorded.
 #[derive(Default)]
@@ -234,16 +235,6 @@ fn filter_routing_rewrites_and_routes_again() {
     assert_eq!(stream.route_cleared, 1);
 }
 
-#[derive(Default)]
-struct FakeGauges(Vec<(usize, String, u64)>);
-
-impl SetGauges for FakeGauges {
-    fn set_gauge(&mut self, id: usize, label: &str, value: u64) -> bool {
-        self.0.push((id, label.into(), value));
-        true
-    }
-}
-
 #[test]
 fn member_gauges_follow_the_feed_and_the_scheduler_closes_with_envoys_configuration() {
     let mut envoy = FakeCounters::default();
@@ -255,12 +246,7 @@ fn member_gauges_follow_the_feed_and_the_scheduler_closes_with_envoys_configurat
         version: "v1".into(),
         clusters: vec![(
             CLUSTER.into(),
-            vec![dnslb_filter::members::Member {
-                address: "127.0.0.2:8080".into(),
-                weight: 1,
-                priority: 0,
-                draining: false,
-            }],
+            vec![crate::test_support::member("127.0.0.2:8080")],
         )],
     });
     config.on_scheduled(&mut gauges);
