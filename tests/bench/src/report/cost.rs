@@ -391,12 +391,15 @@ fn paths_text(md: &mut String, cost: &CostReport) {
     let _ = writeln!(
         md,
         "Cookie affinity is the one route where the filter runs, because Envoy has no \
-         opaque, signed, expiring cookie: it reads `:path`, `:authority` and `cookie` (one \
-         host call each), checks the cookie's HMAC-SHA256 and decrypts its address, and names \
-         that endpoint in `x-dnslb-endpoint` for `override_host`; on the response it reads the \
-         upstream address and sets a cookie only when another endpoint answered \
-         (`filter/src/envoy_routing.rs`); {}. Its twin, `stateful_session`, reads a base64 \
-         cookie that holds the endpoint's `ip:port` in clear, in C++.\n",
+         opaque, signed, expiring cookie: it reads `:path`, `:authority` and `cookie` (the \
+         wasm build in one host call, the module one call each), opens the cookie \
+         (ChaCha20-Poly1305; a worker remembers the cookies it opened, so a session's later \
+         requests skip the cipher), and names that endpoint for `override_host` (the wasm \
+         build in `x-dnslb-endpoint`, the module through Envoy's override call); on the \
+         response it reads the upstream address and sets a cookie only when another \
+         endpoint answered (`filter/src/envoy_routing.rs`); {}. Its twin, \
+         `stateful_session`, reads a base64 cookie that holds the endpoint's `ip:port` in \
+         clear, in C++.\n",
         entered(cost, "dnslb-cookie")
     );
     let _ = writeln!(
