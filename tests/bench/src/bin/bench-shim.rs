@@ -20,7 +20,7 @@ use std::{
 };
 
 use clap::Parser;
-use dnslb_bench::section;
+use dnslb_bench::{fixture, section};
 use dnslb_filter::xds::RefreshResponse;
 use dnslb_tests::{
     free_port, http_get, stack::shim_binary, wait_until, ChildGuard, DnsServer, TempDir,
@@ -72,28 +72,13 @@ fn addresses(i: usize, generation: u8) -> Vec<Ipv4Addr> {
 
 /// CPU seconds (user + system) the process used so far.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start after ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    let hz: f64 = String::from_utf8_lossy(&hz.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(100.0);
-    ticks as f64 / hz
+    let ticks = fixture::cpu_ticks(pid).unwrap();
+    ticks as f64 / fixture::clock_ticks() as f64
 }
 
+/// Resident memory in MiB (0 when /proc does not say).
 fn rss_mb(pid: u32) -> f64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
+    fixture::rss_kib(pid).unwrap_or(0) as f64 / 1024.0
 }
 
 /// Share of one core over `seconds`, and the resident memory at the end.
