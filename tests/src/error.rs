@@ -22,6 +22,10 @@ pub enum HarnessError {
         reason: String,
     },
 
+    /// An xDS stream failed, ended or could not be opened.
+    #[error("xds: {0}")]
+    Xds(String),
+
     /// A DNS exchange failed or returned something unusable.
     #[error("dns: {0}")]
     Dns(String),

@@ -23,14 +23,13 @@ use clap::Parser;
 use dnslb_bench::{fixture, section};
 use dnslb_filter::xds::RefreshResponse;
 use dnslb_tests::{
-    free_port, http_get, stack::shim_binary, wait_until, ChildGuard, DnsServer, TempDir,
+    free_port, http_get, stack::shim_binary, wait_until, xds::XdsStream, ChildGuard, DnsServer,
+    TempDir,
 };
 use envoy_types::pb::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DeltaDiscoveryRequest,
     DeltaDiscoveryResponse,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -89,11 +88,8 @@ async fn sample(pid: u32, seconds: u64) -> (f64, f64) {
     (100.0 * used / seconds as f64, rss_mb(pid))
 }
 
-struct DeltaClient {
-    _requests: mpsc::Sender<DeltaDiscoveryRequest>,
-    responses: tonic::Streaming<DeltaDiscoveryResponse>,
-    requests: mpsc::Sender<DeltaDiscoveryRequest>,
-}
+/// A Delta ADS stream subscribed to EDS resources, ACKing every response.
+struct DeltaClient(XdsStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>);
 
 impl DeltaClient {
     async fn connect(xds: SocketAddr, subscribe: Vec<String>) -> DeltaClient {
@@ -101,39 +97,26 @@ impl DeltaClient {
             .await
             .unwrap()
             .max_decoding_message_size(usize::MAX);
-        let (tx, rx) = mpsc::channel(16);
-        tx.send(DeltaDiscoveryRequest {
+        let first = DeltaDiscoveryRequest {
             type_url: EDS.into(),
             resource_names_subscribe: subscribe,
             ..Default::default()
-        })
-        .await
-        .unwrap();
-        let responses = client
-            .delta_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        DeltaClient {
-            _requests: tx.clone(),
-            responses,
-            requests: tx,
-        }
+        };
+        let stream = XdsStream::open(Some(first), |rx| async move {
+            client.delta_aggregated_resources(rx).await
+        });
+        DeltaClient(stream.await.unwrap())
     }
 
     /// The next response (ACKed), bounded in time.
     async fn next(&mut self) -> DeltaDiscoveryResponse {
-        let response = tokio::time::timeout(Duration::from_secs(120), self.responses.message())
-            .await
-            .expect("no xDS response in time")
-            .unwrap()
-            .expect("stream ended");
+        let response = self.0.next(Duration::from_secs(120)).await.unwrap();
         let ack = DeltaDiscoveryRequest {
             type_url: EDS.into(),
             response_nonce: response.nonce.clone(),
             ..Default::default()
         };
-        let _ = self.requests.send(ack).await;
+        let _ = self.0.send(ack).await;
         response
     }
 
