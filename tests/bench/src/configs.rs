@@ -5,6 +5,7 @@
 use std::{net::SocketAddr, path::Path};
 
 use dnslb_tests::{
+    envoy::bootstrap::{self, Node, ROUTER},
     error::Result,
     stack::{filter_routing_bootstrap, shim_bootstrap_build, Build, EnvoyPorts},
 };
@@ -147,38 +148,19 @@ pub fn native_bootstrap(
     )
 }
 
-/// Bootstrap up to the route's action: node, admin, one listener with an
-/// HTTP connection manager whose single route matches everything.
+/// Bootstrap up to the route's action: node `bench-NAME`, admin, one listener on
+/// 127.0.0.1 with an HTTP connection manager whose single route matches everything.
 fn listener_head(name: &str, admin: u16, listener: u16) -> String {
+    let node = Node {
+        id: &format!("bench-{name}"),
+        cluster: "bench",
+    };
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
     format!(
-        r#"node: {{ id: bench-{name}, cluster: bench }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-    - name: {name}
-      address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: {name}
-                route_config:
-                  name: {name}
-                  virtual_hosts:
-                    - name: {name}
-                      domains: ["*"]
-                      routes:
-                        - match: {{ prefix: / }}
-"#
+        "{}                        - match: {{ prefix: / }}\n",
+        bootstrap::listener_head(Some(node), name, loopback(admin), loopback(listener), true)
     )
 }
-
-const ROUTER: &str = r#"                  - name: envoy.filters.http.router
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#;
 
 /// The ceiling: Envoy answers 200 itself, no upstream.
 pub fn direct_response_bootstrap(admin: u16, listener: u16) -> String {
