@@ -11,7 +11,8 @@ use std::{
 };
 
 use dnslb_tests::{
-    free_port, http_get, http_request, wait_until, BackendReport, HttpResponse, Stack, StackOptions,
+    dns::ipv4s, free_port, http_get, http_request, wait_until, BackendReport, HttpResponse, Stack,
+    StackOptions,
 };
 
 const NAME: &str = "backend.test";
@@ -210,14 +211,7 @@ fn cookie_affinity_sticks_until_the_endpoint_leaves() {
     // goes there (the session finishes) but new picks avoid it; once it is
     // gone, the cookie fails over with a new one.
     let sticky_ip: SocketAddr = sticky.parse().unwrap();
-    let rest: Vec<Ipv4Addr> = backends
-        .iter()
-        .filter(|b| **b != sticky_ip)
-        .map(|b| match b.ip() {
-            std::net::IpAddr::V4(v4) => v4,
-            std::net::IpAddr::V6(_) => unreachable!(),
-        })
-        .collect();
+    let rest = ipv4s(backends.iter().filter(|b| **b != sticky_ip));
     stack.dns.set_a(NAME, &rest);
     wait_until(
         "the sticky member to drain",
