@@ -48,6 +48,24 @@ pub enum Build {
     Module,
 }
 
+/// Two `#[test]`s running `$run` against each build of the filter: `$wasm` with
+/// [`Build::Wasm`], `$module` with [`Build::Module`]. Both builds take the same JSON and
+/// must behave the same, so end-to-end tests run on both.
+#[macro_export]
+macro_rules! test_each_build {
+    ($wasm:ident, $module:ident => $run:path) => {
+        #[test]
+        fn $wasm() {
+            $run($crate::Build::Wasm);
+        }
+
+        #[test]
+        fn $module() {
+            $run($crate::Build::Module);
+        }
+    };
+}
+
 impl Build {
     /// The built artifact; an error says to build it when missing.
     pub fn artifact(self) -> Result<PathBuf> {

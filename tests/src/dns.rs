@@ -38,6 +38,17 @@ pub struct Srv {
     pub target: String,
 }
 
+/// The IPv4 addresses among `addrs` (IPv6 ones skipped), as [`DnsServer::set_a`] takes them.
+pub fn ipv4s<'a>(addrs: impl IntoIterator<Item = &'a SocketAddr>) -> Vec<Ipv4Addr> {
+    addrs
+        .into_iter()
+        .filter_map(|addr| match addr.ip() {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
 /// How long a TCP client may stay idle before the server closes the connection.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 

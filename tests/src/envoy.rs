@@ -1,6 +1,7 @@
 //! Envoy as an RAII process: start it on a config, wait on the admin API, kill on drop.
 
 mod admin;
+pub mod bootstrap;
 
 use std::{
     collections::BTreeSet,

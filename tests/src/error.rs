@@ -13,13 +13,18 @@ pub enum HarnessError {
         source: io::Error,
     },
 
-    /// A zone file could not be parsed.
-    #[error("zone line {line}: {reason} (at `{token}`)")]
+    /// A zone file could not be parsed: `text` is the bad line as written (trimmed),
+    /// `reason` what hickory's parser or the server's checks said about it.
+    #[error("zone line {line} `{text}`: {reason}")]
     Zone {
         line: usize,
-        token: String,
+        text: String,
         reason: String,
     },
+
+    /// An xDS stream failed, ended or could not be opened.
+    #[error("xds: {0}")]
+    Xds(String),
 
     /// A DNS exchange failed or returned something unusable.
     #[error("dns: {0}")]

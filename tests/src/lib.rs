@@ -16,6 +16,7 @@ pub mod process;
 pub mod rogue_dns;
 pub mod shim;
 pub mod stack;
+pub mod xds;
 
 pub use backend::{Backend, BackendReport};
 pub use dns::{DnsServer, Srv};

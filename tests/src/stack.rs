@@ -150,6 +150,29 @@ impl Stack {
         http_get(self.listener, path, &[("Host", authority)])
     }
 
+    /// [`Stack::load`] that must lose no request: the error says how many failed and
+    /// shows the first three.
+    pub fn load_loses_nothing(
+        &self,
+        authority: &str,
+        clients: usize,
+        per_client: usize,
+        deadline: Duration,
+    ) -> Result<()> {
+        let failed = self.load(authority, clients, per_client, deadline);
+        if failed.is_empty() {
+            return Ok(());
+        }
+        Err(HarnessError::Http {
+            target: authority.to_string(),
+            reason: format!(
+                "{} requests of the load failed, e.g. {:?}",
+                failed.len(),
+                &failed[..failed.len().min(3)]
+            ),
+        })
+    }
+
     /// `clients` threads each sending up to `per_client` GETs to `authority` one after
     /// another (bounded by `deadline` too); returns every failure (status and body, or
     /// error). The load of the reliability issue: many clients at once.

@@ -6,7 +6,10 @@ use std::{
     time::Duration,
 };
 
-use dnslb_tests::{free_port, http_get, Backend, Envoy, EnvoyOptions, HarnessError};
+use dnslb_tests::{
+    envoy::bootstrap::{listener_head, ROUTER},
+    free_port, http_get, Backend, Envoy, EnvoyOptions, HarnessError,
+};
 
 fn local_port() -> dnslb_tests::Result<SocketAddr> {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -18,50 +21,27 @@ fn config(admin: SocketAddr, listener: SocketAddr, backends: &[SocketAddr]) -> S
         .iter()
         .map(|b| {
             format!(
-                "        - endpoint: {{ address: {{ socket_address: {{ address: {}, port_value: {} }} }} }}\n",
+                "              - endpoint: {{ address: {{ socket_address: {{ address: \"{}\", port_value: {} }} }} }}\n",
                 b.ip(),
                 b.port()
             )
         })
         .collect();
     format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: {admin_ip}, port_value: {admin_port} }} }}
-static_resources:
-  listeners:
-  - name: main
-    address: {{ socket_address: {{ address: {l_ip}, port_value: {l_port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: main
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ path: "/direct" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "hello" }} }}
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: static_backends }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: static_backends
-    type: STATIC
-    load_assignment:
-      cluster_name: static_backends
-      endpoints:
-      - lb_endpoints:
+        r#"{head}                        - match: {{ path: "/direct" }}
+                          direct_response: {{ status: 200, body: {{ inline_string: "hello" }} }}
+                        - match: {{ prefix: "/" }}
+                          route: {{ cluster: static_backends }}
+                http_filters:
+{ROUTER}  clusters:
+    - name: static_backends
+      type: STATIC
+      load_assignment:
+        cluster_name: static_backends
+        endpoints:
+          - lb_endpoints:
 {endpoints}"#,
-        admin_ip = admin.ip(),
-        admin_port = admin.port(),
-        l_ip = listener.ip(),
-        l_port = listener.port(),
+        head = listener_head(None, "main", admin, listener, true),
     )
 }
 

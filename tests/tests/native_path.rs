@@ -13,8 +13,8 @@ use std::{
 };
 
 use dnslb_tests::{
-    free_port, http_get, shim_bootstrap_build, wait_until, BackendReport, Build, ChildGuard, Srv,
-    Stack, StackOptions, TempDir,
+    dns::ipv4s, free_port, http_get, shim_bootstrap_build, wait_until, BackendReport, Build,
+    ChildGuard, Srv, Stack, StackOptions, TempDir,
 };
 
 const NAME: &str = "backend.test";
@@ -86,15 +86,7 @@ fn counts(
     counts
 }
 
-#[test]
-fn envoy_routes_round_robin_and_answers_bad_names_itself() {
-    round_robin_and_bad_names(Build::Wasm);
-}
-
-#[test]
-fn envoy_routes_round_robin_and_answers_bad_names_itself_with_the_module() {
-    round_robin_and_bad_names(Build::Module);
-}
+dnslb_tests::test_each_build!(envoy_routes_round_robin_and_answers_bad_names_itself, envoy_routes_round_robin_and_answers_bad_names_itself_with_the_module => round_robin_and_bad_names);
 
 fn round_robin_and_bad_names(build: Build) {
     let port = free_port(ip(2).into()).unwrap();
@@ -187,13 +179,9 @@ fn a_dead_member_under_load_loses_no_request_and_is_ejected() {
         .wait_cluster_hosts(&cluster, &all, Duration::from_secs(30))
         .unwrap();
 
-    let failed = stack.load(&cluster, 16, 100, Duration::from_secs(60));
-    assert!(
-        failed.is_empty(),
-        "{} failed, e.g. {:?}",
-        failed.len(),
-        &failed[..failed.len().min(3)]
-    );
+    stack
+        .load_loses_nothing(&cluster, 16, 100, Duration::from_secs(60))
+        .unwrap();
 
     let stat = |name: &str| -> u64 {
         stack
@@ -270,15 +258,7 @@ fn cookie_of(response: &dnslb_tests::HttpResponse) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[test]
-fn cookie_affinity_sticks_and_fails_over() {
-    cookie_affinity(Build::Wasm);
-}
-
-#[test]
-fn cookie_affinity_sticks_and_fails_over_with_the_module() {
-    cookie_affinity(Build::Module);
-}
+dnslb_tests::test_each_build!(cookie_affinity_sticks_and_fails_over, cookie_affinity_sticks_and_fails_over_with_the_module => cookie_affinity);
 
 fn cookie_affinity(build: Build) {
     let port = free_port(ip(2).into()).unwrap();
@@ -331,14 +311,7 @@ fn cookie_affinity(build: Build) {
     assert_eq!(seen, BTreeMap::from([(new_backend.clone(), 6)]));
 
     // Its member leaves DNS: draining (the shim's 30 s), it keeps its sessions.
-    let staying: Vec<Ipv4Addr> = backends
-        .iter()
-        .filter(|b| b.to_string() != new_backend)
-        .map(|b| match b.ip() {
-            std::net::IpAddr::V4(v4) => v4,
-            std::net::IpAddr::V6(_) => unreachable!(),
-        })
-        .collect();
+    let staying = ipv4s(backends.iter().filter(|b| b.to_string() != new_backend));
     stack.dns.set_a(NAME, &staying);
     wait_until(
         "the filter to see the member draining",
@@ -366,15 +339,7 @@ fn cookie_affinity(build: Build) {
     assert!(cookie_of(&response).is_some());
 }
 
-#[test]
-fn a_dead_sticky_member_forces_a_re_resolution() {
-    dead_sticky_member_forces_a_re_resolution(Build::Wasm);
-}
-
-#[test]
-fn a_dead_sticky_member_forces_a_re_resolution_with_the_module() {
-    dead_sticky_member_forces_a_re_resolution(Build::Module);
-}
+dnslb_tests::test_each_build!(a_dead_sticky_member_forces_a_re_resolution, a_dead_sticky_member_forces_a_re_resolution_with_the_module => dead_sticky_member_forces_a_re_resolution);
 
 /// The session's member dies and leaves DNS while the shim would not look for two minutes:
 /// the request that failed over makes the filter ask the shim to re-resolve the name now.

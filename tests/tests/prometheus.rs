@@ -127,15 +127,7 @@ fn envoy_exports_each_dnslb_cluster_under_its_whole_name() {
     }
 }
 
-#[test]
-fn the_filters_member_gauge_is_labelled_with_the_upstream() {
-    member_gauge(Build::Wasm);
-}
-
-#[test]
-fn the_filters_member_gauge_is_labelled_with_the_upstream_with_the_module() {
-    member_gauge(Build::Module);
-}
+dnslb_tests::test_each_build!(the_filters_member_gauge_is_labelled_with_the_upstream, the_filters_member_gauge_is_labelled_with_the_upstream_with_the_module => member_gauge);
 
 /// Both builds expose one series per upstream, labelled like Envoy's cluster stats:
 /// `dnslb_upstream_members{envoy_cluster_name="<stat name>"}` (the module's under Envoy's

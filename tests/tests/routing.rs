@@ -69,15 +69,7 @@ fn assert_ten_each(stack: &Stack, cluster: &str, addrs: &[SocketAddr]) {
     assert_eq!(counts, expected);
 }
 
-#[test]
-fn thirty_requests_over_three_a_records_give_ten_each() {
-    thirty_requests_give_ten_each(Build::Wasm);
-}
-
-#[test]
-fn thirty_requests_over_three_a_records_give_ten_each_with_the_module() {
-    thirty_requests_give_ten_each(Build::Module);
-}
+dnslb_tests::test_each_build!(thirty_requests_over_three_a_records_give_ten_each, thirty_requests_over_three_a_records_give_ten_each_with_the_module => thirty_requests_give_ten_each);
 
 fn thirty_requests_give_ten_each(build: Build) {
     let (port, addrs) = backends(&[2, 3, 4]);
@@ -211,15 +203,7 @@ fn added_record_takes_traffic_and_removed_one_stops() {
     assert_eq!(removed["draining"], true, "{removed}");
 }
 
-#[test]
-fn client_sent_dnslb_headers_cannot_steer_traffic() {
-    client_headers_cannot_steer(Build::Wasm);
-}
-
-#[test]
-fn client_sent_dnslb_headers_cannot_steer_traffic_with_the_module() {
-    client_headers_cannot_steer(Build::Module);
-}
+dnslb_tests::test_each_build!(client_sent_dnslb_headers_cannot_steer_traffic, client_sent_dnslb_headers_cannot_steer_traffic_with_the_module => client_headers_cannot_steer);
 
 fn client_headers_cannot_steer(build: Build) {
     // 127.0.0.9 runs a backend on the same port but is not in DNS.
@@ -269,15 +253,7 @@ fn client_headers_cannot_steer(build: Build) {
     assert_eq!(response.status, 404, "{}", response.body);
 }
 
-#[test]
-fn malformed_upstreams_get_400_and_reach_no_backend() {
-    malformed_upstreams_get_400(Build::Wasm);
-}
-
-#[test]
-fn malformed_upstreams_get_400_and_reach_no_backend_with_the_module() {
-    malformed_upstreams_get_400(Build::Module);
-}
+dnslb_tests::test_each_build!(malformed_upstreams_get_400_and_reach_no_backend, malformed_upstreams_get_400_and_reach_no_backend_with_the_module => malformed_upstreams_get_400);
 
 fn malformed_upstreams_get_400(build: Build) {
     let (port, addrs) = backends(&[2]);

@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use dnslb_tests::xds::XdsStream;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
@@ -16,35 +17,24 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 
 use support::{dns as start_dns, set, shim as start_shim, Running};
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
-struct AdsClient {
-    requests: mpsc::Sender<DiscoveryRequest>,
-    responses: Streaming<DiscoveryResponse>,
-}
+/// A SotW ADS stream, as Envoy opens one.
+struct AdsClient(XdsStream<DiscoveryRequest, DiscoveryResponse>);
 
 impl AdsClient {
     async fn connect(shim: &Running) -> AdsClient {
         let mut client = AggregatedDiscoveryServiceClient::connect(shim.xds_url())
             .await
             .unwrap();
-        let (requests, rx) = mpsc::channel(8);
-        let responses = client
-            .stream_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        AdsClient {
-            requests,
-            responses,
-        }
+        let stream = XdsStream::open(None, |rx| async move {
+            client.stream_aggregated_resources(rx).await
+        });
+        AdsClient(stream.await.unwrap())
     }
 
     async fn send(&self, type_url: &str, names: &[&str], version: &str, nonce: &str) {
@@ -59,7 +49,7 @@ impl AdsClient {
             response_nonce: nonce.into(),
             ..Default::default()
         };
-        self.requests.send(request).await.unwrap();
+        self.0.send(request).await.unwrap();
     }
 
     async fn ack(&self, response: &DiscoveryResponse, names: &[&str]) {
@@ -73,16 +63,12 @@ impl AdsClient {
     }
 
     async fn next(&mut self) -> DiscoveryResponse {
-        tokio::time::timeout(Duration::from_secs(15), self.responses.message())
-            .await
-            .expect("no response in time")
-            .unwrap()
-            .expect("stream ended")
+        self.0.next(Duration::from_secs(15)).await.unwrap()
     }
 
     /// Asserts that nothing arrives for a while (e.g. after an ACK).
     async fn expect_silence(&mut self, wait: Duration) {
-        if let Ok(message) = tokio::time::timeout(wait, self.responses.message()).await {
+        if let Some(message) = self.0.next_or_silence(wait).await.unwrap() {
             panic!("unexpected message: {message:?}");
         }
     }
@@ -219,10 +205,9 @@ async fn envoy_flow_against_fake_dns() {
     // Clean shutdown: streams end, the process exits 0.
     let status = shim.process.stop(Duration::from_secs(10)).unwrap();
     assert!(status.success(), "{status:?}");
-    let end = tokio::time::timeout(Duration::from_secs(5), envoy.responses.message())
-        .await
-        .unwrap();
-    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+    // The stream ends or fails; a timeout (`Ok(None)`) or a message would be wrong.
+    let end = envoy.0.next_or_silence(Duration::from_secs(5)).await;
+    assert!(end.is_err(), "{end:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,16 +275,15 @@ async fn plain_cds_and_eds_services() {
         ..Default::default()
     };
 
-    let (cds_tx, rx) = mpsc::channel(8);
-    let mut cds = ClusterDiscoveryServiceClient::connect(url.clone())
+    let mut client = ClusterDiscoveryServiceClient::connect(url.clone())
         .await
-        .unwrap()
-        .stream_clusters(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    cds_tx.send(request(&[], "", "")).await.unwrap();
-    let clusters = cds.message().await.unwrap().unwrap();
+        .unwrap();
+    let mut cds = XdsStream::open(Some(request(&[], "", "")), |rx| async move {
+        client.stream_clusters(rx).await
+    })
+    .await
+    .unwrap();
+    let clusters = cds.next(Duration::from_secs(15)).await.unwrap();
     assert_eq!(clusters.type_url, CDS);
     let cluster = Cluster::decode(clusters.resources[0].value.as_slice()).unwrap();
     assert_eq!(cluster.name, "dns+backend.test:8080");
@@ -312,34 +296,26 @@ async fn plain_cds_and_eds_services() {
     };
     assert_eq!(grpc.cluster_name, "dnslb_xds");
 
-    let (eds_tx, rx) = mpsc::channel(8);
-    let mut eds = EndpointDiscoveryServiceClient::connect(url)
-        .await
-        .unwrap()
-        .stream_endpoints(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
     let names = ["dns+backend.test:8080"];
-    eds_tx.send(request(&names, "", "")).await.unwrap();
-    let first = eds.message().await.unwrap().unwrap();
+    let mut client = EndpointDiscoveryServiceClient::connect(url).await.unwrap();
+    let mut eds = XdsStream::open(Some(request(&names, "", "")), |rx| async move {
+        client.stream_endpoints(rx).await
+    })
+    .await
+    .unwrap();
+    let first = eds.next(Duration::from_secs(15)).await.unwrap();
     assert_eq!(first.type_url, EDS);
     assert_eq!(
         endpoints(&first),
         [(names[0].to_string(), vec!["127.0.0.2:8080".to_string()])]
     );
-    eds_tx
-        .send(request(&names, &first.version_info, &first.nonce))
+    eds.send(request(&names, &first.version_info, &first.nonce))
         .await
         .unwrap();
 
     // A DNS change is pushed on the plain EDS stream too.
     set(&dns, "backend.test", &["127.0.0.3"]);
-    let push = tokio::time::timeout(Duration::from_secs(15), eds.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let push = eds.next(Duration::from_secs(15)).await.unwrap();
     assert_eq!(
         endpoints(&push),
         [(names[0].to_string(), vec!["127.0.0.3:8080".to_string()])]

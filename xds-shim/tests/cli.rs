@@ -16,9 +16,18 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn assert_rejected(output: &Output, needles: &[&str]) {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_contains(&String::from_utf8_lossy(&output.stderr), needles);
+}
+
+/// Standard output of a run that must have succeeded.
+fn succeeded(output: Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn assert_contains(text: &str, needles: &[&str]) {
     for needle in needles {
-        assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
 }
 
@@ -52,8 +61,7 @@ fn bad_value_from_environment_exits_2() {
 #[test]
 fn version_names_the_commit() {
     let output = run(&["-V"], &[]);
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = succeeded(output);
     assert!(
         stdout.starts_with(&format!("xds-shim {} (commit ", env!("CARGO_PKG_VERSION"))),
         "{stdout}"
@@ -113,21 +121,21 @@ fn check_prints_the_effective_config() {
     );
     // The variable beats the file; the file beats the default.
     let output = run(&["check", "--config", &path], &[("DNSLB_INTERVAL", "3s")]);
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    for needle in [
-        "- spec: dns+a.test:80\n  interval: 3s\n  connect_timeout: 1s\n",
-        "- spec: https://dns+c.test:443\n  interval: 3s\n  connect_timeout: 1s\n  tls:\n    \
+    let stdout = succeeded(output);
+    assert_contains(
+        &stdout,
+        &[
+            "- spec: dns+a.test:80\n  interval: 3s\n  connect_timeout: 1s\n",
+            "- spec: https://dns+c.test:443\n  interval: 3s\n  connect_timeout: 1s\n  tls:\n    \
          ca_file: /own.pem\n    sni: api.test\n",
-        "- spec: srv+_h._tcp.b.test\n  interval: 10s\n  connect_timeout: 250ms\n",
-        "max_connections: 7",
-        "\ninterval: 3s\n",
-        "\ndrain: 0s\n",
-        "\nempty_after: 3\n",
-        "\nlog_format: json\n",
-    ] {
-        assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");
-    }
+            "- spec: srv+_h._tcp.b.test\n  interval: 10s\n  connect_timeout: 250ms\n",
+            "max_connections: 7",
+            "\ninterval: 3s\n",
+            "\ndrain: 0s\n",
+            "\nempty_after: 3\n",
+            "\nlog_format: json\n",
+        ],
+    );
 }
 
 /// Flags are global: `check` takes them after the subcommand as well as before it, the file
@@ -135,8 +143,7 @@ fn check_prints_the_effective_config() {
 #[test]
 fn check_takes_the_flags_after_the_subcommand() {
     let output = run(&["check", "--upstream", "dns+backend.test:80"], &[]);
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = succeeded(output);
     assert!(stdout.contains("- spec: dns+backend.test:80\n"), "{stdout}");
 
     let (_guard, path) = config_file(b"upstreams: [dns+a.test:80]\ninterval: 10s\ndrain: 1s\n");
@@ -152,33 +159,33 @@ fn check_takes_the_flags_after_the_subcommand() {
         ],
         &[],
     );
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    for needle in [
-        "dns+a.test:80",
-        "dns+b.test:81",
-        "\ninterval: 2s\n",
-        "\ndrain: 1s\n",
-    ] {
-        assert!(stdout.contains(needle), "{needle:?} not in\n{stdout}");
-    }
+    let stdout = succeeded(output);
+    assert_contains(
+        &stdout,
+        &[
+            "dns+a.test:80",
+            "dns+b.test:81",
+            "\ninterval: 2s\n",
+            "\ndrain: 1s\n",
+        ],
+    );
 
     let output = run(&["check", "--upstream", "dns+bad..name:80"], &[]);
     assert_rejected(&output, &["--upstream", "dns+bad..name:80"]);
 
     let output = run(&["check", "--help"], &[]);
-    assert!(output.status.success(), "{output:?}");
-    let help = String::from_utf8(output.stdout).unwrap();
-    for flag in [
-        "--upstream",
-        "--nameserver",
-        "--interval",
-        "--drain",
-        "--config",
-        "--ca-file",
-    ] {
-        assert!(help.contains(flag), "check --help lacks {flag}:\n{help}");
-    }
+    let help = succeeded(output);
+    assert_contains(
+        &help,
+        &[
+            "--upstream",
+            "--nameserver",
+            "--interval",
+            "--drain",
+            "--config",
+            "--ca-file",
+        ],
+    );
 }
 
 #[test]
@@ -383,8 +390,7 @@ fn bad_or_missing_xds_tls_files_exit_2_naming_flag_and_path() {
 fn check_prints_the_xds_tls_settings() {
     let ((_c, cert), (_k, key)) = cert_and_key();
     let output = run(&["check", "--upstream", "dns+a.test:80"], &[]);
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = succeeded(output);
     assert!(stdout.contains("\nxds_tls: null\n"), "{stdout}");
 
     let (_f, file) = config_file(
@@ -392,8 +398,7 @@ fn check_prints_the_xds_tls_settings() {
             .as_bytes(),
     );
     let output = run(&["check", "--config", &file], &[]);
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = succeeded(output);
     let want = format!("\nxds_tls:\n  mode: tls\n  cert: {cert}\n  key: {key}\nadmin_listen");
     assert!(stdout.contains(&want), "{want:?} not in\n{stdout}");
 
@@ -402,8 +407,7 @@ fn check_prints_the_xds_tls_settings() {
         &["check", "--config", &file],
         &[("DNSLB_XDS_TLS_CLIENT_CA", &cert)],
     );
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stdout = succeeded(output);
     let want =
         format!("\nxds_tls:\n  mode: mtls\n  cert: {cert}\n  key: {key}\n  client_ca: {cert}\n");
     assert!(stdout.contains(&want), "{want:?} not in\n{stdout}");

@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use dnslb_tests::xds::XdsStream;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
@@ -20,9 +21,6 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::envoy::service::endpoint::v3::endpoint_discovery_service_client::EndpointDiscoveryServiceClient;
 use envoy_types::pb::google::rpc::Status;
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 
 use support::{dns as start_dns, set, shim as start_shim, DnsServer, Running};
 
@@ -39,38 +37,31 @@ enum Service {
     Eds,
 }
 
-struct DeltaClient {
-    requests: mpsc::Sender<DeltaDiscoveryRequest>,
-    responses: Streaming<DeltaDiscoveryResponse>,
-}
+struct DeltaClient(XdsStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>);
 
 impl DeltaClient {
     async fn connect(shim: &Running, service: Service) -> DeltaClient {
         let url = shim.xds_url();
-        let (requests, rx) = mpsc::channel(8);
-        let rx = ReceiverStream::new(rx);
-        let responses = match service {
+        let stream = match service {
             Service::Ads => {
                 let mut client = AggregatedDiscoveryServiceClient::connect(url)
                     .await
                     .unwrap();
-                client.delta_aggregated_resources(rx).await
+                XdsStream::open(None, |rx| async move {
+                    client.delta_aggregated_resources(rx).await
+                })
+                .await
             }
             Service::Cds => {
                 let mut client = ClusterDiscoveryServiceClient::connect(url).await.unwrap();
-                client.delta_clusters(rx).await
+                XdsStream::open(None, |rx| async move { client.delta_clusters(rx).await }).await
             }
             Service::Eds => {
                 let mut client = EndpointDiscoveryServiceClient::connect(url).await.unwrap();
-                client.delta_endpoints(rx).await
+                XdsStream::open(None, |rx| async move { client.delta_endpoints(rx).await }).await
             }
-        }
-        .unwrap()
-        .into_inner();
-        DeltaClient {
-            requests,
-            responses,
-        }
+        };
+        DeltaClient(stream.unwrap())
     }
 
     async fn send(&self, type_url: &str, subscribe: &[&str], nonce: &str, error: Option<&str>) {
@@ -89,15 +80,11 @@ impl DeltaClient {
             }),
             ..Default::default()
         };
-        self.requests.send(request).await.unwrap();
+        self.0.send(request).await.unwrap();
     }
 
     async fn next(&mut self) -> DeltaDiscoveryResponse {
-        tokio::time::timeout(Duration::from_secs(15), self.responses.message())
-            .await
-            .expect("no response in time")
-            .unwrap()
-            .expect("stream ended")
+        self.0.next(Duration::from_secs(15)).await.unwrap()
     }
 }
 

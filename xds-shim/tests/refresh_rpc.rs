@@ -7,11 +7,10 @@ mod support;
 
 use std::time::Duration;
 
+use dnslb_tests::xds::XdsStream;
 use dnslb_wire::refresh::RefreshResponse;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use support::{dns as start_dns, set, shim as start_shim, Running};
 
@@ -31,20 +30,17 @@ async fn forced_refresh_pushes_at_once_and_is_limited_per_name() {
     let mut client = AggregatedDiscoveryServiceClient::connect(shim.xds_url())
         .await
         .unwrap();
-    let (tx, rx) = mpsc::channel(8);
-    let mut pushes = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(DiscoveryRequest {
+    let subscribe = DiscoveryRequest {
         type_url: EDS.into(),
         resource_names: vec!["*".into()],
         ..Default::default()
+    };
+    let mut pushes = XdsStream::open(Some(subscribe), |rx| async move {
+        client.stream_aggregated_resources(rx).await
     })
     .await
     .unwrap();
-    let first = pushes.message().await.unwrap().unwrap();
+    let first = pushes.next(Duration::from_secs(15)).await.unwrap();
 
     // Nothing changed in DNS: not changed, the current version.
     let unchanged = refresh(&shim, "dns+a.test:80").await.unwrap();
@@ -71,11 +67,7 @@ async fn forced_refresh_pushes_at_once_and_is_limited_per_name() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_ne!(changed.version, first.version_info);
-    let push = tokio::time::timeout(Duration::from_secs(5), pushes.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let push = pushes.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(push.version_info, changed.version);
 
     let err = refresh(&shim, "dns+unknown.test:80").await.unwrap_err();

@@ -5,6 +5,7 @@
 use std::{net::SocketAddr, path::Path};
 
 use dnslb_tests::{
+    envoy::bootstrap::{self, Node, ROUTER},
     error::Result,
     stack::{filter_routing_bootstrap, shim_bootstrap_build, Build, EnvoyPorts},
 };
@@ -40,7 +41,8 @@ pub const NATIVE_COOKIE: &str = "global-session-cookie";
 
 /// The retry policy of the dnslb route for idempotent methods, as
 /// `xds-shim envoy-bootstrap` prints it with the default `retries: 2`
-/// (`xds-shim/src/bootstrap.rs` `retry_policy`): the native twins' route gets
+/// (`xds-shim/src/bootstrap/routes.rs` `retry_policy`; a unit test checks it against the
+/// shim's rendering): the native twins' route gets
 /// the same, so both do the same work per request.
 pub const RETRY_POLICY: &str = r#"retry_policy:
   retry_on: "connect-failure,refused-stream,reset-before-request,reset,5xx"
@@ -146,38 +148,19 @@ pub fn native_bootstrap(
     )
 }
 
-/// Bootstrap up to the route's action: node, admin, one listener with an
-/// HTTP connection manager whose single route matches everything.
+/// Bootstrap up to the route's action: node `bench-NAME`, admin, one listener on
+/// 127.0.0.1 with an HTTP connection manager whose single route matches everything.
 fn listener_head(name: &str, admin: u16, listener: u16) -> String {
+    let node = Node {
+        id: &format!("bench-{name}"),
+        cluster: "bench",
+    };
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
     format!(
-        r#"node: {{ id: bench-{name}, cluster: bench }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-    - name: {name}
-      address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener} }} }}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: {name}
-                route_config:
-                  name: {name}
-                  virtual_hosts:
-                    - name: {name}
-                      domains: ["*"]
-                      routes:
-                        - match: {{ prefix: / }}
-"#
+        "{}                        - match: {{ prefix: / }}\n",
+        bootstrap::listener_head(Some(node), name, loopback(admin), loopback(listener), true)
     )
 }
-
-const ROUTER: &str = r#"                  - name: envoy.filters.http.router
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#;
 
 /// The ceiling: Envoy answers 200 itself, no upstream.
 pub fn direct_response_bootstrap(admin: u16, listener: u16) -> String {
@@ -246,28 +229,46 @@ mod tests {
         assert!(hash.contains("MAGLEV") && hash.contains("header_name: x-user"));
     }
 
-    /// The twins' route retries as the dnslb route of `xds-shim envoy-bootstrap` does
-    /// (`xds-shim/src/bootstrap.rs` `retry_policy` with 2 retries, idempotent methods).
+    /// Every `retry_policy` anywhere in `value`.
+    fn retry_policies<'v>(value: &'v serde_json::Value, out: &mut Vec<&'v serde_json::Value>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, item) in map {
+                    if key == "retry_policy" {
+                        out.push(item);
+                    } else {
+                        retry_policies(item, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| retry_policies(i, out)),
+            _ => {}
+        }
+    }
+
+    /// The twins' route retries as the dnslb route of `xds-shim envoy-bootstrap` does for
+    /// idempotent methods with the default 2 retries: the policy is read from the shim's
+    /// own rendering, so the twins cannot drift from it.
     #[test]
     fn native_routes_carry_the_dnslb_retry_policy() {
-        let want = serde_json::json!({
-            "retry_on": "connect-failure,refused-stream,reset-before-request,reset,5xx",
-            "num_retries": 2,
-            "retry_host_predicate": [{
-                "name": "envoy.retry_host_predicates.previous_hosts",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
-                },
-            }],
-            "host_selection_retry_max_attempts": 5,
-            "retry_priority": {
-                "name": "envoy.retry_priorities.previous_priorities",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
-                    "update_frequency": 2,
-                },
-            },
-        });
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let request =
+            xds_shim::bootstrap::request(addr, addr, addr, None, "{}", false, None).unwrap();
+        let shim = yaml(&xds_shim::bootstrap::render(&request));
+        let mut policies = Vec::new();
+        retry_policies(&shim, &mut policies);
+        let idempotent: Vec<_> = policies
+            .into_iter()
+            .filter(|p| {
+                p["retry_on"]
+                    .as_str()
+                    .is_some_and(|on| on.ends_with(",5xx"))
+            })
+            .collect();
+        assert!(!idempotent.is_empty(), "{shim:#}");
+        assert!(idempotent.iter().all(|p| *p == idempotent[0]), "{shim:#}");
+        let want = idempotent[0].clone();
+        assert_eq!(want["num_retries"], 2);
         for (text, hash) in bootstraps().iter().zip([false, false, true]) {
             let doc = yaml(text);
             let hcm = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]

@@ -22,7 +22,7 @@ use hickory_server::{
     zone_handler::MessageResponseBuilder,
 };
 
-use super::store::{Lookup, Node, Store};
+use super::store::{Lookup, Node, RrSet, Store};
 
 pub(crate) struct Handler {
     pub(crate) store: Arc<RwLock<Store>>,
@@ -101,23 +101,24 @@ fn address_records(
     out: &mut Vec<Record>,
 ) {
     if qtype != RecordType::AAAA {
-        let ttl = node.a.ttl.unwrap_or(store.default_ttl);
-        out.extend(
-            node.a
-                .items
-                .iter()
-                .map(|ip| Record::from_rdata(name.clone(), ttl, RData::A(A(*ip)))),
-        );
+        out.extend(rrset(store, &node.a, name, |ip| RData::A(A(ip))));
     }
     if qtype != RecordType::A {
-        let ttl = node.aaaa.ttl.unwrap_or(store.default_ttl);
-        out.extend(
-            node.aaaa
-                .items
-                .iter()
-                .map(|ip| Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(*ip)))),
-        );
+        out.extend(rrset(store, &node.aaaa, name, |ip| RData::AAAA(AAAA(ip))));
     }
+}
+
+/// The records of one RRset at `name`, with its TTL or the server's default.
+fn rrset<'a, T: Copy>(
+    store: &Store,
+    set: &'a RrSet<T>,
+    name: &'a Name,
+    rdata: impl Fn(T) -> RData + 'a,
+) -> impl Iterator<Item = Record> + 'a {
+    let ttl = set.ttl.unwrap_or(store.default_ttl);
+    set.items
+        .iter()
+        .map(move |item| Record::from_rdata(name.clone(), ttl, rdata(*item)))
 }
 
 #[async_trait::async_trait]

@@ -1,20 +1,38 @@
-//! A small subset of RFC 1035 master-file syntax, enough for the demo zone. CoreDNS serves
-//! the same file, so only standard syntax is accepted: `$ORIGIN`, `$TTL`, `;` comments,
-//! parentheses spanning lines, an omitted owner (leading blank) meaning the previous one,
-//! `NAME [TTL] [IN] TYPE DATA` with TTL and class in either order, types A, AAAA and SRV
+//! Zone files for the test DNS server, read with hickory's RFC 1035 master-file parser
+//! (`hickory_proto::serialize::txt::Parser`). CoreDNS serves the demo zone too, so only
+//! standard syntax is accepted, and only the types the server answers: A, AAAA and SRV
 //! (SOA and NS are accepted so the file can be a real zone, and only mark the name as existing).
+//!
+//! The thin layer here covers what hickory's parser does not do for us:
+//! - a record with no TTL and no `$TTL` before it is an error there; here it takes the
+//!   server's default TTL (settable at run time), so a marker record with [`NO_TTL`] goes
+//!   first and stands in for "none";
+//! - a relative `$ORIGIN` replaces the origin there instead of extending it (RFC 1035
+//!   §5.1): it is made absolute before hickory sees it;
+//! - a relative name before any `$ORIGIN` is accepted there (and fails only at the end,
+//!   naming no record): a marker origin catches it;
+//! - `$INCLUDE` would read files from disk: rejected, the zone is one text;
+//! - its errors carry no line number: [`locate`] finds the first line at which a prefix
+//!   of the file stops parsing.
+//!
+//! Known leniency kept from hickory: extra data after a record's fields is ignored
+//! (`x A 10.0.0.1 10.0.0.2` is one A record), a line with an owner but no type is
+//! skipped, and a record repeated with the same data is served once.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::collections::BTreeMap;
 
-use hickory_proto::rr::Name;
+use hickory_proto::{
+    rr::{rdata::A, DNSClass, Name, RData, RecordSet, RrKey},
+    serialize::txt::{LexerError, ParseError, Parser},
+};
 
 use super::{store::normalize, Srv};
 use crate::error::{HarnessError, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ZoneData {
-    A(Ipv4Addr),
-    Aaaa(Ipv6Addr),
+    A(std::net::Ipv4Addr),
+    Aaaa(std::net::Ipv6Addr),
     Srv(Srv),
     /// SOA or NS: not served, but the name exists.
     Anchor,
@@ -29,445 +47,165 @@ pub(crate) struct ZoneRecord {
     pub(crate) data: ZoneData,
 }
 
-#[derive(Debug)]
-struct Token<'a> {
-    line: usize,
-    text: &'a str,
+/// TTL of the marker record: a record that inherits it was given no TTL. RFC 2181 §8
+/// reads TTLs with the top bit set as 0, so no real zone states this one.
+const NO_TTL: u32 = u32::MAX;
+/// Owner of the marker record (`.invalid` is reserved, RFC 6761).
+const NO_TTL_OWNER: &str = "dnslb-no-ttl.invalid.";
+/// Origin in force before the file's first `$ORIGIN`.
+const NO_ORIGIN: &str = "dnslb-no-origin.invalid.";
+
+/// Why the zone (or a prefix of it) is not acceptable.
+struct Fault {
+    reason: String,
+    /// The text ended inside parentheses or quotes: a prefix cut there says nothing.
+    unclosed: bool,
 }
 
-/// One logical entry: a line, or several joined by parentheses.
-#[derive(Debug)]
-struct Entry<'a> {
-    line: usize,
-    owner_omitted: bool,
-    tokens: Vec<Token<'a>>,
-}
-
-fn zone_err(line: usize, token: &str, reason: impl Into<String>) -> HarnessError {
-    HarnessError::Zone {
-        line,
-        token: token.to_owned(),
-        reason: reason.into(),
+impl Fault {
+    fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            unclosed: false,
+        }
     }
 }
 
-fn token_err(token: &Token<'_>, reason: impl Into<String>) -> HarnessError {
-    zone_err(token.line, token.text, reason)
+impl From<ParseError> for Fault {
+    fn from(error: ParseError) -> Self {
+        let unclosed = matches!(
+            error,
+            ParseError::Lexer(LexerError::UnclosedList | LexerError::UnclosedQuotedString)
+        );
+        Self {
+            reason: error.to_string(),
+            unclosed,
+        }
+    }
 }
 
+/// Parses a whole zone; an error names the first bad line and what is wrong with it.
 pub(crate) fn parse_zone(text: &str) -> Result<Vec<ZoneRecord>> {
-    let mut origin: Option<String> = None;
-    let mut dollar_ttl: Option<u32> = None;
-    let mut last_ttl: Option<u32> = None;
-    let mut last_owner: Option<String> = None;
-    let mut records = Vec::new();
+    parse(text).map_err(|fault| locate(text, fault))
+}
 
-    for entry in entries(text)? {
-        let Some((first, rest)) = entry.tokens.split_first() else {
-            continue;
-        };
-        if !entry.owner_omitted && first.text.starts_with('$') {
-            let [arg] = exact::<1>(first, rest, "one argument")?;
-            match first.text.to_ascii_uppercase().as_str() {
-                "$ORIGIN" => origin = Some(resolve_name(arg, origin.as_deref())?),
-                "$TTL" => dollar_ttl = Some(parse_ttl(arg)?),
-                _ => return Err(token_err(first, "unsupported directive")),
-            }
-            continue;
+/// Finds the line a fault comes from: the first line at which the file's prefix fails.
+/// Only runs on a bad file, and zones here are short, so re-parsing prefixes is cheap.
+fn locate(text: &str, whole: Fault) -> HarnessError {
+    let lines: Vec<&str> = text.lines().collect();
+    let error = |line: usize, reason: String| HarnessError::Zone {
+        line,
+        text: lines.get(line - 1).map_or("", |l| l.trim()).to_owned(),
+        reason,
+    };
+    let mut last_good = 0;
+    for n in 1..=lines.len() {
+        match parse(&lines[..n].join("\n")) {
+            Ok(_) => last_good = n,
+            Err(fault) if fault.unclosed => {}
+            Err(fault) => return error(n, fault.reason),
         }
-
-        let (owner, mut rest) = if entry.owner_omitted {
-            let owner = last_owner
-                .clone()
-                .ok_or_else(|| token_err(first, "no previous owner name to repeat"))?;
-            (owner, entry.tokens.as_slice())
-        } else {
-            (resolve_name(first, origin.as_deref())?, rest)
-        };
-
-        // RFC 1035 allows `[TTL] [class]` in either order.
-        let mut ttl = None;
-        let mut class_seen = false;
-        while let Some(token) = rest.first() {
-            if ttl.is_none() && token.text.starts_with(|c: char| c.is_ascii_digit()) {
-                ttl = Some(parse_ttl(token)?);
-            } else if !class_seen && is_class(token.text) {
-                if !token.text.eq_ignore_ascii_case("IN") {
-                    return Err(token_err(token, "unsupported class (only IN)"));
-                }
-                class_seen = true;
-            } else {
-                break;
-            }
-            rest = &rest[1..];
-        }
-        let Some((rtype, rdata)) = rest.split_first() else {
-            let last = entry.tokens.last().unwrap_or(first);
-            return Err(token_err(last, "missing record type"));
-        };
-
-        let data = parse_rdata(rtype, rdata, origin.as_deref())?;
-        if ttl.is_some() {
-            last_ttl = ttl;
-        }
-        records.push(ZoneRecord {
-            name: owner.clone(),
-            ttl: ttl.or(dollar_ttl).or(last_ttl),
-            data,
-        });
-        last_owner = Some(owner);
     }
-    Ok(records)
+    // Only an unclosed parenthesis or quote is left: it opens on the line after the last
+    // prefix that parsed.
+    error((last_good + 1).min(lines.len().max(1)), whole.reason)
 }
 
-fn parse_rdata(rtype: &Token<'_>, rdata: &[Token<'_>], origin: Option<&str>) -> Result<ZoneData> {
-    Ok(match rtype.text.to_ascii_uppercase().as_str() {
-        "A" => {
-            let [ip] = exact::<1>(rtype, rdata, "an IPv4 address")?;
-            ZoneData::A(
-                ip.text
-                    .parse()
-                    .map_err(|_| token_err(ip, "not an IPv4 address"))?,
-            )
-        }
-        "AAAA" => {
-            let [ip] = exact::<1>(rtype, rdata, "an IPv6 address")?;
-            ZoneData::Aaaa(
-                ip.text
-                    .parse()
-                    .map_err(|_| token_err(ip, "not an IPv6 address"))?,
-            )
-        }
-        "SRV" => {
-            let [priority, weight, port, target] =
-                exact::<4>(rtype, rdata, "priority weight port target")?;
-            ZoneData::Srv(Srv {
-                priority: parse_u16(priority, "priority")?,
-                weight: parse_u16(weight, "weight")?,
-                port: parse_u16(port, "port")?,
-                target: resolve_name(target, origin)?,
-            })
-        }
-        "SOA" => {
-            exact::<7>(
-                rtype,
-                rdata,
-                "mname rname serial refresh retry expire minimum",
-            )?;
-            ZoneData::Anchor
-        }
-        "NS" => {
-            exact::<1>(rtype, rdata, "a name server")?;
-            ZoneData::Anchor
-        }
-        _ => {
-            return Err(token_err(
-                rtype,
-                "unsupported record type (A, AAAA, SRV, SOA, NS)",
-            ))
-        }
-    })
+fn parse(text: &str) -> Result<Vec<ZoneRecord>, Fault> {
+    let text = absolute_origins(text)?;
+    let input = format!("{NO_TTL_OWNER} {NO_TTL} IN A 0.0.0.0\n{text}");
+    let origin = Name::from_ascii(NO_ORIGIN).map_err(|e| Fault::new(e.to_string()))?;
+    let (_, rrsets) = Parser::new(input, None, Some(origin)).parse()?;
+    records(rrsets)
 }
 
-/// Splits the text into entries, joining lines inside parentheses and dropping comments.
-fn entries(text: &str) -> Result<Vec<Entry<'_>>> {
-    let mut out = Vec::new();
-    let mut current: Option<Entry<'_>> = None;
-    let mut depth = 0usize;
-    for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
-        // No quoted strings in the supported types, so `;` always starts a comment.
-        let content = raw.split(';').next().unwrap_or_default();
-        if current.is_none() {
-            if content.trim().is_empty() {
+/// Rejects `$INCLUDE` and makes every relative `$ORIGIN` absolute against the one before.
+fn absolute_origins(text: &str) -> Result<String, Fault> {
+    let mut origin = NO_ORIGIN.to_owned();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line.starts_with("$INCLUDE") {
+            return Err(Fault::new(
+                "$INCLUDE is not supported: the zone is one file",
+            ));
+        }
+        if let Some(rest) = line.strip_prefix("$ORIGIN") {
+            let rest = rest.trim_start();
+            let (name, tail) = rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len()));
+            if !name.is_empty() {
+                origin = if name.ends_with('.') || origin == NO_ORIGIN {
+                    name.to_owned()
+                } else {
+                    format!("{name}.{origin}")
+                };
+                out.push_str(&format!("$ORIGIN {origin}{tail}\n"));
                 continue;
             }
-            current = Some(Entry {
-                line,
-                owner_omitted: content.starts_with([' ', '\t']),
-                tokens: Vec::new(),
-            });
         }
-        let Some(entry) = current.as_mut() else {
-            continue;
-        };
-        for word in content.split_whitespace() {
-            let mut start = 0;
-            for (i, c) in word.char_indices() {
-                if c != '(' && c != ')' {
-                    continue;
-                }
-                if start < i {
-                    entry.tokens.push(Token {
-                        line,
-                        text: &word[start..i],
-                    });
-                }
-                if c == '(' {
-                    depth += 1;
-                } else {
-                    depth = depth
-                        .checked_sub(1)
-                        .ok_or_else(|| zone_err(line, ")", "unbalanced parenthesis"))?;
-                }
-                start = i + 1;
-            }
-            if start < word.len() {
-                entry.tokens.push(Token {
-                    line,
-                    text: &word[start..],
-                });
-            }
-        }
-        if depth == 0 {
-            if let Some(done) = current.take() {
-                out.push(done);
-            }
-        }
-    }
-    if let Some(open) = current {
-        return Err(zone_err(open.line, "(", "parenthesis never closed"));
+        out.push_str(line);
+        out.push('\n');
     }
     Ok(out)
 }
 
-/// Exactly `N` data tokens after `head`, or an error naming the missing or extra token.
-fn exact<'t, 'a, const N: usize>(
-    head: &'t Token<'a>,
-    data: &'t [Token<'a>],
-    expected: &str,
-) -> Result<[&'t Token<'a>; N]> {
-    if let Some(extra) = data.get(N) {
-        return Err(token_err(
-            extra,
-            format!("unexpected token; expected {expected}"),
-        ));
-    }
-    let refs: Vec<&Token<'a>> = data.iter().collect();
-    refs.try_into().map_err(|_| {
-        let last = data.last().unwrap_or(head);
-        token_err(
-            last,
-            format!("{} needs {N} field(s): {expected}", head.text),
-        )
-    })
-}
-
-fn is_class(text: &str) -> bool {
-    ["IN", "CH", "HS", "CS"]
-        .iter()
-        .any(|class| text.eq_ignore_ascii_case(class))
-}
-
-fn parse_u16(token: &Token<'_>, what: &str) -> Result<u16> {
-    token
-        .text
-        .parse()
-        .map_err(|_| token_err(token, format!("{what} is not a number in 0..=65535")))
-}
-
-/// Seconds, or BIND-style units: `300`, `5m`, `1h30m`, `1w`.
-fn parse_ttl(token: &Token<'_>) -> Result<u32> {
-    let bad = || token_err(token, "not a TTL (seconds, or units s/m/h/d/w)");
-    let mut total: u64 = 0;
-    let mut number: Option<u64> = None;
-    let mut used_units = false;
-    for c in token.text.chars() {
-        if let Some(digit) = c.to_digit(10) {
-            let so_far = number.unwrap_or(0);
-            number = Some(
-                so_far
-                    .checked_mul(10)
-                    .and_then(|n| n.checked_add(u64::from(digit)))
-                    .ok_or_else(bad)?,
-            );
-            continue;
+/// Turns hickory's record sets into the server's records, rejecting what it cannot serve.
+fn records(rrsets: BTreeMap<RrKey, RecordSet>) -> Result<Vec<ZoneRecord>, Fault> {
+    let mut out = Vec::new();
+    for rrset in rrsets.values() {
+        for record in rrset.records_without_rrsigs() {
+            let name = served_name(&record.name)?;
+            if name == normalize(NO_TTL_OWNER) {
+                if record.data == RData::A(A::new(0, 0, 0, 0)) && record.ttl == NO_TTL {
+                    continue;
+                }
+                return Err(Fault::new("a record with no owner name before it"));
+            }
+            if record.dns_class != DNSClass::IN {
+                return Err(Fault::new(format!(
+                    "class {} is not supported (only IN)",
+                    record.dns_class
+                )));
+            }
+            let data = match &record.data {
+                RData::A(a) => ZoneData::A(a.0),
+                RData::AAAA(aaaa) => ZoneData::Aaaa(aaaa.0),
+                RData::SRV(srv) => ZoneData::Srv(Srv {
+                    priority: srv.priority,
+                    weight: srv.weight,
+                    port: srv.port,
+                    target: served_name(&srv.target)?,
+                }),
+                RData::SOA(_) | RData::NS(_) => ZoneData::Anchor,
+                other => {
+                    return Err(Fault::new(format!(
+                        "record type {} is not supported (A, AAAA, SRV, SOA, NS)",
+                        other.record_type()
+                    )))
+                }
+            };
+            out.push(ZoneRecord {
+                name,
+                ttl: (record.ttl != NO_TTL).then_some(record.ttl),
+                data,
+            });
         }
-        let unit: u64 = match c.to_ascii_lowercase() {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return Err(bad()),
-        };
-        let value = number.take().ok_or_else(bad)?;
-        total = value
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        used_units = true;
     }
-    match number {
-        Some(_) if used_units => return Err(bad()),
-        Some(value) => total = value,
-        None if !used_units => return Err(bad()),
-        None => {}
-    }
-    u32::try_from(total).map_err(|_| bad())
+    Ok(out)
 }
 
-/// Makes `token` absolute against `origin` and normalizes it.
-fn resolve_name(token: &Token<'_>, origin: Option<&str>) -> Result<String> {
-    let text = token.text;
-    let absolute = if text == "@" {
-        origin
-            .ok_or_else(|| token_err(token, "`@` used before $ORIGIN"))?
-            .to_owned()
-    } else if let Some(stripped) = text.strip_suffix('.') {
-        stripped.to_owned()
-    } else {
-        match origin {
-            Some("") => text.to_owned(),
-            Some(origin) => format!("{text}.{origin}"),
-            None => return Err(token_err(token, "relative name used before $ORIGIN")),
-        }
-    };
-    Name::from_ascii(format!("{absolute}."))
-        .map_err(|e| token_err(token, format!("invalid domain name: {e}")))?;
-    Ok(normalize(&absolute))
+/// The normalized name, or a fault when it was relative with no `$ORIGIN` to complete it.
+fn served_name(name: &Name) -> Result<String, Fault> {
+    let ascii = name.to_ascii().to_ascii_lowercase();
+    if ascii == NO_ORIGIN {
+        return Err(Fault::new("`@` used before $ORIGIN"));
+    }
+    match ascii.strip_suffix(&format!(".{NO_ORIGIN}")) {
+        Some(relative) => Err(Fault::new(format!(
+            "relative name `{relative}` used before $ORIGIN"
+        ))),
+        None => Ok(normalize(&ascii)),
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn srv(priority: u16, weight: u16, port: u16, target: &str) -> ZoneData {
-        ZoneData::Srv(Srv {
-            priority,
-            weight,
-            port,
-            target: target.into(),
-        })
-    }
-
-    fn err_of(text: &str) -> (usize, String, String) {
-        match parse_zone(text) {
-            Err(HarnessError::Zone {
-                line,
-                token,
-                reason,
-            }) => (line, token, reason),
-            other => panic!("expected a zone error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn parses_the_demo_shape() {
-        let zone = "\
-$ORIGIN test.
-$TTL 5
-; the apex, as CoreDNS wants it
-@   IN SOA ns.test. admin.test. (
-        2024010101 ; serial
-        1h 15m 1w 5 )
-    IN NS  ns
-backend         A     127.0.0.2
-                A     127.0.0.3   ; same owner
-Backend6  30 IN AAAA  ::1
-_http._tcp.api  IN 60 SRV 10 5 8080 api1
-_http._tcp.api        SRV 20 0 8081 other.example.
-";
-        let records = parse_zone(zone).unwrap();
-        let got: Vec<_> = records
-            .iter()
-            .map(|r| (r.name.as_str(), r.ttl, r.data.clone()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("test", Some(5), ZoneData::Anchor),
-                ("test", Some(5), ZoneData::Anchor),
-                (
-                    "backend.test",
-                    Some(5),
-                    ZoneData::A(Ipv4Addr::new(127, 0, 0, 2))
-                ),
-                (
-                    "backend.test",
-                    Some(5),
-                    ZoneData::A(Ipv4Addr::new(127, 0, 0, 3))
-                ),
-                (
-                    "backend6.test",
-                    Some(30),
-                    ZoneData::Aaaa(Ipv6Addr::LOCALHOST)
-                ),
-                (
-                    "_http._tcp.api.test",
-                    Some(60),
-                    srv(10, 5, 8080, "api1.test")
-                ),
-                (
-                    "_http._tcp.api.test",
-                    Some(5),
-                    srv(20, 0, 8081, "other.example")
-                ),
-            ]
-        );
-    }
-
-    #[test]
-    fn origin_can_be_relative_and_ttl_defaults_to_previous() {
-        let zone = "$ORIGIN test.\n$ORIGIN sub\na 7 A 10.0.0.1\nb A 10.0.0.2\n";
-        let records = parse_zone(zone).unwrap();
-        assert_eq!(records[0].name, "a.sub.test");
-        assert_eq!(records[1].ttl, Some(7));
-    }
-
-    #[test]
-    fn no_ttl_anywhere_means_server_default() {
-        let records = parse_zone("x.test. A 10.0.0.1").unwrap();
-        assert_eq!(records[0].ttl, None);
-    }
-
-    #[test]
-    fn ttl_units() {
-        let tok = |text| Token { line: 1, text };
-        assert_eq!(parse_ttl(&tok("300")).unwrap(), 300);
-        assert_eq!(parse_ttl(&tok("1h30m")).unwrap(), 5400);
-        assert_eq!(parse_ttl(&tok("1W")).unwrap(), 604_800);
-        assert!(parse_ttl(&tok("1h30")).is_err());
-        assert!(parse_ttl(&tok("h")).is_err());
-        assert!(parse_ttl(&tok("99999999999")).is_err());
-    }
-
-    #[test]
-    fn errors_name_line_and_token() {
-        assert_eq!(
-            err_of("$ORIGIN test.\n\nbackend A 127.0.0.300\n"),
-            (3, "127.0.0.300".into(), "not an IPv4 address".into())
-        );
-        let (line, token, _) = err_of("$ORIGIN test.\nx CNAME y\n");
-        assert_eq!((line, token.as_str()), (2, "CNAME"));
-        let (line, token, _) = err_of("backend A 127.0.0.2\n");
-        assert_eq!((line, token.as_str()), (1, "backend"));
-        let (line, token, _) = err_of("$ORIGIN test.\ns SRV 1 2 3\n");
-        assert_eq!((line, token.as_str()), (2, "3"));
-        let (line, token, _) = err_of("$ORIGIN test.\ns A 10.0.0.1 10.0.0.2\n");
-        assert_eq!((line, token.as_str()), (2, "10.0.0.2"));
-        let (line, token, _) = err_of("$ORIGIN test.\ns SRV 1 2 70000 t\n");
-        assert_eq!((line, token.as_str()), (2, "70000"));
-        let (line, token, _) = err_of("$ORIGIN test.\n@ SOA a b ( 1 2\n3 4 5\n");
-        assert_eq!((line, token.as_str()), (2, "("));
-        let (line, token, _) = err_of("$INCLUDE other.zone\n");
-        assert_eq!((line, token.as_str()), (1, "$INCLUDE"));
-        let (line, token, _) = err_of("  A 10.0.0.1\n");
-        assert_eq!((line, token.as_str()), (1, "A"));
-        let (line, token, _) = err_of("$ORIGIN test.\nx CH A 10.0.0.1\n");
-        assert_eq!((line, token.as_str()), (2, "CH"));
-        let (line, token, _) = err_of("$ORIGIN test.\nx 5\n");
-        assert_eq!((line, token.as_str()), (2, "5"));
-        let (line, token, _) = err_of("$ORIGIN test.\nbad..name A 10.0.0.1\n");
-        assert_eq!((line, token.as_str()), (2, "bad..name"));
-    }
-
-    #[test]
-    fn error_message_is_readable() {
-        let err = parse_zone("$ORIGIN test.\nx A nope\n").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "zone line 2: not an IPv4 address (at `nope`)"
-        );
-    }
-}
+mod tests;

@@ -6,9 +6,10 @@
 
 pub mod k8s;
 
-use std::{fs, path::Path};
+use std::{fs, net::SocketAddr, path::Path};
 
 use dnslb_tests::{
+    envoy::bootstrap::{listener_head, Node, ROUTER},
     stack::{filter_routing_bootstrap, filter_wasm, EnvoyPorts},
     workspace_root, Envoy, TempDir,
 };
@@ -121,38 +122,25 @@ pub fn snippet(name: &str) -> Value {
 /// 127.0.0.1 whose only route answers 404, and no clusters. `node` is set:
 /// ADS needs it, and meshes set it anyway.
 pub fn plain_bootstrap(admin_port: u16, listener_port: u16) -> Value {
+    let node = Node {
+        id: "edge-1",
+        cluster: "edge",
+    };
+    let head = listener_head(
+        Some(node),
+        "main",
+        SocketAddr::from(([127, 0, 0, 1], admin_port)),
+        SocketAddr::from(([127, 0, 0, 1], listener_port)),
+        false,
+    );
     parse_yaml(
         "plain bootstrap",
         &format!(
-            r#"
-node: {{ id: edge-1, cluster: edge }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin_port} }} }}
-static_resources:
-  listeners:
-    - name: main
-      address: {{ socket_address: {{ address: 127.0.0.1, port_value: {listener_port} }} }}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: main
-                route_config:
-                  name: main
-                  validate_clusters: false
-                  virtual_hosts:
-                    - name: all
-                      domains: ["*"]
-                      routes:
-                        - match: {{ prefix: / }}
+            "{head}                        - match: {{ prefix: / }}
                           direct_response: {{ status: 404 }}
                 http_filters:
-                  - name: envoy.filters.http.router
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters: []
-"#
+{ROUTER}  clusters: []
+"
         ),
     )
 }

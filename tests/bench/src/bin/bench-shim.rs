@@ -20,17 +20,16 @@ use std::{
 };
 
 use clap::Parser;
-use dnslb_bench::section;
+use dnslb_bench::{fixture, section};
 use dnslb_tests::{
-    free_port, http_get, stack::shim_binary, wait_until, ChildGuard, DnsServer, TempDir,
+    free_port, http_get, stack::shim_binary, wait_until, xds::XdsStream, ChildGuard, DnsServer,
+    TempDir,
 };
 use dnslb_wire::refresh::RefreshResponse;
 use envoy_types::pb::envoy::service::discovery::v3::{
     aggregated_discovery_service_client::AggregatedDiscoveryServiceClient, DeltaDiscoveryRequest,
     DeltaDiscoveryResponse,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -72,28 +71,13 @@ fn addresses(i: usize, generation: u8) -> Vec<Ipv4Addr> {
 
 /// CPU seconds (user + system) the process used so far.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may hold spaces) start after ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    let hz: f64 = String::from_utf8_lossy(&hz.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(100.0);
-    ticks as f64 / hz
+    let ticks = fixture::cpu_ticks(pid).unwrap();
+    ticks as f64 / fixture::clock_ticks() as f64
 }
 
+/// Resident memory in MiB (0 when /proc does not say).
 fn rss_mb(pid: u32) -> f64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
+    fixture::rss_kib(pid).unwrap_or(0) as f64 / 1024.0
 }
 
 /// Share of one core over `seconds`, and the resident memory at the end.
@@ -104,11 +88,8 @@ async fn sample(pid: u32, seconds: u64) -> (f64, f64) {
     (100.0 * used / seconds as f64, rss_mb(pid))
 }
 
-struct DeltaClient {
-    _requests: mpsc::Sender<DeltaDiscoveryRequest>,
-    responses: tonic::Streaming<DeltaDiscoveryResponse>,
-    requests: mpsc::Sender<DeltaDiscoveryRequest>,
-}
+/// A Delta ADS stream subscribed to EDS resources, ACKing every response.
+struct DeltaClient(XdsStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>);
 
 impl DeltaClient {
     async fn connect(xds: SocketAddr, subscribe: Vec<String>) -> DeltaClient {
@@ -116,39 +97,26 @@ impl DeltaClient {
             .await
             .unwrap()
             .max_decoding_message_size(usize::MAX);
-        let (tx, rx) = mpsc::channel(16);
-        tx.send(DeltaDiscoveryRequest {
+        let first = DeltaDiscoveryRequest {
             type_url: EDS.into(),
             resource_names_subscribe: subscribe,
             ..Default::default()
-        })
-        .await
-        .unwrap();
-        let responses = client
-            .delta_aggregated_resources(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        DeltaClient {
-            _requests: tx.clone(),
-            responses,
-            requests: tx,
-        }
+        };
+        let stream = XdsStream::open(Some(first), |rx| async move {
+            client.delta_aggregated_resources(rx).await
+        });
+        DeltaClient(stream.await.unwrap())
     }
 
     /// The next response (ACKed), bounded in time.
     async fn next(&mut self) -> DeltaDiscoveryResponse {
-        let response = tokio::time::timeout(Duration::from_secs(120), self.responses.message())
-            .await
-            .expect("no xDS response in time")
-            .unwrap()
-            .expect("stream ended");
+        let response = self.0.next(Duration::from_secs(120)).await.unwrap();
         let ack = DeltaDiscoveryRequest {
             type_url: EDS.into(),
             response_nonce: response.nonce.clone(),
             ..Default::default()
         };
-        let _ = self.requests.send(ack).await;
+        let _ = self.0.send(ack).await;
         response
     }
 
