@@ -42,6 +42,8 @@ struct ConfigDto {
     /// `IP:PORT` of that xDS server, for the dynamic-module build: its own
     /// xDS client runs outside Envoy's clusters. The wasm build ignores it.
     xds_address: Option<String>,
+    /// TLS to that server, for the module's client too.
+    xds_tls: Option<XdsTlsDto>,
     /// xDS node id this filter presents.
     node_id: Option<String>,
     /// Plain authorities served by an upstream: `{"vminsert:8480": "dns+vminsert:8480"}`.
@@ -56,6 +58,15 @@ struct ConfigDto {
     status: StatusDto,
     /// `filter` (the filter routes, picks and retries) or `envoy`.
     routing: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XdsTlsDto {
+    ca_file: Option<String>,
+    server_name: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +111,8 @@ pub struct Config {
     /// Where the dynamic module's xDS client connects; without it the
     /// module runs without membership (it trusts signed cookies).
     pub xds_address: Option<SocketAddr>,
+    /// TLS for that connection; plaintext without it.
+    pub xds_tls: Option<XdsTls>,
     pub node_id: String,
     /// Lowercased plain authority → upstream spec (`dns+...`/`srv+...`).
     pub aliases: HashMap<String, String>,
@@ -113,6 +126,19 @@ pub struct Config {
 }
 
 /// Who does the per-request routing work.
+/// How the module's xDS client checks the server (and shows itself): the
+/// files are read when the module takes the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdsTls {
+    /// PEM CA bundle the server's certificate must chain to.
+    pub ca_file: String,
+    /// The name the certificate must carry (a DNS name, also sent as SNI);
+    /// without it, the IP of `xds_address` as an IP SAN.
+    pub server_name: Option<String>,
+    /// PEM certificate chain and key for mutual TLS.
+    pub client_identity: Option<(String, String)>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Routing {
     /// The filter sets the cluster header, rewrites the authority, picks the
@@ -167,6 +193,7 @@ fn unreachable_defaults() -> Config {
     Config {
         xds_cluster: DEFAULT_XDS_CLUSTER.into(),
         xds_address: None,
+        xds_tls: None,
         node_id: DEFAULT_NODE_ID.into(),
         aliases: HashMap::new(),
         retries: DEFAULT_RETRIES,
@@ -191,6 +218,32 @@ pub enum ConfigError {
         value: String,
         why: String,
     },
+}
+
+fn xds_tls(dto: XdsTlsDto) -> Result<XdsTls, ConfigError> {
+    let ca_file = match dto.ca_file {
+        Some(file) if !file.is_empty() => file,
+        other => {
+            return Err(invalid(
+                "xds_tls.ca_file",
+                other.unwrap_or_default(),
+                "required",
+            ))
+        }
+    };
+    let client_identity = match (dto.cert_file, dto.key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (Some(cert), None) => {
+            return Err(invalid("xds_tls.key_file", cert, "needed with cert_file"))
+        }
+        (None, Some(key)) => return Err(invalid("xds_tls.cert_file", key, "needed with key_file")),
+    };
+    Ok(XdsTls {
+        ca_file,
+        server_name: dto.server_name,
+        client_identity,
+    })
 }
 
 fn invalid(field: &'static str, value: impl Into<String>, why: impl Into<String>) -> ConfigError {
@@ -423,9 +476,17 @@ impl TryFrom<ConfigDto> for Config {
                 Err(_) => return Err(invalid("xds_address", text, "must be IP:PORT")),
             },
         };
+        let xds_tls = match dto.xds_tls {
+            None => None,
+            Some(_) if xds_address.is_none() => {
+                return Err(invalid("xds_tls", "{..}", "needs xds_address"))
+            }
+            Some(tls) => Some(xds_tls(tls)?),
+        };
         Ok(Config {
             xds_cluster,
             xds_address,
+            xds_tls,
             node_id: dto.node_id.unwrap_or_else(|| DEFAULT_NODE_ID.into()),
             aliases,
             retries,

@@ -16,7 +16,7 @@ use std::{
 use dnslb_tests::{
     free_port, shim_bootstrap_with,
     stack::{filter_wasm, EnvoyPorts},
-    wait_until, Envoy, EnvoyOptions, Stack, StackOptions, TempDir,
+    wait_until, Build, Envoy, EnvoyOptions, Stack, StackOptions, TempDir,
 };
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
@@ -83,6 +83,21 @@ impl Pki {
         fs::read(self.dir.path().join(name)).unwrap()
     }
 
+    /// `envoy-bootstrap`'s flags for mutual TLS: our CA, the shim's DNS name, Envoy's
+    /// certificate.
+    fn mutual_bootstrap_args(&self) -> Vec<String> {
+        vec![
+            "--xds-ca".into(),
+            self.path("ca.pem"),
+            "--xds-sni".into(),
+            SHIM_NAME.into(),
+            "--xds-client-cert".into(),
+            self.path("envoy.pem"),
+            "--xds-client-key".into(),
+            self.path("envoy.key"),
+        ]
+    }
+
     /// The shim's flags: TLS, and client certificates from our CA when `mutual`.
     fn shim_args(&self, mutual: bool) -> Vec<String> {
         let mut args = vec![
@@ -102,6 +117,16 @@ impl Pki {
 /// `shim_args`, Envoy from `envoy-bootstrap` with `bootstrap_args` and the wasm filter in
 /// cookie mode, so the filter's own stream to the shim crosses TLS as well.
 fn start(shim_args: Vec<String>, bootstrap_args: Vec<String>) -> (Stack, String, SocketAddr) {
+    start_build(Build::Wasm, shim_args, bootstrap_args)
+}
+
+/// [`start`] with `build` of the filter: the module's own xDS client (not one of
+/// Envoy's clusters) crosses TLS with the same files.
+fn start_build(
+    build: Build,
+    shim_args: Vec<String>,
+    bootstrap_args: Vec<String>,
+) -> (Stack, String, SocketAddr) {
     let port = free_port(ip(2).into()).unwrap();
     let backend = SocketAddr::new(ip(2).into(), port);
     let cluster = format!("dns+{NAME}:{port}");
@@ -117,9 +142,11 @@ fn start(shim_args: Vec<String>, bootstrap_args: Vec<String>) -> (Stack, String,
     let stack = Stack::start_with(
         opts,
         |dns| dns.set_a(NAME, &[ip(2)]),
-        |ports, wasm, config| {
-            let extra: Vec<&str> = bootstrap_args.iter().map(String::as_str).collect();
-            shim_bootstrap_with(ports, Some(wasm), config, false, &extra)
+        |ports, _, config| {
+            let artifact = build.artifact()?.display().to_string();
+            let mut extra = vec![build.flag(), artifact.as_str()];
+            extra.extend(bootstrap_args.iter().map(String::as_str));
+            shim_bootstrap_with(ports, None, config, false, &extra)
         },
     )
     .unwrap();
@@ -298,28 +325,24 @@ fn envoy_gets_its_clusters_from_a_tls_only_shim() {
 }
 
 #[test]
+fn the_modules_own_xds_client_crosses_tls_with_the_same_files() {
+    let pki = Pki::new();
+    // Mutual TLS and a DNS name: the module's client shows Envoy's certificate and
+    // checks the shim's name, as Envoy's `dnslb_xds` cluster does.
+    let (stack, cluster, backend) = start_build(
+        Build::Module,
+        pki.shim_args(true),
+        pki.mutual_bootstrap_args(),
+    );
+    // The status path is the module's: it lists the cluster only from its own stream.
+    assert_serving(&stack, &cluster, backend);
+}
+
+#[test]
 fn mutual_tls_serves_envoy_with_a_client_certificate_and_refuses_one_without() {
     let pki = Pki::new();
-    let (ca, cert, key) = (
-        pki.path("ca.pem"),
-        pki.path("envoy.pem"),
-        pki.path("envoy.key"),
-    );
-    let (stack, cluster, backend) = start(
-        pki.shim_args(true),
-        [
-            "--xds-ca",
-            &ca,
-            "--xds-sni",
-            SHIM_NAME,
-            "--xds-client-cert",
-            &cert,
-            "--xds-client-key",
-            &key,
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    let ca = pki.path("ca.pem");
+    let (stack, cluster, backend) = start(pki.shim_args(true), pki.mutual_bootstrap_args());
     assert_serving(&stack, &cluster, backend);
     assert!(
         stack

@@ -15,7 +15,8 @@
 //! The filter is either build: the `.wasm` (`--wasm`, proxy-wasm in V8) or the native
 //! dynamic module (`--module`, a `.so` loaded by file path). Both take the same JSON and are
 //! turned off per route the same way. The module follows EDS with its own client thread,
-//! so its JSON gets `xds_address` (the `--xds` address) besides `routing: envoy`.
+//! so its JSON gets `xds_address` (the `--xds` address) besides `routing: envoy`, and
+//! with `--xds-ca` the same TLS in `xds_tls`.
 //!
 //! With `--xds-ca` Envoy reaches the shim over TLS (ALPN `h2`, which tonic's server
 //! offers) and checks its certificate against that CA and a name: the `--xds` IP as an IP
@@ -149,12 +150,6 @@ pub fn render(request: &Request) -> String {
              # shim's --config, or Envoy balances them round robin and ignores the hash.\n",
         );
     }
-    if matches!(request.build, Some(FilterBuild::Module(_))) && request.xds_tls.is_some() {
-        out.push_str(
-            "# The dynamic module's own xDS client speaks plaintext only: with --xds-ca it runs\n\
-             # without membership (valid cookies are trusted; Envoy skips a gone member).\n",
-        );
-    }
     out.push_str(&yaml);
     out
 }
@@ -233,8 +228,9 @@ fn connection_manager(request: &Request) -> Value {
     // filter has none of, so it is on in the chain and off per route.)
     if let Some(FilterBuild::Module(module)) = &request.build {
         let mut json = filter_configuration(&request.filter_json);
-        if request.xds_tls.is_none() {
-            json["xds_address"] = json!(request.xds.to_string());
+        json["xds_address"] = json!(request.xds.to_string());
+        if let Some(tls) = &request.xds_tls {
+            json["xds_tls"] = module_xds_tls(tls);
         }
         http_filters.push(json!({
             "name": FILTER_NAME,
@@ -332,6 +328,19 @@ fn xds_cluster(xds: SocketAddr, tls: Option<&XdsTlsClient>) -> Value {
         cluster["transport_socket"] = xds_transport_socket(xds, tls);
     }
     cluster
+}
+
+/// The same TLS for the module's own xDS client (its filter configuration's `xds_tls`).
+fn module_xds_tls(tls: &XdsTlsClient) -> Value {
+    let mut json = json!({ "ca_file": tls.ca });
+    if let Some(name) = &tls.sni {
+        json["server_name"] = json!(name);
+    }
+    if let Some(client) = &tls.client_cert {
+        json["cert_file"] = json!(client.cert);
+        json["key_file"] = json!(client.key);
+    }
+    json
 }
 
 /// TLS to the shim: its certificate verified against the CA and a name, ALPN `h2` (gRPC

@@ -6,12 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dnslb_filter::config::{Config, ConfigError as FilterConfigError};
+use dnslb_filter::config::{Config, ConfigError as FilterConfigError, XdsTls};
 use dnslb_filter::cookie::{self, Keyring};
 use dnslb_filter::request::{self, Pending, RequestHost, ResponseHost, Verdict, Worker};
 use dnslb_filter::root::{cookie_keyring, COOKIE_KEY_LEN};
 use dnslb_filter::stats::Counter;
 use thiserror::Error;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use crate::feed::Feed;
 use crate::gauges::{self, MemberGauges, Notify, SetGauges};
@@ -67,6 +68,8 @@ pub enum ConfigError {
     CookieKey(String),
     #[error("cannot start the xDS client thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("xds_tls: cannot read {file}: {error}")]
+    TlsFile { file: String, error: std::io::Error },
 }
 
 /// The filter configuration of one Envoy filter chain entry.
@@ -109,6 +112,11 @@ impl FilterConfig {
         let client = match config.xds_address {
             Some(addr) => Some(XdsClient::start(
                 addr,
+                config
+                    .xds_tls
+                    .as_ref()
+                    .map(|t| tls_config(t, addr))
+                    .transpose()?,
                 config.node_id.clone(),
                 Arc::clone(&feed),
                 scheduler.clone(),
@@ -161,6 +169,28 @@ const _: fn() = || {
     fn shared_by_threads<T: Send + Sync>() {}
     shared_by_threads::<FilterConfig>();
 };
+
+/// The xDS client's TLS from the configuration's files, read now so that a
+/// missing file refuses the configuration.
+fn tls_config(tls: &XdsTls, server: SocketAddr) -> Result<ClientTlsConfig, ConfigError> {
+    let read = |file: &str| {
+        std::fs::read(file).map_err(|error| ConfigError::TlsFile {
+            file: file.into(),
+            error,
+        })
+    };
+    let name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| server.ip().to_string());
+    let mut config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(&tls.ca_file)?))
+        .domain_name(name);
+    if let Some((cert, key)) = &tls.client_identity {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(config)
+}
 
 /// This Envoy's random cookie key: one per process, so every worker and
 /// every configuration reload seals and opens with the same key.

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::client::Grpc;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_prost::ProstCodec;
 
 use crate::feed::{Feed, Snapshot};
@@ -40,6 +40,7 @@ impl XdsClient {
     /// `updated` is told after each published update.
     pub fn start(
         addr: SocketAddr,
+        tls: Option<ClientTlsConfig>,
         node_id: String,
         feed: Arc<Feed>,
         updated: Option<Arc<dyn Notify>>,
@@ -52,7 +53,9 @@ impl XdsClient {
                     .enable_all()
                     .build();
                 match runtime {
-                    Ok(runtime) => runtime.block_on(run(addr, node_id, feed, updated, requested)),
+                    Ok(runtime) => {
+                        runtime.block_on(run(addr, tls, node_id, feed, updated, requested))
+                    }
                     Err(e) => log(
                         LogLevel::Error,
                         &format!("no runtime for the xDS client: {e}"),
@@ -78,6 +81,8 @@ enum Ended {
 
 struct Client {
     addr: SocketAddr,
+    /// Plaintext HTTP/2 without it.
+    tls: Option<ClientTlsConfig>,
     subscription: EdsSubscription,
     feed: Arc<Feed>,
     updated: Option<Arc<dyn Notify>>,
@@ -90,6 +95,7 @@ struct Client {
 
 async fn run(
     addr: SocketAddr,
+    tls: Option<ClientTlsConfig>,
     node_id: String,
     feed: Arc<Feed>,
     updated: Option<Arc<dyn Notify>>,
@@ -97,6 +103,7 @@ async fn run(
 ) {
     let mut client = Client {
         addr,
+        tls,
         subscription: EdsSubscription::new(node_id),
         feed,
         updated,
@@ -142,7 +149,14 @@ fn request(bytes: &[u8]) -> DiscoveryRequest {
 impl Client {
     /// Opens the stream and follows it until it fails or the client stops.
     async fn follow(&mut self) -> Ended {
-        let channel = match Endpoint::from_shared(format!("http://{}", self.addr)) {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{}", self.addr)).and_then(|e| {
+            match &self.tls {
+                Some(tls) => e.tls_config(tls.clone()),
+                None => Ok(e),
+            }
+        });
+        let channel = match endpoint {
             // Bounded, so that a gone configuration stops the thread soon; keepalives
             // notice a server that vanished without closing the connection.
             Ok(endpoint) => match endpoint

@@ -100,6 +100,42 @@ fn bad_config_names_the_field_and_value() {
     assert!(e.contains("xds_address") && e.contains("IP:PORT"), "{e}");
     let ok = parse(r#"{"xds_address": "127.0.0.1:18000"}"#).unwrap();
     assert_eq!(ok.xds_address, Some("127.0.0.1:18000".parse().unwrap()));
+    assert_eq!(ok.xds_tls, None);
+    let tls = parse(
+        r#"{"xds_address": "127.0.0.1:18000",
+            "xds_tls": {"ca_file": "/ca.pem", "server_name": "shim.test",
+                        "cert_file": "/c.pem", "key_file": "/k.pem"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        tls.xds_tls,
+        Some(XdsTls {
+            ca_file: "/ca.pem".into(),
+            server_name: Some("shim.test".into()),
+            client_identity: Some(("/c.pem".into(), "/k.pem".into())),
+        })
+    );
+    for (json, names) in [
+        (
+            r#"{"xds_tls": {"ca_file": "/ca.pem"}}"#,
+            "needs xds_address",
+        ),
+        (
+            r#"{"xds_address": "127.0.0.1:1", "xds_tls": {}}"#,
+            "xds_tls.ca_file",
+        ),
+        (
+            r#"{"xds_address": "127.0.0.1:1", "xds_tls": {"ca_file": "/a", "cert_file": "/c"}}"#,
+            "xds_tls.key_file",
+        ),
+        (
+            r#"{"xds_address": "127.0.0.1:1", "xds_tls": {"ca_file": "/a", "ca": "/b"}}"#,
+            "unknown field",
+        ),
+    ] {
+        let e = err(json);
+        assert!(e.contains(names), "{json}: {e}");
+    }
     let e = err(r#"{"aliases": {"a:1": "b:1"}}"#);
     assert!(e.contains("aliases") && e.contains("b:1"), "{e}");
     let e = err(r#"{"aliases": {"a:1": "dns+b:0"}}"#);

@@ -156,13 +156,22 @@ fn the_module_loads_by_path_with_the_same_routes_and_its_own_xds_address() {
         yaml.matches("disabled: true").count(),
         wasm.matches("disabled: true").count()
     );
-    // Its xDS client has no TLS: membership is left off rather than sent in clear.
+    // With --xds-ca its own xDS client gets the same TLS as Envoy's `dnslb_xds` cluster.
     module.xds_tls = Some(XdsTlsClient {
         ca: "/ca.pem".into(),
-        sni: None,
-        client_cert: None,
+        sni: Some("shim.dnslb.test".into()),
+        client_cert: Some(ClientCert {
+            cert: "/envoy.pem".into(),
+            key: "/envoy-key.pem".into(),
+        }),
     });
-    assert!(!render(&module).contains("xds_address"));
+    let yaml = render(&module);
+    assert!(
+        yaml.contains(
+            r#""xds_address":"127.0.0.1:18000","xds_tls":{"ca_file":"/ca.pem","cert_file":"/envoy.pem","key_file":"/envoy-key.pem","server_name":"shim.dnslb.test"}"#
+        ),
+        "{yaml}"
+    );
     let absolute = request(
         module.listen,
         module.admin,

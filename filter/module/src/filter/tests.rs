@@ -215,6 +215,11 @@ fn bad_configuration_is_refused() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("xds_address"), "{e}");
+    let missing = br#"{"xds_address": "127.0.0.1:1", "xds_tls": {"ca_file": "/no/such/ca.pem"}}"#;
+    let e = FilterConfig::new(&mut counters, b"dnslb", missing)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("/no/such/ca.pem"), "{e}");
 }
 
 #[test]
