@@ -262,6 +262,51 @@ impl Stream for HttpFilter {
         self.header(REQUEST_HEADER, name)
     }
 
+    /// One walk over Envoy's map into a stack array, copying only the values
+    /// asked for: Envoy looks a name up by scanning the map, so a few names
+    /// cost more as single lookups (callgrind: ~1.1k instructions each).
+    fn request_headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
+        const ROOM: usize = 32;
+        // SAFETY: `raw` is the live filter of this hook.
+        let size = unsafe {
+            envoy_dynamic_module_callback_http_get_headers_size(self.raw.as_ptr(), REQUEST_HEADER)
+        };
+        if size > ROOM {
+            return names.map(|name| self.request_header(name));
+        }
+        let empty = EnvoyHttpHeader {
+            key_ptr: ptr::null(),
+            key_length: 0,
+            value_ptr: ptr::null(),
+            value_length: 0,
+        };
+        let mut raw = [empty; ROOM];
+        // SAFETY: `raw` has room for the `size` headers Envoy just counted.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(
+                self.raw.as_ptr(),
+                REQUEST_HEADER,
+                raw.as_mut_ptr(),
+            )
+        };
+        let filled = if ok {
+            raw.get(..size).unwrap_or_default()
+        } else {
+            &[]
+        };
+        names.map(|name| {
+            filled.iter().find_map(|h| {
+                // SAFETY: Envoy filled each entry with buffers valid until
+                // this hook ends; the value is copied at once.
+                let key = unsafe { envoy_bytes(h.key_ptr, h.key_length) }?;
+                if key != name.as_bytes() {
+                    return None;
+                }
+                unsafe { envoy_bytes(h.value_ptr, h.value_length) }.map(<[u8]>::to_vec)
+            })
+        })
+    }
+
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
         // SAFETY: `raw` is the live filter of this hook.
         let size = unsafe {

@@ -25,6 +25,10 @@ pub trait Stream {
     fn request_header(&self, name: &str) -> Option<Vec<u8>>;
     /// Every request header, in order.
     fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    /// The first request header of each name.
+    fn request_headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
+        names.map(|name| self.request_header(name))
+    }
     fn set_request_header(&mut self, name: &str, value: &str) -> bool;
     fn remove_request_header(&mut self, name: &str) -> bool;
     fn add_response_header(&mut self, name: &str, value: &str) -> bool;
@@ -285,6 +289,10 @@ impl<S: Stream> RequestHost for Host<'_, S> {
 
     fn header(&self, name: &str) -> Option<Vec<u8>> {
         self.stream.request_header(name)
+    }
+
+    fn headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
+        self.stream.request_headers_named(names)
     }
 
     fn set_header(&mut self, name: &str, value: &str) {
