@@ -290,6 +290,17 @@ pub fn find<'a>(header: &'a str, name: &str) -> Result<Option<&'a str>, Repeated
 #[error("affinity cookie sent more than once")]
 pub struct Repeated;
 
+/// A fresh nonce drawn by `fill` (the binding's randomness), or why there is
+/// none: then no cookie is set.
+pub fn fresh_nonce<E: fmt::Display>(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<[u8; NONCE_LEN], String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill(&mut nonce)
+        .map(|()| nonce)
+        .map_err(|e| format!("no randomness for a cookie nonce, no cookie set: {e}"))
+}
+
 /// The `Set-Cookie` header value.
 pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
@@ -490,6 +501,17 @@ mod tests {
             let t = URL_SAFE_NO_PAD.encode(t);
             assert_eq!(open(&keys(), CLUSTER, &t, 0), Err(CookieError::Malformed));
         }
+    }
+
+    #[test]
+    fn a_nonce_comes_from_the_bindings_randomness_or_says_why_not() {
+        let drawn = fresh_nonce(|b: &mut [u8]| {
+            b.fill(7);
+            Ok::<(), String>(())
+        });
+        assert_eq!(drawn, Ok([7; NONCE_LEN]));
+        let none = fresh_nonce(|_: &mut [u8]| Err("no entropy"));
+        assert!(none.unwrap_err().contains("no entropy"));
     }
 
     #[test]

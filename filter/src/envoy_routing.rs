@@ -418,22 +418,7 @@ mod tests {
     fn bad_cookies_are_ignored_or_refused_as_in_filter_routing() {
         let c = config(ENVOY_COOKIE);
         let mut m = membership();
-        let foreign = cookie::seal(
-            &keys(),
-            "dns+other.test:80",
-            "127.0.0.3:8080".parse().unwrap(),
-            5_000,
-            NONCE,
-        )
-        .unwrap();
-        let expired = cookie::seal(
-            &keys(),
-            CLUSTER,
-            "127.0.0.3:8080".parse().unwrap(),
-            10,
-            NONCE,
-        )
-        .unwrap();
+        let (foreign, expired) = foreign_and_expired();
         for bad in ["garbage", foreign.as_str(), expired.as_str()] {
             let mut h = with_cookie(CLUSTER, bad);
             let Verdict::Continue(pending) = run(&c, &mut m, &mut h) else {

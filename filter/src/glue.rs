@@ -370,17 +370,9 @@ impl ResponseHost for HostResponse<'_> {
     }
 
     fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]> {
-        let mut nonce = [0u8; cookie::NONCE_LEN];
-        match getrandom::fill(&mut nonce) {
-            Ok(()) => Some(nonce),
-            Err(e) => {
-                log(
-                    LogLevel::Error,
-                    &format!("no randomness for a cookie nonce, no cookie set: {e}"),
-                );
-                None
-            }
-        }
+        cookie::fresh_nonce(getrandom::fill)
+            .map_err(|why| log(LogLevel::Error, &why))
+            .ok()
     }
 }
 

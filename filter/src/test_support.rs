@@ -15,6 +15,15 @@ pub(crate) const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 pub(crate) const NONCE: [u8; cookie::NONCE_LEN] = [7; cookie::NONCE_LEN];
 pub(crate) const CLUSTER: &str = "dns+backend.test:8080";
 
+/// A cookie of another upstream and one expired at 10 s, both naming
+/// 127.0.0.3:8080 under [`keys`].
+pub(crate) fn foreign_and_expired() -> (String, String) {
+    let addr = "127.0.0.3:8080".parse().unwrap();
+    let foreign = cookie::seal(&keys(), "dns+other.test:80", addr, 5_000, NONCE).unwrap();
+    let expired = cookie::seal(&keys(), CLUSTER, addr, 10, NONCE).unwrap();
+    (foreign, expired)
+}
+
 pub(crate) fn keys() -> cookie::Keyring {
     cookie::Keyring::new(KEY, &[])
 }

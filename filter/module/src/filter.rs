@@ -363,17 +363,9 @@ impl<S: Stream> ResponseHost for Host<'_, S> {
     }
 
     fn cookie_nonce(&mut self) -> Option<[u8; cookie::NONCE_LEN]> {
-        let mut nonce = [0u8; cookie::NONCE_LEN];
-        match getrandom::fill(&mut nonce) {
-            Ok(()) => Some(nonce),
-            Err(e) => {
-                log(
-                    LogLevel::Error,
-                    &format!("no randomness for a cookie nonce, no cookie set: {e}"),
-                );
-                None
-            }
-        }
+        cookie::fresh_nonce(getrandom::fill)
+            .map_err(|why| log(LogLevel::Error, &why))
+            .ok()
     }
 }
 

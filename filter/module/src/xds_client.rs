@@ -35,8 +35,8 @@ pub struct XdsClient {
 }
 
 impl XdsClient {
-    /// Starts the thread; it connects to `addr` (plain HTTP/2) and retries
-    /// every [`TICK`] while the server is away.
+    /// Starts the thread; it connects to `addr` (HTTP/2, over `tls` when
+    /// given) and retries every [`TICK`] while the server is away.
     /// `updated` is told after each published update.
     pub fn start(
         addr: SocketAddr,
@@ -46,6 +46,16 @@ impl XdsClient {
         updated: Option<Arc<dyn Notify>>,
     ) -> std::io::Result<Self> {
         let (refreshes, requested) = mpsc::unbounded_channel();
+        let client = Client {
+            addr,
+            tls,
+            subscription: EdsSubscription::new(node_id),
+            feed,
+            updated,
+            requested,
+            refreshed: HashMap::new(),
+            reported: false,
+        };
         std::thread::Builder::new()
             .name("dnslb-xds".into())
             .spawn(move || {
@@ -53,9 +63,7 @@ impl XdsClient {
                     .enable_all()
                     .build();
                 match runtime {
-                    Ok(runtime) => {
-                        runtime.block_on(run(addr, tls, node_id, feed, updated, requested))
-                    }
+                    Ok(runtime) => runtime.block_on(client.run()),
                     Err(e) => log(
                         LogLevel::Error,
                         &format!("no runtime for the xDS client: {e}"),
@@ -93,48 +101,6 @@ struct Client {
     reported: bool,
 }
 
-async fn run(
-    addr: SocketAddr,
-    tls: Option<ClientTlsConfig>,
-    node_id: String,
-    feed: Arc<Feed>,
-    updated: Option<Arc<dyn Notify>>,
-    requested: mpsc::UnboundedReceiver<String>,
-) {
-    let mut client = Client {
-        addr,
-        tls,
-        subscription: EdsSubscription::new(node_id),
-        feed,
-        updated,
-        requested,
-        refreshed: HashMap::new(),
-        reported: false,
-    };
-    loop {
-        match client.follow().await {
-            Ended::Stopped => return,
-            Ended::Failed(why) => {
-                if !client.reported {
-                    log(
-                        LogLevel::Warn,
-                        &format!(
-                            "xDS stream to {addr}: {why}; retrying every {}s",
-                            TICK.as_secs()
-                        ),
-                    );
-                    client.reported = true;
-                }
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(TICK) => {}
-            // Refreshes need the server too: drop them while it is away.
-            cluster = client.requested.recv() => if cluster.is_none() { return },
-        }
-    }
-}
-
 fn path(service: &str, method: &str) -> Result<PathAndQuery, String> {
     format!("/{service}/{method}")
         .parse()
@@ -147,6 +113,32 @@ fn request(bytes: &[u8]) -> DiscoveryRequest {
 }
 
 impl Client {
+    /// Follows the server until the configuration is gone, reconnecting
+    /// every [`TICK`].
+    async fn run(mut self) {
+        loop {
+            match self.follow().await {
+                Ended::Stopped => return,
+                Ended::Failed(why) => {
+                    if !self.reported {
+                        let addr = self.addr;
+                        let every = TICK.as_secs();
+                        log(
+                            LogLevel::Warn,
+                            &format!("xDS stream to {addr}: {why}; retrying every {every}s"),
+                        );
+                        self.reported = true;
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                // Refreshes need the server too: drop them while it is away.
+                cluster = self.requested.recv() => if cluster.is_none() { return },
+            }
+        }
+    }
+
     /// Opens the stream and follows it until it fails or the client stops.
     async fn follow(&mut self) -> Ended {
         let scheme = if self.tls.is_some() { "https" } else { "http" };

@@ -220,22 +220,7 @@ fn cookie_affinity_sticks_and_fails_over() {
 fn bad_cookies_are_ignored_or_refused() {
     let c = cookie_config();
     let mut m = membership();
-    let foreign = cookie::seal(
-        &keys(),
-        "dns+other.test:80",
-        "127.0.0.3:8080".parse().unwrap(),
-        5_000,
-        NONCE,
-    )
-    .unwrap();
-    let expired = cookie::seal(
-        &keys(),
-        CLUSTER,
-        "127.0.0.3:8080".parse().unwrap(),
-        10,
-        NONCE,
-    )
-    .unwrap();
+    let (foreign, expired) = foreign_and_expired();
     // Sealed by the version-1 codec for 127.0.0.2:8080 of CLUSTER, expiry 5000.
     let v1 = "AQAAAAAAABOIBoCJD3I1biKfpxyi6w1HcSYZ2TIHqr4";
     for bad in ["garbage", foreign.as_str(), expired.as_str(), v1] {
