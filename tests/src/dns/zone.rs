@@ -133,7 +133,7 @@ fn absolute_origins(text: &str) -> Result<String, Fault> {
             let rest = rest.trim_start();
             let (name, tail) = rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len()));
             if !name.is_empty() {
-                origin = if name.ends_with('.') || origin == NO_ORIGIN {
+                origin = if name.ends_with('.') {
                     name.to_owned()
                 } else {
                     format!("{name}.{origin}")

@@ -148,6 +148,11 @@ fn errors_name_the_line_and_what_is_wrong() {
         ),
         ("@ A 127.0.0.2\n", 1, "`@` used before $ORIGIN"),
         (
+            "$ORIGIN sub\na A 10.0.0.1\n",
+            2,
+            "relative name `a.sub` used before $ORIGIN",
+        ),
+        (
             "x.test. SRV 1 2 3 t\n",
             1,
             "relative name `t` used before $ORIGIN",
