@@ -21,7 +21,7 @@ use crate::config::{Affinity, Config};
 use crate::cookie;
 use crate::members::ClusterMembers;
 use crate::request::{
-    self, Pending, RequestHost, ResponseHost, Verdict, Worker, AUTHORITY, COOKIE, PATH,
+    self, Pending, RequestContext, RequestHost, ResponseHost, Verdict, AUTHORITY, COOKIE, PATH,
 };
 use crate::stats::Counter;
 
@@ -70,7 +70,7 @@ impl CookieSession {
     }
 }
 
-impl Worker<'_> {
+impl RequestContext<'_> {
     /// Request headers under `routing: "envoy"`: the status path, and in
     /// cookie mode the endpoint of a valid cookie. It sets no cluster header,
     /// rewrites no authority, sets no retry headers and removes nothing:

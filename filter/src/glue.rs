@@ -12,7 +12,7 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 use crate::absolute_form::{AbsoluteFormRewriter, Fed, ABSOLUTE_FORM_ROOT_ID};
 use crate::cookie;
-use crate::request::{self, Pending, RequestHost, ResponseHost, Verdict, Worker};
+use crate::request::{self, Pending, RequestContext, RequestHost, ResponseHost, Verdict};
 use crate::root::{self, Level, MetricKind, RootHost, Shared, SharedDataError, TICK};
 use crate::stats::Counter;
 
@@ -240,7 +240,7 @@ impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let shared = &self.shared;
         let mut host = HostRequest { shared };
-        let verdict = Worker {
+        let verdict = RequestContext {
             config: &shared.config,
             membership: &mut shared.membership.borrow_mut(),
             cookie_key: &shared.cookie_key,

@@ -77,8 +77,10 @@ pub enum Verdict {
     Stop,
 }
 
-/// What a request's headers are checked against.
-pub struct Worker<'a> {
+/// What one request's decisions read, borrowed for its hooks: the
+/// configuration, this worker's membership (with its round-robin state) and
+/// the cookie keys.
+pub struct RequestContext<'a> {
     pub config: &'a Config,
     pub membership: &'a mut Membership,
     /// The affinity cookie keys (configured or this Envoy's random one).
@@ -139,7 +141,7 @@ impl Headers {
     }
 }
 
-impl Worker<'_> {
+impl RequestContext<'_> {
     /// Handles request headers: strips client-sent `x-dnslb-*` and retry
     /// headers, answers the status path, and for a dnslb upstream sets the
     /// cluster, rewrites the authority, writes the pick with its failover

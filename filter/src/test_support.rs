@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use crate::config::Config;
 use crate::cookie;
 use crate::members::{Member, Membership};
-use crate::request::{on_response_headers, Pending, RequestHost, ResponseHost, Verdict, Worker};
+use crate::request::{
+    on_response_headers, Pending, RequestContext, RequestHost, ResponseHost, Verdict,
+};
 use crate::stats::Counter;
 
 pub(crate) const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -160,7 +162,7 @@ pub(crate) fn config(json: &str) -> Config {
 }
 
 pub(crate) fn run(config: &Config, membership: &mut Membership, host: &mut FakeHost) -> Verdict {
-    Worker {
+    RequestContext {
         config,
         membership,
         cookie_key: &keys(),

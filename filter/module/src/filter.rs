@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use dnslb_filter::config::{Config, ConfigError as FilterConfigError, XdsTls};
 use dnslb_filter::cookie::{self, Keyring};
-use dnslb_filter::request::{self, Pending, RequestHost, ResponseHost, Verdict, Worker};
+use dnslb_filter::request::{self, Pending, RequestContext, RequestHost, ResponseHost, Verdict};
 use dnslb_filter::root::{cookie_keyring, COOKIE_KEY_LEN};
 use dnslb_filter::stats::Counter;
 use thiserror::Error;
@@ -238,7 +238,7 @@ impl Filter {
             rewritten: false,
         };
         let verdict = shared.feed.with_membership(|membership| {
-            Worker {
+            RequestContext {
                 config: &shared.config,
                 membership,
                 cookie_key: &shared.cookie_key,

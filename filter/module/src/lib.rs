@@ -2,7 +2,7 @@
 //! (`libdnslb_module.so`) Envoy 1.40 loads through its dynamic-module C ABI.
 //!
 //! It takes the same configuration JSON as the wasm filter and runs the same
-//! per-request code (`dnslb_filter`'s `Worker` and response handling); only
+//! per-request code (`dnslb_filter`'s `RequestContext` and response handling); only
 //! the binding differs:
 //! - `abi` is the one unsafe module: the hand-declared ABI, the hooks Envoy
 //!   calls, and a safe API over them;
