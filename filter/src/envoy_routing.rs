@@ -205,7 +205,7 @@ impl fmt::Write for AddressText {
 mod tests {
     use super::*;
 
-    use crate::members::Membership;
+    use crate::members::WorkerMembership;
     use crate::request::on_response_headers;
     use crate::test_support::*;
     // The same tests run natively and, under Node, compiled to wasm32.
@@ -332,7 +332,7 @@ mod tests {
         let c = config(ENVOY_COOKIE);
         let mut draining = member("127.0.0.3:8080");
         draining.draining = true;
-        let mut m = Membership::default();
+        let mut m = WorkerMembership::default();
         m.replace(
             "v2".into(),
             vec![(CLUSTER.into(), vec![member("127.0.0.2:8080"), draining])],
@@ -372,7 +372,7 @@ mod tests {
         for address in ["127.0.0.9:8080", "[2001:db8::1]:8080"] {
             let value = sealed(address);
             // No EDS update yet, or one without this cluster.
-            for mut m in [Membership::default(), membership()] {
+            for mut m in [WorkerMembership::default(), membership()] {
                 let authority = "dns+new.test:8080";
                 let value = if m.received() {
                     cookie::seal(&keys(), authority, address.parse().unwrap(), 5_000, NONCE)

@@ -178,9 +178,11 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Members of every cluster the control plane serves.
+/// One worker's copy of the members of every cluster the control plane
+/// serves, with its own round-robin state (so never shared between threads;
+/// xds-shim's `model::Membership` is one upstream's canonical member set).
 #[derive(Debug, Default)]
-pub struct Membership {
+pub struct WorkerMembership {
     /// Names are shared so that a request can keep its cluster's name until
     /// the response without copying it.
     clusters: HashMap<Rc<str>, ClusterMembers>,
@@ -190,7 +192,7 @@ pub struct Membership {
     received: bool,
 }
 
-impl Membership {
+impl WorkerMembership {
     /// Replaces the whole set (xDS state of the world). A cluster whose member
     /// list is unchanged keeps its round-robin state, so an unrelated update
     /// does not restart its rotation.
@@ -388,7 +390,7 @@ mod tests {
         assert_eq!(at("10.0.1.7:81"), None);
         assert_eq!(at("10.9.9.9:80"), None);
 
-        let mut ms = Membership::default();
+        let mut ms = WorkerMembership::default();
         ms.replace("1".into(), vec![("y".into(), vec![m("c:1")])]);
         let (name, members) = ms.get_shared("y").unwrap();
         assert_eq!((&**name, members.members().len()), ("y", 1));
@@ -397,7 +399,7 @@ mod tests {
 
     #[test]
     fn unchanged_cluster_keeps_its_rotation() {
-        let mut ms = Membership::default();
+        let mut ms = WorkerMembership::default();
         assert!(!ms.received());
         ms.replace("1".into(), vec![("x".into(), vec![m("a:1"), m("b:1")])]);
         assert!(ms.received());

@@ -10,7 +10,7 @@ use crate::authority::{self, Upstream};
 use crate::config::{Affinity, Config, CookieAffinity, HashKey, Routing};
 use crate::cookie::{self, CookieError};
 use crate::envoy_routing::CookieSession;
-use crate::members::{ClusterMembers, Membership};
+use crate::members::{ClusterMembers, WorkerMembership};
 use crate::stats::Counter;
 
 mod host;
@@ -82,7 +82,7 @@ pub enum Verdict {
 /// the cookie keys.
 pub struct RequestContext<'a> {
     pub config: &'a Config,
-    pub membership: &'a mut Membership,
+    pub membership: &'a mut WorkerMembership,
     /// The affinity cookie keys (configured or this Envoy's random one).
     pub cookie_key: &'a cookie::Keyring,
 }

@@ -13,7 +13,7 @@ use prost::Message;
 
 use crate::config::{Affinity, Config};
 use crate::cookie::Keyring;
-use crate::members::Membership;
+use crate::members::WorkerMembership;
 use crate::stats::Counter;
 use crate::xds::{self, EdsSubscription, RefreshRequest};
 
@@ -123,7 +123,7 @@ impl Metrics {
     }
 
     /// Members per upstream; upstreams that left are set to 0.
-    fn record_members(&mut self, host: &mut impl RootHost, membership: &Membership) {
+    fn record_members(&mut self, host: &mut impl RootHost, membership: &WorkerMembership) {
         let mut seen = BTreeSet::new();
         for (cluster, members) in membership.clusters() {
             let id = match self.members.get(cluster) {
@@ -154,7 +154,7 @@ impl Metrics {
 pub struct Shared {
     pub config: Config,
     pub cookie_key: Keyring,
-    pub membership: RefCell<Membership>,
+    pub membership: RefCell<WorkerMembership>,
     pub metrics: RefCell<Metrics>,
     /// Clusters to re-resolve, sent by the root context on its next tick
     /// (at most once a second per cluster and worker).

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use crate::config::Config;
 use crate::cookie;
-use crate::members::{Member, Membership};
+use crate::members::{Member, WorkerMembership};
 use crate::request::{
     on_response_headers, Pending, RequestContext, RequestHost, ResponseHost, Verdict,
 };
@@ -138,8 +138,8 @@ pub(crate) fn member(a: &str) -> Member {
     }
 }
 
-pub(crate) fn membership() -> Membership {
-    let mut m = Membership::default();
+pub(crate) fn membership() -> WorkerMembership {
+    let mut m = WorkerMembership::default();
     m.replace(
         "v1".into(),
         vec![
@@ -161,7 +161,11 @@ pub(crate) fn config(json: &str) -> Config {
     Config::from_bytes(Some(json.as_bytes())).unwrap()
 }
 
-pub(crate) fn run(config: &Config, membership: &mut Membership, host: &mut FakeHost) -> Verdict {
+pub(crate) fn run(
+    config: &Config,
+    membership: &mut WorkerMembership,
+    host: &mut FakeHost,
+) -> Verdict {
     RequestContext {
         config,
         membership,

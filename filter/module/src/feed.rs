@@ -1,13 +1,13 @@
 //! Membership from the xDS thread to the worker threads. The xDS thread
 //! publishes each update once; a worker checks one atomic per request and
 //! takes the lock only when the generation moved, to rebuild its own copy
-//! (`Membership` keeps per-worker state and is not shared across threads).
+//! (`WorkerMembership` keeps per-worker state and is not shared across threads).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use dnslb_filter::members::{Member, Membership};
+use dnslb_filter::members::{Member, WorkerMembership};
 
 /// One accepted EDS update: every cluster with its members.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +32,7 @@ const CACHED_FEEDS: usize = 4;
 struct Cached {
     feed: u64,
     generation: u64,
-    membership: Membership,
+    membership: WorkerMembership,
 }
 
 thread_local! {
@@ -65,7 +65,7 @@ impl Feed {
 
     /// Runs `f` on this thread's copy of the membership, brought up to date
     /// first if an update was published since.
-    pub fn with_membership<T>(&self, f: impl FnOnce(&mut Membership) -> T) -> T {
+    pub fn with_membership<T>(&self, f: impl FnOnce(&mut WorkerMembership) -> T) -> T {
         let generation = self.generation.load(Ordering::Acquire);
         CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
@@ -79,13 +79,13 @@ impl Feed {
                     cache.push(Cached {
                         feed: self.id,
                         generation: 0,
-                        membership: Membership::default(),
+                        membership: WorkerMembership::default(),
                     });
                     cache.len() - 1
                 }
             };
             let Some(entry) = cache.get_mut(index) else {
-                return f(&mut Membership::default());
+                return f(&mut WorkerMembership::default());
             };
             if entry.generation != generation {
                 if let Some(snapshot) = self.latest() {

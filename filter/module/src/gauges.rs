@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
-use dnslb_filter::members::Membership;
+use dnslb_filter::members::WorkerMembership;
 use dnslb_wire::names::stat_name;
 
 /// The gauge's name; Envoy adds its `dynamicmodulescustom.` namespace.
@@ -52,7 +52,7 @@ impl MemberGauges {
     }
 
     /// Sets every upstream's member count, and 0 for upstreams that left.
-    pub fn record(&self, membership: &Membership, envoy: &mut impl SetGauges) {
+    pub fn record(&self, membership: &WorkerMembership, envoy: &mut impl SetGauges) {
         let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
         let mut now = BTreeSet::new();
         for (cluster, members) in membership.clusters() {
@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn counts_members_per_upstream_and_zeroes_the_ones_that_left() {
         let gauges = MemberGauges::new(7);
-        let mut membership = Membership::default();
+        let mut membership = WorkerMembership::default();
         membership.replace(
             "v1".into(),
             vec![

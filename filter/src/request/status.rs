@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use crate::members::Membership;
+use crate::members::WorkerMembership;
 
 /// JSON of what one worker knows: every upstream with its members.
-pub fn status_json(membership: &Membership) -> String {
+pub fn status_json(membership: &WorkerMembership) -> String {
     let upstreams: Vec<_> = membership
         .clusters()
         .into_iter()

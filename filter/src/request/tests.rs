@@ -128,7 +128,7 @@ fn bad_input_gets_a_short_4xx() {
     // Before the first EDS update an unknown upstream is Envoy's to route.
     let mut h = get(b"dns+unknown.test:80");
     assert!(matches!(
-        run(&c, &mut Membership::default(), &mut h),
+        run(&c, &mut WorkerMembership::default(), &mut h),
         Verdict::Continue(_)
     ));
     assert!(h.text("x-dnslb-endpoint").is_none());
@@ -138,7 +138,7 @@ fn bad_input_gets_a_short_4xx() {
 fn hash_affinity_is_sticky_per_key() {
     let c = config(r#"{"affinity": {"mode": "hash", "key": "header:x-user"}}"#);
     let mut m = membership();
-    let pick = |m: &mut Membership, user: &[u8]| {
+    let pick = |m: &mut WorkerMembership, user: &[u8]| {
         let mut h = get(CLUSTER.as_bytes());
         h.headers.push(("x-user".into(), user.to_vec()));
         run(&c, m, &mut h);
