@@ -10,18 +10,18 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::admin::status::ShimInfo;
 use crate::admin::{self, AdminState};
-use crate::ads::service::{self, XdsService};
-use crate::clients::Clients;
+use crate::config::reload::{self, Source};
 use crate::config::Config;
+use crate::discovery::refresh::{self, Inbox, Publisher, Timing};
+use crate::discovery::resolv_conf;
+use crate::discovery::resolve::{BuildError, DnsResolver};
 use crate::discovery::DiscoveryState;
-use crate::forced;
-use crate::refresh::{self, Inbox, Publisher, Timing};
-use crate::reload::{self, Source};
-use crate::resolv_conf;
-use crate::resolve::{BuildError, DnsResolver};
 use crate::shutdown::Shutdown;
-use crate::status::ShimInfo;
+use crate::xds::ads::service::{self, XdsService};
+use crate::xds::clients::Clients;
+use crate::xds::refresh_service;
 
 /// How long open ADS streams get to close after shutdown before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -84,7 +84,7 @@ pub async fn run(config: Config, source: Source, mut shutdown: Shutdown) -> Resu
         Arc::clone(&publisher.metrics),
     );
 
-    let (forced, asks) = forced::channel();
+    let (forced, asks) = refresh_service::channel();
     let (reload_requests, reloads) = mpsc::channel(1);
     match hangups {
         Ok(hangups) => {

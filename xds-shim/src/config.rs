@@ -1,5 +1,11 @@
-//! The validated runtime configuration. Flags, `DNSLB_*` variables and the YAML file
-//! compile into this; nothing downstream parses strings.
+//! The validated runtime configuration. Flags ([`cli`]), `DNSLB_*` variables and the YAML
+//! file ([`file`]) compile into this; nothing downstream parses strings. [`reload`] rereads
+//! them on SIGHUP.
+
+pub mod cli;
+pub mod duration;
+pub mod file;
+pub mod reload;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,16 +13,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config_file::{
+use crate::config::duration::human;
+use crate::config::file::{
     CircuitBreakers, Ejection, FileError, HealthCheck, LbPolicy, UpstreamSettings,
 };
+use crate::discovery::resolve::Settings;
 use crate::discovery::Policy;
-use crate::duration::human;
 use crate::logging::LogFormat;
-use crate::resolve::Settings;
-use crate::resources::TlsTarget;
-use crate::upstream::Upstream;
-use crate::xds_tls::{EffectiveXdsTls, XdsTls, XdsTlsError};
+use crate::model::upstream::Upstream;
+use crate::xds::resources::TlsTarget;
+use crate::xds::server_tls::{EffectiveXdsTls, XdsTls, XdsTlsError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -95,9 +101,9 @@ impl Config {
                     interval: human(s.interval.unwrap_or(self.interval)),
                     connect_timeout: human(
                         s.connect_timeout
-                            .unwrap_or(crate::resources::DEFAULT_CONNECT_TIMEOUT),
+                            .unwrap_or(crate::xds::resources::DEFAULT_CONNECT_TIMEOUT),
                     ),
-                    circuit_breakers: crate::resources::effective_limits(s.circuit_breakers),
+                    circuit_breakers: crate::xds::resources::effective_limits(s.circuit_breakers),
                     outlier_detection: s.outlier_detection.unwrap_or(Ejection::DEFAULT),
                     lb_policy: s.lb_policy,
                     health_check: s.health_check.clone(),

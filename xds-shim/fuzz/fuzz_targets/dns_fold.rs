@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
 use xds_shim::discovery::{DiscoveryState, Policy, RoundResults};
-use xds_shim::resolve::{ResolveError, SrvRecord};
-use xds_shim::snapshot::Snapshot;
-use xds_shim::upstream::Upstream;
+use xds_shim::discovery::resolve::{ResolveError, SrvRecord};
+use xds_shim::xds::snapshot::Snapshot;
+use xds_shim::model::upstream::Upstream;
 
 const MAX_RECORDS: usize = 8;
 const TARGETS: [&str; 3] = ["a.test", "b.test", "a.test."];

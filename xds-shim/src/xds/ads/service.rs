@@ -27,12 +27,12 @@ use tracing::{debug, info, warn};
 
 use super::delta_state::DeltaState;
 use super::stream_state::{Reply, RequestKind, StreamState};
-use crate::clients::{ClientHandle, Clients, Nack};
-use crate::forced::ResolverService;
-use crate::metrics::Metrics;
+use crate::admin::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::snapshot::{ResourceType, Snapshot};
-use crate::xds_tls::XdsTls;
+use crate::xds::clients::{ClientHandle, Clients, Nack};
+use crate::xds::refresh_service::ResolverService;
+use crate::xds::server_tls::XdsTls;
+use crate::xds::snapshot::{ResourceType, Snapshot};
 
 /// Responses waiting for a slow client; beyond this the stream task waits (backpressure).
 const OUTBOUND_BUFFER: usize = 16;

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use super::node::Client;
-use crate::snapshot::{EdsSource, ResourceType, Snapshot};
+use crate::xds::snapshot::{EdsSource, ResourceType, Snapshot};
 
 /// The xDS-spec explicit wildcard resource name.
 const WILDCARD: &str = "*";
@@ -290,7 +290,7 @@ impl StreamState {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::snapshot::{Membership, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
+    use crate::xds::snapshot::{Membership, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::google::rpc::Status;
@@ -306,7 +306,7 @@ pub(crate) mod tests {
                         addrs.iter().map(|a| a.parse().unwrap()).collect();
                     let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
                     let port = addrs.first().map_or(80, |a| a.port());
-                    let members = crate::member::from_a("h.test", port, &ips);
+                    let members = crate::model::member::from_a("h.test", port, &ips);
                     let settings = Default::default();
                     let membership = Membership {
                         members,
@@ -377,7 +377,7 @@ pub(crate) mod tests {
                 .name
                 .clone()
         };
-        use crate::ads::node::{test_node, NATIVE};
+        use crate::xds::ads::node::{test_node, NATIVE};
         assert_eq!(
             policy(test_node("e", Some(NATIVE))),
             "envoy.load_balancing_policies.round_robin"
@@ -644,7 +644,7 @@ pub(crate) mod tests {
 
     #[test]
     fn plain_cds_stream_serves_grpc_eds_clusters_and_fills_type_url() {
-        use crate::snapshot::EdsSource;
+        use crate::xds::snapshot::EdsSource;
         let snap = two_clusters();
         let mut stream = StreamState::single_type(ResourceType::Cluster);
         let reply = stream.on_request(request("", &[], "", ""), &snap);

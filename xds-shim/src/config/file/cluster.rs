@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{FileError, Text};
-use crate::duration::parse_duration;
+use crate::config::duration::parse_duration;
 
 /// Envoy's default-priority thresholds; unset ones keep Envoy's defaults, except the retry
 /// limit: without `max_retries` or `retry_budget` a cluster gets [`RetryBudget::DEFAULT`].
@@ -72,9 +72,9 @@ pub struct HealthCheckDto {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct HealthCheck {
     pub path: String,
-    #[serde(serialize_with = "crate::duration::serialize_human")]
+    #[serde(serialize_with = "crate::config::duration::serialize_human")]
     pub interval: Duration,
-    #[serde(serialize_with = "crate::duration::serialize_human")]
+    #[serde(serialize_with = "crate::config::duration::serialize_human")]
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
@@ -96,10 +96,10 @@ pub struct OutlierDto {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Ejection {
     pub consecutive_local_origin_failures: u32,
-    #[serde(serialize_with = "crate::duration::serialize_human")]
+    #[serde(serialize_with = "crate::config::duration::serialize_human")]
     pub base_ejection_time: Duration,
     pub max_ejection_percent: u32,
-    #[serde(serialize_with = "crate::duration::serialize_human")]
+    #[serde(serialize_with = "crate::config::duration::serialize_human")]
     pub interval: Duration,
 }
 
@@ -164,7 +164,7 @@ pub(super) fn health_check(i: usize, dto: &HealthCheckDto) -> Result<HealthCheck
     if timeout > interval {
         return Err(FileError::invalid(
             key("timeout"),
-            &crate::duration::human(timeout),
+            &crate::config::duration::human(timeout),
             "must not exceed the interval",
         ));
     }

@@ -46,13 +46,13 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
 
-use crate::config_file::{
+use crate::config::file::{
     CircuitBreakers as CircuitBreakerLimits, Ejection, HealthCheck as HealthCheckSettings,
     LbPolicy, RetryBudget, TlsSettings, UpstreamSettings,
 };
-use crate::member::Member;
-use crate::snapshot::{Balancing, EdsSource};
-use crate::upstream::Upstream;
+use crate::model::member::Member;
+use crate::model::upstream::Upstream;
+use crate::xds::snapshot::{Balancing, EdsSource};
 use envoy_types::pb::envoy::config::core::v3::health_check::{HealthChecker, HttpHealthCheck};
 use envoy_types::pb::envoy::config::core::v3::HealthCheck;
 
@@ -340,7 +340,7 @@ fn single_policy(
 /// encoding, and hence the version, is deterministic.
 pub fn load_assignment(cluster_name: &str, members: &[Member]) -> ClusterLoadAssignment {
     let authority = backend_authority(cluster_name);
-    let endpoints = crate::member::priority_levels(members)
+    let endpoints = crate::model::member::priority_levels(members)
         .into_iter()
         .map(|(priority, level)| {
             let mut at_level: Vec<&Member> =

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{DiscoveryState, Draining, NameIndex, Policy, UpstreamState};
-use crate::upstream::Upstream;
+use crate::model::upstream::Upstream;
 
 impl DiscoveryState {
     pub fn policy(&self) -> Policy {

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::clients::ClientInfo;
+use crate::admin::metrics::LastReload;
 use crate::discovery::{DiscoveryState, Outcome};
-use crate::member::priority_levels;
-use crate::metrics::LastReload;
-use crate::snapshot::{EdsSource, ResourceType, Snapshot};
+use crate::model::member::priority_levels;
+use crate::xds::clients::ClientInfo;
+use crate::xds::snapshot::{EdsSource, ResourceType, Snapshot};
 
 /// What the running shim is: fixed at start, handed to the admin server.
 #[derive(Debug, Clone)]
@@ -257,8 +257,8 @@ fn unix_ms(at: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::resolve::ResolveError;
     use crate::discovery::RoundResults;
-    use crate::resolve::ResolveError;
     use std::collections::HashMap;
     use std::time::Duration;
 

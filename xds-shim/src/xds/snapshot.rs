@@ -18,9 +18,9 @@ use envoy_types::util::pack_any;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::config_file::UpstreamSettings;
-use crate::member::{self, Member};
-use crate::resources::{self, TlsTarget};
+use crate::config::file::UpstreamSettings;
+use crate::model::member::{self, Member};
+use crate::xds::resources::{self, TlsTarget};
 
 pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT_TYPE_URL: &str =

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::refresh::Names;
+use crate::discovery::refresh::Names;
 
 /// When each name is next due: every name on its own interval (the smallest of the
 /// upstreams that use it), plus a little jitter each time.

@@ -9,17 +9,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::config::reload;
 use crate::config::Config;
+use crate::discovery::resolve::AddressResolver;
+use crate::discovery::schedule::Schedule;
 use crate::discovery::{DiscoveryState, Event, HostResult, RoundResults, SrvResult};
-use crate::forced::{Ask, RateLimit, RefreshResponse};
-use crate::reload;
-use crate::resolve::AddressResolver;
-use crate::schedule::Schedule;
+use crate::model::upstream::Upstream;
 use crate::shutdown::Shutdown;
-use crate::snapshot::ResourceType;
-use crate::upstream::Upstream;
+use crate::xds::refresh_service::{Ask, RateLimit, RefreshResponse};
+use crate::xds::snapshot::ResourceType;
 
-pub use crate::publisher::Publisher;
+pub use crate::xds::publisher::Publisher;
 
 /// Lookups polled at once. The resolver's own limit (`--max-in-flight`) bounds the queries
 /// on the wire; this only bounds the futures a round keeps around.
@@ -546,8 +546,8 @@ fn log_event(event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resolve::{ResolveError, SrvRecord};
-    use crate::snapshot::Snapshot;
+    use crate::discovery::resolve::{ResolveError, SrvRecord};
+    use crate::xds::snapshot::Snapshot;
     use std::collections::HashMap;
     use std::net::{IpAddr, Ipv4Addr};
     use std::sync::Arc;
@@ -665,7 +665,7 @@ mod tests {
         ]);
         let publisher = Publisher::new(&state);
         let mut snapshots = publisher.snapshots.subscribe();
-        let (service, asks) = crate::forced::channel();
+        let (service, asks) = crate::xds::refresh_service::channel();
         let (_trigger, shutdown) = crate::shutdown::channel();
         let resolver = LimitedResolver {
             permits: tokio::sync::Semaphore::new(1),
@@ -688,9 +688,11 @@ mod tests {
         snapshots.mark_unchanged();
         let answer = tokio::time::timeout(
             Duration::from_secs(10),
-            service.refresh(tonic::Request::new(crate::forced::RefreshRequest {
-                cluster: "dns+fast.test:80".into(),
-            })),
+            service.refresh(tonic::Request::new(
+                crate::xds::refresh_service::RefreshRequest {
+                    cluster: "dns+fast.test:80".into(),
+                },
+            )),
         )
         .await
         .expect("the forced refresh never got a permit: the periodic round was not polled")
@@ -725,7 +727,7 @@ mod tests {
         );
 
         let (_trigger, shutdown) = crate::shutdown::channel();
-        let (_service, asks) = crate::forced::channel();
+        let (_service, asks) = crate::xds::refresh_service::channel();
         // An hour between resolutions: only the drain's own deadline can wake the loop.
         let timing = Timing {
             interval: Duration::from_secs(3_600),
@@ -764,7 +766,7 @@ mod tests {
         let config = |ups: &[&str]| {
             let mut args = vec!["xds-shim", "--drain", "0s", "--interval", "1h"];
             args.extend(ups.iter().flat_map(|u| ["--upstream", u]));
-            <crate::cli::Cli as clap::Parser>::try_parse_from(args)
+            <crate::config::cli::Cli as clap::Parser>::try_parse_from(args)
                 .unwrap()
                 .to_config()
                 .unwrap()
@@ -776,7 +778,7 @@ mod tests {
         let mut snapshots = publisher.snapshots.subscribe();
 
         let (_trigger, shutdown) = crate::shutdown::channel();
-        let (_service, asks) = crate::forced::channel();
+        let (_service, asks) = crate::xds::refresh_service::channel();
         let (reloads, requests) = mpsc::channel(1);
         let inbox = Inbox {
             asks,

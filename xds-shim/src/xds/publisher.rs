@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::info;
 
+use crate::admin::metrics::Metrics;
 use crate::discovery::DiscoveryState;
-use crate::metrics::Metrics;
-use crate::snapshot::{ResourceType, Snapshot};
+use crate::xds::snapshot::{ResourceType, Snapshot};
 
 /// Where each round's results go: the snapshot for ADS streams, the discovery state for
 /// the status page.

@@ -40,11 +40,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::duration::parse_duration;
+use crate::config::duration::parse_duration;
 
 mod cluster;
 
-use crate::upstream::{normalize_host, HostError, Upstream};
+use crate::model::upstream::{normalize_host, HostError, Upstream};
 pub use cluster::{
     CircuitBreakers, Ejection, HealthCheck, HealthCheckDto, LbPolicy, OutlierDto, RetryBudget,
 };

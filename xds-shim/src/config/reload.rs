@@ -18,13 +18,13 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::cli::Cli;
+use crate::admin::metrics::{LastReload, Metrics};
+use crate::config::cli::Cli;
+use crate::config::file::{self, FileConfig};
 use crate::config::{Config, ConfigError};
-use crate::config_file::{self, FileConfig};
 use crate::discovery::DiscoveryState;
-use crate::metrics::{LastReload, Metrics};
+use crate::model::upstream::Upstream;
 use crate::shutdown::Shutdown;
-use crate::upstream::Upstream;
 
 /// Where the configuration comes from: the flags and variables parsed at start (with
 /// which of them were given, rather than defaulted) and the `--config` file.
@@ -56,7 +56,7 @@ impl Source {
     /// Reads the file (if any) and merges it under the flags and variables.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let file = match self.path() {
-            Some(path) => config_file::load(path)?,
+            Some(path) => file::load(path)?,
             None => FileConfig::default(),
         };
         self.cli
@@ -282,7 +282,7 @@ mod tests {
     use clap::{CommandFactory, FromArgMatches};
 
     use super::*;
-    use crate::config_file::LbPolicy;
+    use crate::config::file::LbPolicy;
     use crate::discovery::RoundResults;
 
     fn source(args: &[&str]) -> Source {
@@ -376,7 +376,7 @@ mod tests {
     }
 
     fn config(file: &str) -> Config {
-        let file = config_file::parse(file).unwrap();
+        let file = file::parse(file).unwrap();
         source(&[]).cli.to_config_with(&file, |_| false).unwrap()
     }
 

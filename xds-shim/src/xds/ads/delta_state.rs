@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 
 use super::node::Client;
 use super::stream_state::{RequestKind, Scope};
-use crate::snapshot::{EdsSource, Generation, ResourceType, Resources, Snapshot, Versioned};
+use crate::xds::snapshot::{EdsSource, Generation, ResourceType, Resources, Snapshot, Versioned};
 
 const WILDCARD: &str = "*";
 
@@ -357,8 +357,8 @@ fn news_among(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ads::stream_state::tests::snapshot;
-    use crate::snapshot::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
+    use crate::xds::ads::stream_state::tests::snapshot;
+    use crate::xds::snapshot::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
     use envoy_types::pb::google::rpc::Status;
 
     fn request(type_url: &str, subscribe: &[&str], nonce: &str) -> DeltaDiscoveryRequest {
@@ -433,8 +433,8 @@ mod tests {
     }
 
     fn updated(snap: &Snapshot, cluster: &str, ip: &str) -> Snapshot {
-        let membership = crate::snapshot::Membership {
-            members: crate::member::from_a("h.test", 80, &[ip.parse().unwrap()]),
+        let membership = crate::xds::snapshot::Membership {
+            members: crate::model::member::from_a("h.test", 80, &[ip.parse().unwrap()]),
             settings: Default::default(),
             tls: None,
         };
@@ -612,7 +612,7 @@ mod tests {
 
     #[test]
     fn plain_streams_serve_their_one_type() {
-        use crate::snapshot::EdsSource;
+        use crate::xds::snapshot::EdsSource;
         let snap = snapshot(&[("dns+a:80", &["10.0.0.1:80"])]);
         // Plain CDS: the clusters whose EDS is the plain gRPC service; type_url may be empty.
         let mut cds = DeltaState::single_type(ResourceType::Cluster);

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::member::priority_levels;
-use crate::snapshot::Membership;
+use crate::model::member::priority_levels;
+use crate::xds::snapshot::Membership;
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct TargetGroup {
@@ -65,8 +65,8 @@ pub fn target_groups(memberships: &BTreeMap<String, Membership>) -> Vec<TargetGr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_file::UpstreamSettings;
-    use crate::member::Member;
+    use crate::config::file::UpstreamSettings;
+    use crate::model::member::Member;
 
     fn member(
         addr: &str,

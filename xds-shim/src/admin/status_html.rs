@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::status::{ResolutionReport, StatusReport, UpstreamReport};
+use crate::admin::status::{ResolutionReport, StatusReport, UpstreamReport};
 
 /// Seconds between the page's own reloads.
 pub const REFRESH_SECONDS: u32 = 5;
@@ -276,7 +276,7 @@ fn esc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{MemberReport, ReloadReport, ShimReport, Versions};
+    use crate::admin::status::{MemberReport, ReloadReport, ShimReport, Versions};
 
     fn upstream(cluster: &str, members: Vec<MemberReport>) -> UpstreamReport {
         UpstreamReport {

@@ -8,14 +8,14 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::bootstrap::{ClientCert, XdsTlsClient};
+use crate::config::duration::{parse_duration, DurationError};
+use crate::config::file::{self, FileConfig, FileError};
 use crate::config::{Config, ConfigError};
-use crate::config_file::{self, FileConfig, FileError};
+use crate::discovery::resolve::Settings;
 use crate::discovery::Policy;
-use crate::duration::{parse_duration, DurationError};
 use crate::logging::LogFormat;
-use crate::resolve::Settings;
-use crate::upstream::Upstream;
-use crate::xds_tls::XdsTls;
+use crate::model::upstream::Upstream;
+use crate::xds::server_tls::XdsTls;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -159,7 +159,7 @@ pub struct Cli {
     /// CA bundle (PEM) that https:// upstreams' certificates are verified against, unless
     /// the upstream has its own `tls.ca_file` in --config. Read by Envoy, not by the shim.
     #[arg(global = true, long, value_name = "FILE", env = "DNSLB_CA_FILE",
-          default_value = crate::resources::SYSTEM_CA_FILE, value_parser = config_file::parse_ca_file)]
+          default_value = crate::xds::resources::SYSTEM_CA_FILE, value_parser = file::parse_ca_file)]
     pub ca_file: String,
 
     /// Log line format; the level comes from RUST_LOG (default info).
@@ -185,7 +185,7 @@ pub enum Command {
 pub struct ProbeArgs {
     /// `http://HOST[:PORT][/PATH]`.
     #[arg(value_name = "URL")]
-    pub url: crate::probe::ProbeUrl,
+    pub url: crate::admin::probe::ProbeUrl,
     /// Send an empty POST instead of a GET (Envoy's admin `/drain_listeners`, from a
     /// preStop hook).
     #[arg(long)]
@@ -225,7 +225,7 @@ pub struct BootstrapArgs {
     /// Reach the shim over TLS (its --xds-tls-cert), verified against this CA (PEM, as
     /// Envoy sees the path). The shim's certificate must carry the --xds IP as an IP SAN,
     /// or the --xds-sni name as a DNS SAN.
-    #[arg(long, value_name = "FILE", value_parser = config_file::parse_ca_file)]
+    #[arg(long, value_name = "FILE", value_parser = file::parse_ca_file)]
     pub xds_ca: Option<String>,
     /// Send NAME as SNI to the shim and require it as a DNS SAN of the shim's certificate,
     /// instead of the --xds IP. Needs --xds-ca.
@@ -280,7 +280,7 @@ impl Cli {
             duration(v).map(Some)
         })?;
         let ca_file = from_file(pick("ca_file"), self.ca_file.clone(), &file.ca_file, |v| {
-            config_file::parse_ca_file(v).map_err(|e| e.to_string())
+            file::parse_ca_file(v).map_err(|e| e.to_string())
         })?;
         let drain = from_file(pick("drain"), self.drain, &file.drain, |v| {
             parse_drain(v).map_err(|e| e.to_string())
@@ -367,7 +367,7 @@ impl Cli {
 
         let mut upstreams: Vec<Upstream> = Vec::new();
         let mut upstream_settings = std::collections::BTreeMap::new();
-        let from_file = config_file::upstreams(file)?;
+        let from_file = file::upstreams(file)?;
         let from_flags = self
             .upstreams
             .iter()
@@ -376,7 +376,7 @@ impl Cli {
             if upstreams.contains(&upstream) {
                 continue;
             }
-            if settings != config_file::UpstreamSettings::default() {
+            if settings != file::UpstreamSettings::default() {
                 upstream_settings.insert(upstream.cluster_name(), settings);
             }
             upstreams.push(upstream);
@@ -438,8 +438,8 @@ fn parse_nameserver(text: &str) -> Result<SocketAddr, NameserverError> {
 }
 
 /// The name the shim's certificate carries, normalized as upstream hosts are.
-fn parse_xds_sni(text: &str) -> Result<String, config_file::SniError> {
-    config_file::parse_sni(text)
+fn parse_xds_sni(text: &str) -> Result<String, file::SniError> {
+    file::parse_sni(text)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -579,7 +579,7 @@ mod tests {
 
     #[test]
     fn file_fills_in_what_flags_did_not_set() {
-        let file = config_file::parse(
+        let file = file::parse(
             "upstreams: [dns+f.test:80]\ninterval: 2s\ndrain: 0s\nipv6: true\n\
              nameservers: [127.0.0.1:5353]\nmax_records: 10\n",
         )
@@ -599,17 +599,17 @@ mod tests {
         assert_eq!(config.policy.max_records, 10);
         assert_eq!(config.nameservers, ["127.0.0.1:5353".parse().unwrap()]);
 
-        let bad = config_file::parse("drain: soon\n").unwrap();
+        let bad = file::parse("drain: soon\n").unwrap();
         let err = cli.to_config_with(&bad, explicit).unwrap_err().to_string();
         assert!(err.contains("drain") && err.contains("\"soon\""), "{err}");
-        let bad = config_file::parse("max_in_flight: 0\n").unwrap();
+        let bad = file::parse("max_in_flight: 0\n").unwrap();
         let err = cli.to_config_with(&bad, explicit).unwrap_err().to_string();
         assert!(err.contains("max_in_flight"), "{err}");
     }
 
     #[test]
     fn per_upstream_tls_overrides_the_global_ca_file() {
-        let file = config_file::parse(
+        let file = file::parse(
             "upstreams:\n  - spec: https://dns+own.test:443\n    \
              tls: {ca_file: /own.pem, sni: api.test}\n  - https://srv+_h._tcp.global.test\n\
              ca_file: /global.pem\n",
@@ -635,7 +635,7 @@ mod tests {
         let err = parse(&["--upstream", "dns+x:1", "--ca-file", ""]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("--ca-file"), "{err}");
-        let file = config_file::parse("ca_file: ''\n").unwrap();
+        let file = file::parse("ca_file: ''\n").unwrap();
         let cli = parse(&["--upstream", "dns+x:1"]).unwrap();
         let err = cli
             .to_config_with(&file, |_| false)
@@ -649,7 +649,7 @@ mod tests {
         let cli = parse(&["--upstream", "dns+x:1"]).unwrap();
         assert_eq!(cli.to_config().unwrap().xds_tls, None);
         // The file's cert without a key is caught after merging; its paths are read.
-        let file = config_file::parse(
+        let file = file::parse(
             "xds_tls_cert: /nonexistent/xds.pem
 ",
         )
@@ -659,7 +659,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--xds-tls-cert needs --xds-tls-key"), "{err}");
-        let file = config_file::parse(
+        let file = file::parse(
             "xds_tls_key: /nonexistent/xds.key
 ",
         )

@@ -17,7 +17,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
 
-use crate::resolv_conf::ResolvConf;
+use crate::discovery::resolv_conf::ResolvConf;
 
 const ATTEMPTS: usize = 2;
 

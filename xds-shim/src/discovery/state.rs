@@ -1,0 +1,817 @@
+//! What discovery knows about each upstream, and the policy for folding a round of DNS
+//! answers into it. Pure: the refresh loop does the I/O and hands results in.
+//!
+//! Policy (see [`Policy`]):
+//! - An answer with members replaces the set. Addresses that left are kept for
+//!   `drain` marked draining (sticky sessions finish, new picks go elsewhere).
+//! - SERVFAIL, REFUSED, timeouts ("the question went unanswered"): keep the last good
+//!   members, mark them stale since the first failure; after `max_stale` (if set) they go
+//!   to draining.
+//! - NXDOMAIN or no records ("nothing there"): the set empties only after `empty_after`
+//!   such answers in a row, so one bad answer from a flapping server changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::file::UpstreamSettings;
+use crate::discovery::resolve::{ResolveError, SrvRecord};
+use crate::model::member::{self, Member};
+use crate::model::upstream::Upstream;
+use crate::xds::resources::{TlsTarget, SYSTEM_CA_FILE};
+use crate::xds::snapshot::Membership;
+
+mod roster;
+
+/// Result of resolving one name in one round.
+pub type HostResult = Result<Vec<IpAddr>, ResolveError>;
+pub type SrvResult = Result<Vec<SrvRecord>, ResolveError>;
+
+/// Everything resolved in one round: A answers by host (SRV targets included), SRV answers
+/// by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoundResults {
+    pub a: HashMap<String, HostResult>,
+    pub srv: HashMap<String, SrvResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How long an address gone from DNS stays, draining. Zero: dropped at once.
+    pub drain: Duration,
+    /// Consecutive NXDOMAIN / empty answers before the set empties (at least 1).
+    pub empty_after: u32,
+    /// How long unanswered questions may keep stale members. `None`: for ever.
+    pub max_stale: Option<Duration>,
+    /// Most members one answer may yield; beyond, the first ones (by SRV priority, then
+    /// address) are kept, and the cut is logged, shown in the status and counted.
+    pub max_records: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            drain: Duration::from_secs(30),
+            empty_after: 3,
+            max_stale: None,
+            max_records: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Resolved,
+    Failed(ResolveError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub at: SystemTime,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draining {
+    pub member: Member,
+    pub until: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamState {
+    pub upstream: Upstream,
+    /// The last good members; empty until the first successful resolution.
+    pub members: Vec<Member>,
+    /// Addresses gone from DNS, served as DRAINING until their time is up.
+    pub draining: Vec<Draining>,
+    pub last_attempt: Option<Attempt>,
+    pub last_success: Option<SystemTime>,
+    /// Set while questions go unanswered: since the first such failure.
+    pub stale_since: Option<SystemTime>,
+    /// NXDOMAIN / empty answers in a row.
+    pub empty_answers: u32,
+    /// How many members the last answer had when it was over the cap.
+    pub capped_from: Option<usize>,
+    /// Answers cut to the cap so far (for `/metrics`).
+    pub capped_answers: u64,
+    pub settings: UpstreamSettings,
+    /// Set when a reload removed the upstream: no longer resolved, its members drain,
+    /// then the cluster is withdrawn.
+    pub removed_at: Option<SystemTime>,
+}
+
+impl UpstreamState {
+    fn new(upstream: Upstream) -> Self {
+        UpstreamState {
+            upstream,
+            members: Vec::new(),
+            draining: Vec::new(),
+            last_attempt: None,
+            last_success: None,
+            stale_since: None,
+            empty_answers: 0,
+            capped_from: None,
+            capped_answers: 0,
+            settings: UpstreamSettings::default(),
+            removed_at: None,
+        }
+    }
+}
+
+/// Something worth logging that `apply` noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    MembersChanged {
+        cluster: String,
+        added: Vec<SocketAddr>,
+        removed: Vec<SocketAddr>,
+    },
+    KeptLastGood {
+        cluster: String,
+        host: String,
+        error: ResolveError,
+        kept: usize,
+    },
+    /// NXDOMAIN / empty confirmed: every member went to draining.
+    Emptied { cluster: String, answers: u32 },
+    /// The answer had more members than allowed; only `kept` are served.
+    Capped {
+        cluster: String,
+        answered: usize,
+        kept: usize,
+    },
+    /// Stale longer than allowed: every member went to draining.
+    StaleExpired { cluster: String, since: SystemTime },
+    DrainEnded {
+        cluster: String,
+        addrs: Vec<SocketAddr>,
+    },
+    /// A removed upstream has nothing left to drain: its cluster is no longer served.
+    Withdrawn { cluster: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryState {
+    policy: Policy,
+    /// Trusted roots for `https://` upstreams.
+    ca_file: String,
+    /// Keyed by cluster name; duplicates of one spec collapse into one entry. Shared with
+    /// the copies published to the status page, and copied on write: a round copies only
+    /// the upstreams it touched.
+    /// `Arc<str>` keys: the status page gets a copy every round, and 10,000 string
+    /// allocations a round showed in profiles.
+    upstreams: BTreeMap<Arc<str>, Arc<UpstreamState>>,
+    /// Which clusters each name serves, so a round of a few names finds its clusters
+    /// without looking every upstream up in its answers.
+    clusters_of: Arc<NameIndex>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NameIndex {
+    hosts: BTreeMap<String, Vec<String>>,
+    srv: BTreeMap<String, Vec<String>>,
+}
+
+impl NameIndex {
+    fn new(upstreams: &BTreeMap<Arc<str>, Arc<UpstreamState>>) -> Self {
+        let mut index = NameIndex::default();
+        // Removed upstreams are not resolved any more, nor folded into.
+        let resolved = upstreams.iter().filter(|(_, s)| s.removed_at.is_none());
+        for (cluster, state) in resolved {
+            let names = match state.upstream {
+                Upstream::Srv { .. } => &mut index.srv,
+                Upstream::Dns { .. } => &mut index.hosts,
+            };
+            let host = state.upstream.host().to_string();
+            names.entry(host).or_default().push(cluster.to_string());
+        }
+        index
+    }
+
+    /// The clusters whose own name (A host or SRV name) was resolved in `results`.
+    fn answered<'a>(&'a self, results: &RoundResults) -> BTreeSet<&'a str> {
+        let hosts = results.a.keys().filter_map(|h| self.hosts.get(h));
+        let srv = results.srv.keys().filter_map(|n| self.srv.get(n));
+        hosts.chain(srv).flatten().map(String::as_str).collect()
+    }
+}
+
+impl DiscoveryState {
+    pub fn new(upstreams: impl IntoIterator<Item = Upstream>) -> Self {
+        Self::with_policy(upstreams, Policy::default())
+    }
+
+    pub fn with_policy(upstreams: impl IntoIterator<Item = Upstream>, policy: Policy) -> Self {
+        let upstreams = upstreams
+            .into_iter()
+            .map(|upstream| {
+                let cluster = Arc::from(upstream.cluster_name());
+                (cluster, Arc::new(UpstreamState::new(upstream)))
+            })
+            .collect();
+        DiscoveryState {
+            policy,
+            ca_file: SYSTEM_CA_FILE.to_string(),
+            clusters_of: Arc::new(NameIndex::new(&upstreams)),
+            upstreams,
+        }
+    }
+
+    /// Every distinct A name to resolve this round: upstreams sharing a host (different
+    /// ports) cost one query.
+    pub fn hosts(&self) -> BTreeSet<String> {
+        self.names(|u| matches!(u, Upstream::Dns { .. }))
+    }
+
+    /// Every distinct SRV name to resolve this round.
+    pub fn srv_names(&self) -> BTreeSet<String> {
+        self.names(|u| matches!(u, Upstream::Srv { .. }))
+    }
+
+    fn names(&self, keep: impl Fn(&Upstream) -> bool) -> BTreeSet<String> {
+        self.upstreams
+            .values()
+            .filter(|s| s.removed_at.is_none() && keep(&s.upstream))
+            .map(|s| s.upstream.host().to_string())
+            .collect()
+    }
+
+    /// The CA bundle `https://` upstreams are verified against.
+    pub fn set_ca_file(&mut self, path: &str) {
+        self.ca_file = path.to_string();
+    }
+
+    /// Applies per-upstream settings (by cluster name; unknown names are ignored).
+    pub fn set_settings(&mut self, cluster: &str, settings: UpstreamSettings) {
+        if let Some(state) = self.upstreams.get_mut(cluster) {
+            Arc::make_mut(state).settings = settings;
+        }
+    }
+
+    /// Each distinct name, keyed (is SRV, name), with how often to resolve it: the
+    /// smallest interval of the upstreams using it (`global` unless they set their own).
+    pub fn name_intervals(&self, global: Duration) -> BTreeMap<(bool, String), Duration> {
+        let mut intervals: BTreeMap<(bool, String), Duration> = BTreeMap::new();
+        for state in self.upstreams.values().filter(|s| s.removed_at.is_none()) {
+            let srv = matches!(state.upstream, Upstream::Srv { .. });
+            let every = state.settings.interval.unwrap_or(global);
+            intervals
+                .entry((srv, state.upstream.host().to_string()))
+                .and_modify(|d| *d = (*d).min(every))
+                .or_insert(every);
+        }
+        intervals
+    }
+
+    pub fn upstreams(&self) -> impl Iterator<Item = &UpstreamState> {
+        self.upstreams.values().map(|s| &**s)
+    }
+
+    /// True once every upstream has had an answer (members or a confirmed nothing).
+    pub fn all_resolved_once(&self) -> bool {
+        self.upstreams.values().all(|s| s.last_success.is_some())
+    }
+
+    /// When the next draining address is due to leave, if any drains.
+    pub fn next_drain_end(&self) -> Option<SystemTime> {
+        self.upstreams
+            .values()
+            .flat_map(|s| s.draining.iter().map(|d| d.until))
+            .min()
+    }
+
+    /// Folds one round of answers in. Upstreams whose name was not resolved this round are
+    /// untouched, apart from draining members whose time is up.
+    pub fn apply(&mut self, results: &RoundResults, at: SystemTime) -> Vec<Event> {
+        self.apply_tracked(results, at).0
+    }
+
+    /// [`apply`](Self::apply), also naming the clusters it touched: only their membership
+    /// can have changed.
+    pub fn apply_tracked(
+        &mut self,
+        results: &RoundResults,
+        at: SystemTime,
+    ) -> (Vec<Event>, Vec<String>) {
+        let policy = self.policy;
+        let mut events = Vec::new();
+        let mut touched = Vec::new();
+        // Only the clusters answered this round, and those with a drain due, can change:
+        // with 10,000 upstreams a round of a few names stays small.
+        let mut due: BTreeSet<&str> = self.clusters_of.answered(results);
+        let drains = self.upstreams.iter();
+        let drains = drains.filter(|(_, s)| s.draining.iter().any(|d| d.until <= at));
+        due.extend(drains.map(|(cluster, _)| &**cluster));
+        let due: Vec<String> = due.into_iter().map(str::to_owned).collect();
+        let mut withdrawn = Vec::new();
+        for cluster in due {
+            let Some(shared) = self.upstreams.get_mut(cluster.as_str()) else {
+                continue;
+            };
+            // A removed upstream only drains, even when an upstream kept shares its name.
+            let answer = match shared.removed_at {
+                Some(_) => None,
+                None => answer(&shared.upstream, results),
+            };
+            let drain_ends = shared.draining.iter().any(|d| d.until <= at);
+            if answer.is_none() && !drain_ends {
+                continue;
+            }
+            touched.push(cluster.clone());
+            let state = Arc::make_mut(shared);
+            if let Some(mut answer) = answer {
+                if let Ok(members) = &mut answer {
+                    let answered = members.len();
+                    state.capped_from = (answered > policy.max_records).then_some(answered);
+                    if state.capped_from.is_some() {
+                        state.capped_answers = state.capped_answers.saturating_add(1);
+                        events.push(Event::Capped {
+                            cluster: cluster.clone(),
+                            answered,
+                            kept: policy.max_records,
+                        });
+                        members.truncate(policy.max_records);
+                    }
+                }
+                let outcome = fold(&cluster, state, answer, at, &policy, &mut events);
+                state.last_attempt = Some(Attempt { at, outcome });
+            }
+            let (ended, kept): (Vec<Draining>, Vec<Draining>) =
+                state.draining.drain(..).partition(|d| d.until <= at);
+            state.draining = kept;
+            if !ended.is_empty() {
+                events.push(Event::DrainEnded {
+                    cluster: cluster.clone(),
+                    addrs: ended.iter().map(|d| d.member.addr).collect(),
+                });
+            }
+            if state.removed_at.is_some() && state.draining.is_empty() {
+                withdrawn.push(cluster);
+            }
+        }
+        for cluster in withdrawn {
+            self.upstreams.remove(cluster.as_str());
+            events.push(Event::Withdrawn { cluster });
+        }
+        (events, touched)
+    }
+
+    /// The membership view the snapshot is built from: live members and draining ones.
+    pub fn members(&self) -> BTreeMap<String, Membership> {
+        self.upstreams
+            .keys()
+            .filter_map(|cluster| Some((cluster.to_string(), self.membership(cluster)?)))
+            .collect()
+    }
+
+    /// One cluster's membership, as [`members`](Self::members) has it.
+    pub fn membership(&self, cluster: &str) -> Option<Membership> {
+        let state = self.upstreams.get(cluster)?;
+        let draining = state.draining.iter().map(|d| Member {
+            draining: true,
+            ..d.member.clone()
+        });
+        let members = member::canonical(state.members.iter().cloned().chain(draining));
+        let tls = TlsTarget::of(&state.upstream, &state.settings.tls, &self.ca_file);
+        Some(Membership {
+            members,
+            settings: state.settings.clone(),
+            tls,
+        })
+    }
+}
+
+/// This round's answer for one upstream, or `None` when its name was not resolved.
+/// A `srv+` answer fails as a whole when any target's question went unanswered: a partial
+/// set would drain healthy targets because of one slow lookup.
+fn answer(
+    upstream: &Upstream,
+    results: &RoundResults,
+) -> Option<Result<Vec<Member>, ResolveError>> {
+    match upstream {
+        Upstream::Dns { host, port, .. } => {
+            let result = results.a.get(host)?;
+            Some(
+                result
+                    .as_ref()
+                    .map(|ips| member::from_a(host, *port, ips))
+                    .map_err(Clone::clone),
+            )
+        }
+        Upstream::Srv { name, .. } => {
+            let records = match results.srv.get(name)? {
+                Ok(records) => records,
+                Err(error) => return Some(Err(error.clone())),
+            };
+            let mut targets = BTreeMap::new();
+            for record in records {
+                match results.a.get(&record.target) {
+                    Some(Ok(ips)) => {
+                        targets.insert(record.target.clone(), ips.clone());
+                    }
+                    Some(Err(ResolveError::NxDomain | ResolveError::NoRecords)) => {}
+                    Some(Err(error)) => return Some(Err(error.clone())),
+                    None => {
+                        return Some(Err(ResolveError::Other(format!(
+                            "target {} was not resolved",
+                            record.target
+                        ))))
+                    }
+                }
+            }
+            Some(Ok(member::from_srv(records, &targets)))
+        }
+    }
+}
+
+fn fold(
+    cluster: &str,
+    state: &mut UpstreamState,
+    answer: Result<Vec<Member>, ResolveError>,
+    at: SystemTime,
+    policy: &Policy,
+    events: &mut Vec<Event>,
+) -> Outcome {
+    match answer {
+        Ok(members) if !members.is_empty() => {
+            state.empty_answers = 0;
+            state.stale_since = None;
+            state.last_success = Some(at);
+            replace(cluster, state, members, at, policy, events);
+            Outcome::Resolved
+        }
+        Ok(_) | Err(ResolveError::NxDomain | ResolveError::NoRecords) => {
+            let error = match answer {
+                Err(error) => error,
+                Ok(_) => ResolveError::NoRecords,
+            };
+            state.stale_since = None;
+            state.empty_answers = state.empty_answers.saturating_add(1);
+            if state.empty_answers >= policy.empty_after.max(1) {
+                // Confirmed: an empty set is a good answer too.
+                state.last_success = Some(at);
+                if !state.members.is_empty() {
+                    events.push(Event::Emptied {
+                        cluster: cluster.to_string(),
+                        answers: state.empty_answers,
+                    });
+                    replace(cluster, state, Vec::new(), at, policy, events);
+                }
+            } else {
+                kept(cluster, state, &error, events);
+            }
+            Outcome::Failed(error)
+        }
+        Err(error) => {
+            let since = *state.stale_since.get_or_insert(at);
+            let expired = policy
+                .max_stale
+                .is_some_and(|max| at.duration_since(since).unwrap_or_default() >= max);
+            if expired && !state.members.is_empty() {
+                events.push(Event::StaleExpired {
+                    cluster: cluster.to_string(),
+                    since,
+                });
+                replace(cluster, state, Vec::new(), at, policy, events);
+            } else {
+                kept(cluster, state, &error, events);
+            }
+            Outcome::Failed(error)
+        }
+    }
+}
+
+fn kept(cluster: &str, state: &UpstreamState, error: &ResolveError, events: &mut Vec<Event>) {
+    events.push(Event::KeptLastGood {
+        cluster: cluster.to_string(),
+        host: state.upstream.host().to_string(),
+        error: error.clone(),
+        kept: state.members.len(),
+    });
+}
+
+/// Installs `new`; addresses that left start draining, addresses that came back stop.
+fn replace(
+    cluster: &str,
+    state: &mut UpstreamState,
+    new: Vec<Member>,
+    at: SystemTime,
+    policy: &Policy,
+    events: &mut Vec<Event>,
+) {
+    if new == state.members {
+        return;
+    }
+    let new_addrs: BTreeSet<SocketAddr> = new.iter().map(|m| m.addr).collect();
+    let old_addrs: BTreeSet<SocketAddr> = state.members.iter().map(|m| m.addr).collect();
+    state
+        .draining
+        .retain(|d| !new_addrs.contains(&d.member.addr));
+    if !policy.drain.is_zero() {
+        let until = at + policy.drain;
+        for gone in state
+            .members
+            .iter()
+            .filter(|m| !new_addrs.contains(&m.addr))
+        {
+            state.draining.push(Draining {
+                member: gone.clone(),
+                until,
+            });
+        }
+    }
+    events.push(Event::MembersChanged {
+        cluster: cluster.to_string(),
+        added: new_addrs.difference(&old_addrs).copied().collect(),
+        removed: old_addrs.difference(&new_addrs).copied().collect(),
+    });
+    state.members = new;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(spec: &str) -> Upstream {
+        spec.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn a(entries: &[(&str, HostResult)]) -> RoundResults {
+        RoundResults {
+            a: entries
+                .iter()
+                .map(|(h, r)| (h.to_string(), r.clone()))
+                .collect(),
+            srv: HashMap::new(),
+        }
+    }
+
+    /// `addr` of each served member, draining ones suffixed with " (draining)".
+    fn served(state: &DiscoveryState, cluster: &str) -> Vec<String> {
+        state.members()[cluster]
+            .members
+            .iter()
+            .map(|m| {
+                let mark = if m.draining { " (draining)" } else { "" };
+                format!("{}{mark}", m.addr)
+            })
+            .collect()
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn no_drain() -> Policy {
+        Policy {
+            drain: Duration::ZERO,
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn dedupes_hosts_and_specs() {
+        let state = DiscoveryState::new([
+            up("dns+a.test:80"),
+            up("dns+a.test:81"),
+            up("dns+A.test.:80"),
+            up("dns+b.test:80"),
+            up("srv+_x._tcp.a.test"),
+        ]);
+        assert_eq!(state.upstreams().count(), 4);
+        assert_eq!(
+            state.hosts().into_iter().collect::<Vec<_>>(),
+            ["a.test", "b.test"]
+        );
+        assert_eq!(
+            state.srv_names().into_iter().collect::<Vec<_>>(),
+            ["_x._tcp.a.test"]
+        );
+    }
+
+    #[test]
+    fn success_replaces_members_per_port() {
+        let mut state =
+            DiscoveryState::with_policy([up("dns+a.test:80"), up("dns+a.test:81")], no_drain());
+        let events = state.apply(
+            &a(&[("a.test", Ok(vec![ip("10.0.0.2"), ip("10.0.0.1")]))]),
+            t(0),
+        );
+        assert_eq!(
+            served(&state, "dns+a.test:80"),
+            ["10.0.0.1:80", "10.0.0.2:80"]
+        );
+        assert_eq!(
+            served(&state, "dns+a.test:81"),
+            ["10.0.0.1:81", "10.0.0.2:81"]
+        );
+        assert_eq!(events.len(), 2);
+
+        // Same answer again: nothing to report.
+        let events = state.apply(
+            &a(&[("a.test", Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")]))]),
+            t(5),
+        );
+        assert!(events.is_empty());
+        assert_eq!(state.upstreams().next().unwrap().last_success, Some(t(5)));
+
+        let events = state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.3")]))]), t(5));
+        assert_eq!(
+            events[0],
+            Event::MembersChanged {
+                cluster: "dns+a.test:80".into(),
+                added: vec!["10.0.0.3:80".parse().unwrap()],
+                removed: vec![
+                    "10.0.0.1:80".parse().unwrap(),
+                    "10.0.0.2:80".parse().unwrap()
+                ],
+            }
+        );
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.3:80"]);
+    }
+
+    #[test]
+    fn removed_addresses_drain_then_go() {
+        let policy = Policy {
+            drain: Duration::from_secs(30),
+            ..Policy::default()
+        };
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+        state.apply(
+            &a(&[("a.test", Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")]))]),
+            t(0),
+        );
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.2")]))]), t(5));
+        assert_eq!(
+            served(&state, "dns+a.test:80"),
+            ["10.0.0.1:80 (draining)", "10.0.0.2:80"]
+        );
+        // Still draining just before its time; gone at it.
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.2")]))]), t(34));
+        assert_eq!(served(&state, "dns+a.test:80").len(), 2);
+        let events = state.apply(&RoundResults::default(), t(35));
+        assert!(matches!(&events[..], [Event::DrainEnded { addrs, .. }] if addrs.len() == 1));
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.2:80"]);
+
+        // An address that comes back stops draining.
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(40));
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.2")]))]), t(45));
+        assert_eq!(
+            served(&state, "dns+a.test:80"),
+            ["10.0.0.1:80 (draining)", "10.0.0.2:80"]
+        );
+    }
+
+    #[test]
+    fn unanswered_questions_keep_last_good_and_mark_stale() {
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], no_drain());
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
+        for (i, error) in [
+            ResolveError::Timeout,
+            ResolveError::ServFail,
+            ResolveError::Refused,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = t(5 + i as u64);
+            let events = state.apply(&a(&[("a.test", Err(error))]), at);
+            assert!(matches!(&events[..], [Event::KeptLastGood { kept: 1, .. }]));
+            assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
+            let s = state.upstreams().next().unwrap();
+            assert_eq!(s.last_success, Some(t(0)));
+            assert_eq!(s.stale_since, Some(t(5)), "since the first failure");
+            assert!(matches!(
+                s.last_attempt,
+                Some(Attempt { outcome: Outcome::Failed(_), at: when }) if when == at
+            ));
+        }
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(9));
+        assert_eq!(state.upstreams().next().unwrap().stale_since, None);
+    }
+
+    #[test]
+    fn max_staleness_drops_stale_members() {
+        let policy = Policy {
+            max_stale: Some(Duration::from_secs(60)),
+            ..no_drain()
+        };
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
+        state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(10));
+        state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(69));
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
+        let events = state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(70));
+        assert!(matches!(events[0], Event::StaleExpired { since, .. } if since == t(10)));
+        assert!(served(&state, "dns+a.test:80").is_empty());
+    }
+
+    #[test]
+    fn nothing_there_empties_only_when_confirmed() {
+        let policy = Policy {
+            empty_after: 3,
+            ..no_drain()
+        };
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
+        state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(1));
+        // A transient failure does not break the streak; a real answer does.
+        state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(2));
+        state.apply(&a(&[("a.test", Ok(vec![]))]), t(3));
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
+        let events = state.apply(&a(&[("a.test", Err(ResolveError::NoRecords))]), t(4));
+        assert!(matches!(events[0], Event::Emptied { answers: 3, .. }));
+        assert!(served(&state, "dns+a.test:80").is_empty());
+
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(5));
+        state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(6));
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(7));
+        state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(8));
+        state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(9));
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.1:80"]);
+    }
+
+    #[test]
+    fn srv_answers_combine_records_and_target_addresses() {
+        let mut state = DiscoveryState::new([up("srv+_h._tcp.api.test")]);
+        let srv = |priority, port, target: &str| SrvRecord {
+            priority,
+            weight: 1,
+            port,
+            target: target.into(),
+        };
+        let mut results = a(&[
+            ("a.test", Ok(vec![ip("10.0.0.1")])),
+            ("b.test", Err(ResolveError::NxDomain)),
+        ]);
+        results.srv.insert(
+            "_h._tcp.api.test".into(),
+            Ok(vec![
+                srv(1, 80, "a.test"),
+                srv(1, 81, "a.test"),
+                srv(2, 90, "b.test"),
+            ]),
+        );
+        state.apply(&results, t(0));
+        assert_eq!(
+            served(&state, "srv+_h._tcp.api.test"),
+            ["10.0.0.1:80", "10.0.0.1:81"]
+        );
+
+        // A target whose question went unanswered fails the whole answer: last good kept.
+        results
+            .a
+            .insert("b.test".into(), Err(ResolveError::Timeout));
+        results
+            .srv
+            .insert("_h._tcp.api.test".into(), Ok(vec![srv(2, 90, "b.test")]));
+        let events = state.apply(&results, t(5));
+        assert!(matches!(&events[..], [Event::KeptLastGood { kept: 2, .. }]));
+    }
+
+    #[test]
+    fn oversized_answers_are_capped_and_reported() {
+        let policy = Policy {
+            max_records: 2,
+            ..no_drain()
+        };
+        let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+        let flood = || (1..=5).map(|i| ip(&format!("10.0.0.{i}"))).collect();
+        let events = state.apply(&a(&[("a.test", Ok(flood()))]), t(0));
+        assert!(events.contains(&Event::Capped {
+            cluster: "dns+a.test:80".into(),
+            answered: 5,
+            kept: 2
+        }));
+        assert_eq!(
+            served(&state, "dns+a.test:80"),
+            ["10.0.0.1:80", "10.0.0.2:80"]
+        );
+        assert_eq!(state.upstreams().next().unwrap().capped_from, Some(5));
+
+        // Every capped answer counts; one within the cap clears the mark, not the count.
+        state.apply(&a(&[("a.test", Ok(flood()))]), t(5));
+        let events = state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.9")]))]), t(10));
+        assert!(!events.iter().any(|e| matches!(e, Event::Capped { .. })));
+        let upstream = state.upstreams().next().unwrap();
+        assert_eq!(upstream.capped_from, None);
+        assert_eq!(upstream.capped_answers, 2);
+        assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.9:80"]);
+    }
+
+    #[test]
+    fn readiness_needs_an_answer_for_every_upstream() {
+        let mut state = DiscoveryState::new([up("dns+a.test:80"), up("dns+b.test:80")]);
+        state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
+        assert!(!state.all_resolved_once());
+        state.apply(&a(&[("b.test", Err(ResolveError::ServFail))]), t(0));
+        assert!(!state.all_resolved_once());
+        state.apply(&a(&[("b.test", Ok(vec![ip("10.0.0.2")]))]), t(1));
+        assert!(state.all_resolved_once());
+    }
+}
