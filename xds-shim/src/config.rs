@@ -3,7 +3,6 @@
 //! them on SIGHUP.
 
 pub mod cli;
-pub mod duration;
 pub mod file;
 pub mod reload;
 
@@ -13,15 +12,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::duration::human;
-use crate::config::file::{
-    CircuitBreakers, Ejection, FileError, HealthCheck, LbPolicy, UpstreamSettings,
-};
+use crate::config::file::FileError;
 use crate::discovery::resolve::Settings;
 use crate::discovery::Policy;
+use crate::duration::human;
 use crate::logging::LogFormat;
+use crate::model::settings::{CircuitBreakers, Ejection, HealthCheck, LbPolicy, UpstreamSettings};
+use crate::model::tls::TlsTarget;
 use crate::model::upstream::Upstream;
-use crate::xds::resources::TlsTarget;
 use crate::xds::server_tls::{EffectiveXdsTls, XdsTls, XdsTlsError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

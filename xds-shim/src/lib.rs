@@ -20,6 +20,7 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod discovery;
+pub mod duration;
 pub mod logging;
 pub mod model;
 pub mod shutdown;

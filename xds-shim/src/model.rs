@@ -2,4 +2,7 @@
 //! members their answers yield.
 
 pub mod member;
+pub mod membership;
+pub mod settings;
+pub mod tls;
 pub mod upstream;

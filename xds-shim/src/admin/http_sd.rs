@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::model::member::priority_levels;
-use crate::xds::snapshot::Membership;
+use crate::model::membership::Membership;
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct TargetGroup {
@@ -35,8 +35,8 @@ pub const DRAINING: &str = "__meta_dnslb_draining";
 pub fn target_groups(memberships: &BTreeMap<String, Membership>) -> Vec<TargetGroup> {
     let mut groups = Vec::new();
     for (cluster, membership) in memberships {
-        let levels = priority_levels(&membership.members);
-        for member in &membership.members {
+        let levels = priority_levels(membership.members());
+        for member in membership.members() {
             let mut labels = BTreeMap::from([
                 (UPSTREAM, cluster.clone()),
                 (DNS_NAME, member.hostname.clone()),
@@ -65,8 +65,8 @@ pub fn target_groups(memberships: &BTreeMap<String, Membership>) -> Vec<TargetGr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::file::UpstreamSettings;
     use crate::model::member::Member;
+    use crate::model::settings::UpstreamSettings;
 
     fn member(
         addr: &str,
@@ -85,11 +85,7 @@ mod tests {
     }
 
     fn membership(members: Vec<Member>) -> Membership {
-        Membership {
-            members,
-            settings: UpstreamSettings::default(),
-            tls: None,
-        }
+        Membership::new(members, UpstreamSettings::default(), None)
     }
 
     #[test]

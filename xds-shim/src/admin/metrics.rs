@@ -1,5 +1,6 @@
-//! Counters for `/metrics` (Prometheus text format 0.0.4). Atomics only: every stream and
-//! the refresh loop bump them without locks; rendering reads them with the discovery state.
+//! Counters for `/metrics` (Prometheus text format 0.0.4). Every stream and the refresh loop
+//! bump them: plain counts are atomics, counts by label sit in small `Mutex` maps held only
+//! for one increment; rendering reads them with the discovery state.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

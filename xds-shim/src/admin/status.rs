@@ -10,7 +10,8 @@ use crate::admin::metrics::LastReload;
 use crate::discovery::{DiscoveryState, Outcome};
 use crate::model::member::priority_levels;
 use crate::xds::clients::ClientInfo;
-use crate::xds::snapshot::{EdsSource, ResourceType, Snapshot};
+use crate::xds::resources::EdsSource;
+use crate::xds::snapshot::{ResourceType, Snapshot};
 
 /// What the running shim is: fixed at start, handed to the admin server.
 #[derive(Debug, Clone)]

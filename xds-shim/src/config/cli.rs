@@ -8,12 +8,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::bootstrap::{ClientCert, XdsTlsClient};
-use crate::config::duration::{parse_duration, DurationError};
 use crate::config::file::{self, FileConfig, FileError};
 use crate::config::{Config, ConfigError};
 use crate::discovery::resolve::Settings;
 use crate::discovery::Policy;
+use crate::duration::{parse_duration, DurationError};
 use crate::logging::LogFormat;
+use crate::model::settings::UpstreamSettings;
 use crate::model::upstream::Upstream;
 use crate::xds::server_tls::XdsTls;
 
@@ -159,7 +160,7 @@ pub struct Cli {
     /// CA bundle (PEM) that https:// upstreams' certificates are verified against, unless
     /// the upstream has its own `tls.ca_file` in --config. Read by Envoy, not by the shim.
     #[arg(global = true, long, value_name = "FILE", env = "DNSLB_CA_FILE",
-          default_value = crate::xds::resources::SYSTEM_CA_FILE, value_parser = file::parse_ca_file)]
+          default_value = crate::model::tls::SYSTEM_CA_FILE, value_parser = file::parse_ca_file)]
     pub ca_file: String,
 
     /// Log line format; the level comes from RUST_LOG (default info).
@@ -376,7 +377,7 @@ impl Cli {
             if upstreams.contains(&upstream) {
                 continue;
             }
-            if settings != file::UpstreamSettings::default() {
+            if settings != UpstreamSettings::default() {
                 upstream_settings.insert(upstream.cluster_name(), settings);
             }
             upstreams.push(upstream);

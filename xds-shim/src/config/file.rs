@@ -36,18 +36,16 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::duration::parse_duration;
+use crate::duration::parse_duration;
 
 mod cluster;
 
+use crate::model::settings::{CircuitBreakers, LbPolicy, TlsSettings, UpstreamSettings};
 use crate::model::upstream::{normalize_host, HostError, Upstream};
-pub use cluster::{
-    CircuitBreakers, Ejection, HealthCheck, HealthCheckDto, LbPolicy, OutlierDto, RetryBudget,
-};
+pub use cluster::{HealthCheckDto, OutlierDto};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,32 +110,6 @@ impl<'de> Deserialize<'de> for Text {
             },
         ))
     }
-}
-
-/// Settings one upstream may override. Cheap to clone (strings are shared `Arc<str>`):
-/// every published membership carries a copy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct UpstreamSettings {
-    /// Re-resolution interval for this upstream's name (default: the global one).
-    pub interval: Option<Duration>,
-    /// Envoy cluster connect timeout (default 1 s).
-    pub connect_timeout: Option<Duration>,
-    pub circuit_breakers: Option<CircuitBreakers>,
-    /// Outlier detection (default [`Ejection::DEFAULT`]).
-    pub outlier_detection: Option<Ejection>,
-    pub lb_policy: LbPolicy,
-    /// Active HTTP health checks; none by default.
-    pub health_check: Option<HealthCheck>,
-    /// Only ever set for `https://` upstreams.
-    pub tls: TlsSettings,
-}
-
-/// What an `https://` upstream may override; `None` keeps the default (the global
-/// `ca_file`; the upstream's DNS name as SNI and required SAN).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct TlsSettings {
-    pub ca_file: Option<Arc<str>>,
-    pub sni: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -336,6 +308,8 @@ fn parse_spec(i: usize, spec: &str) -> Result<Upstream, FileError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

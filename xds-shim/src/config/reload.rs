@@ -282,8 +282,8 @@ mod tests {
     use clap::{CommandFactory, FromArgMatches};
 
     use super::*;
-    use crate::config::file::LbPolicy;
     use crate::discovery::RoundResults;
+    use crate::model::settings::LbPolicy;
 
     fn source(args: &[&str]) -> Source {
         let args = std::iter::once("xds-shim").chain(args.iter().copied());
@@ -418,12 +418,12 @@ mod tests {
         let a = state.membership("dns+a.test:80").unwrap();
         assert_eq!(a.settings.connect_timeout, Some(Duration::from_secs(2)));
         assert_eq!(a.settings.lb_policy, LbPolicy::Maglev);
-        assert_eq!(a.members.len(), 1, "members stay");
+        assert_eq!(a.members().len(), 1, "members stay");
         let tls = state.membership("dns+tls.test:443").unwrap().tls.unwrap();
         assert_eq!(tls.ca_file, "/other.pem");
         // The new drain policy applies to the removed upstream's members.
         let gone = state.membership("dns+gone.test:80").unwrap();
-        assert!(gone.members.iter().all(|m| m.draining));
+        assert!(gone.members().iter().all(|m| m.draining));
         assert_eq!(state.next_drain_end(), Some(at + Duration::from_secs(10)));
         assert!(state.hosts().contains("new.test") && !state.hosts().contains("gone.test"));
 

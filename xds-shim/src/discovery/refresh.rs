@@ -597,7 +597,7 @@ mod tests {
         assert!(snapshots.has_changed().unwrap());
         let first = Arc::clone(&snapshots.borrow_and_update());
         let addrs: Vec<std::net::SocketAddr> = first.members()["dns+a.test:80"]
-            .members
+            .members()
             .iter()
             .map(|m| m.addr)
             .collect();
@@ -701,7 +701,7 @@ mod tests {
         assert!(answer.changed);
         assert!(snapshots.has_changed().unwrap());
         let current = Arc::clone(&snapshots.borrow_and_update());
-        assert_eq!(current.members()["dns+fast.test:80"].members.len(), 1);
+        assert_eq!(current.members()["dns+fast.test:80"].members().len(), 1);
     }
 
     #[tokio::test]
@@ -719,7 +719,7 @@ mod tests {
         resolver.set("a.test", Ok(vec![ip(1)]));
         round(&resolver, &mut state, &publisher).await;
         let mut snapshots = publisher.snapshots.subscribe();
-        let served = |s: &Snapshot| s.members()["dns+a.test:80"].members.len();
+        let served = |s: &Snapshot| s.members()["dns+a.test:80"].members().len();
         assert_eq!(
             served(&snapshots.borrow_and_update()),
             2,
@@ -803,7 +803,7 @@ mod tests {
         // Published before the answer: a is gone (no drain), b is served, still empty.
         let members = |s: &Snapshot| {
             let clusters = s.members().iter();
-            let sizes = clusters.map(|(name, m)| (name.clone(), m.members.len()));
+            let sizes = clusters.map(|(name, m)| (name.clone(), m.members().len()));
             sizes.collect::<Vec<_>>()
         };
         let now = members(&snapshots.borrow_and_update());

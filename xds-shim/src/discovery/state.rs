@@ -15,12 +15,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::file::UpstreamSettings;
 use crate::discovery::resolve::{ResolveError, SrvRecord};
 use crate::model::member::{self, Member};
+use crate::model::membership::Membership;
+use crate::model::settings::UpstreamSettings;
+use crate::model::tls::{TlsTarget, SYSTEM_CA_FILE};
 use crate::model::upstream::Upstream;
-use crate::xds::resources::{TlsTarget, SYSTEM_CA_FILE};
-use crate::xds::snapshot::Membership;
 
 mod roster;
 
@@ -372,13 +372,9 @@ impl DiscoveryState {
             draining: true,
             ..d.member.clone()
         });
-        let members = member::canonical(state.members.iter().cloned().chain(draining));
+        let members = state.members.iter().cloned().chain(draining);
         let tls = TlsTarget::of(&state.upstream, &state.settings.tls, &self.ca_file);
-        Some(Membership {
-            members,
-            settings: state.settings.clone(),
-            tls,
-        })
+        Some(Membership::new(members, state.settings.clone(), tls))
     }
 }
 
@@ -554,7 +550,7 @@ mod tests {
     /// `addr` of each served member, draining ones suffixed with " (draining)".
     fn served(state: &DiscoveryState, cluster: &str) -> Vec<String> {
         state.members()[cluster]
-            .members
+            .members()
             .iter()
             .map(|m| {
                 let mark = if m.draining { " (draining)" } else { "" };

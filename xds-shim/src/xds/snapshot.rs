@@ -18,9 +18,8 @@ use envoy_types::util::pack_any;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::config::file::UpstreamSettings;
-use crate::model::member::{self, Member};
-use crate::xds::resources::{self, TlsTarget};
+use crate::model::membership::Membership;
+use crate::xds::resources::{self, Balancing, EdsSource};
 
 pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT_TYPE_URL: &str =
@@ -54,17 +53,6 @@ impl ResourceType {
             ResourceType::Endpoint => "EDS",
         }
     }
-}
-
-/// What discovery currently believes one upstream consists of.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    /// Live and draining members.
-    pub members: Vec<Member>,
-    /// The upstream's own cluster settings (connect timeout, circuit breakers).
-    pub settings: UpstreamSettings,
-    /// Set for `https://` upstreams.
-    pub tls: Option<TlsTarget>,
 }
 
 /// One encoded resource and its content version.
@@ -194,33 +182,6 @@ impl Resources {
     }
 }
 
-/// Where a served cluster tells Envoy to fetch its endpoints: over the same ADS stream, or
-/// from the shim's plain EDS service (for clusters delivered by the plain CDS service, whose
-/// client may run its ADS against another control plane).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EdsSource {
-    Ads,
-    /// `api_config_source` GRPC to the Envoy cluster that reaches the shim.
-    Grpc,
-    /// The same with `DELTA_GRPC`: for clusters sent over the Delta CDS service, so the
-    /// endpoint streams are Delta like the cluster stream.
-    DeltaGrpc,
-}
-
-/// How a served cluster picks a member (chosen per client, see `ads::node`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Balancing {
-    /// Envoy's `override_host` policy over the upstream's own: a request that names a
-    /// member in `x-dnslb-endpoint` goes there (the legacy filter's picks, the wasm
-    /// filter's cookie sessions). What a client gets unless it asks otherwise.
-    #[default]
-    EndpointHeader,
-    /// The upstream's own policy alone, for Envoys that route and balance natively
-    /// (`xds-shim envoy-bootstrap` without wasm cookie affinity): the override wrapper
-    /// cost them ~3 % more instructions per request (issue 11).
-    Native,
-}
-
 /// The resources one upstream contributes.
 struct Encoded {
     cluster: Arc<Versioned>,
@@ -247,7 +208,7 @@ impl Encoded {
             native_cluster: cluster(EdsSource::Ads, Balancing::Native),
             grpc_cluster: cluster(EdsSource::Grpc, header),
             delta_grpc_cluster: cluster(EdsSource::DeltaGrpc, header),
-            endpoints: Versioned::new(pack_any(resources::load_assignment(name, &m.members))),
+            endpoints: Versioned::new(pack_any(resources::load_assignment(name, m.members()))),
         }
     }
 }
@@ -312,10 +273,7 @@ impl Snapshot {
         let mut grpc_clusters = Vec::new();
         let mut delta_grpc_clusters = Vec::new();
         let mut endpoints = Vec::new();
-        for (name, mut membership) in changes {
-            // Canonical order, so equal memberships give equal snapshots whatever the
-            // order DNS answered in.
-            membership.members = member::canonical(membership.members.drain(..));
+        for (name, membership) in changes {
             if self.members.get(&name).map(|m| &**m) == Some(&membership) {
                 continue;
             }
@@ -413,10 +371,12 @@ fn hex16(digest: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::member::Member;
+    use crate::model::settings::UpstreamSettings;
 
     fn membership(host: &str, addrs: &[&str]) -> Membership {
         let ips: Vec<std::net::SocketAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
-        let members = ips
+        let members: Vec<Member> = ips
             .iter()
             .map(|addr| Member {
                 priority: 0,
@@ -426,11 +386,7 @@ mod tests {
                 draining: false,
             })
             .collect();
-        Membership {
-            members,
-            settings: UpstreamSettings::default(),
-            tls: None,
-        }
+        Membership::new(members, UpstreamSettings::default(), None)
     }
 
     fn members(entries: &[(&str, &str, &[&str])]) -> BTreeMap<String, Membership> {

@@ -7,54 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{FileError, Text};
-use crate::config::duration::parse_duration;
-
-/// Envoy's default-priority thresholds; unset ones keep Envoy's defaults, except the retry
-/// limit: without `max_retries` or `retry_budget` a cluster gets [`RetryBudget::DEFAULT`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CircuitBreakers {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_pending_requests: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_requests: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_retries: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_budget: Option<RetryBudget>,
-}
-
-/// Retries allowed in flight: `budget_percent` of the cluster's active requests, and never
-/// fewer than `min_retry_concurrency` (Envoy's `retry_budget`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryBudget {
-    pub budget_percent: u32,
-    pub min_retry_concurrency: u32,
-}
-
-impl RetryBudget {
-    /// Envoy's default without any setting is 3 retries in flight per cluster: under load
-    /// with one dead member most retries were refused (503 UO). Half the active requests
-    /// covers a two-member cluster losing one member; 32 covers bursts at low load.
-    pub const DEFAULT: RetryBudget = RetryBudget {
-        budget_percent: 50,
-        min_retry_concurrency: 32,
-    };
-}
-
-/// Which load balancer Envoy uses when no endpoint is named (`x-dnslb-endpoint`): round
-/// robin, or a consistent hash over the route's `hash_policy` (hash affinity).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LbPolicy {
-    #[default]
-    RoundRobin,
-    Maglev,
-    RingHash,
-}
+use crate::duration::parse_duration;
+use crate::model::settings::{CircuitBreakers, Ejection, HealthCheck};
 
 /// `health_check:` as written; only `path` is required.
 #[derive(Debug, Deserialize)]
@@ -67,19 +21,6 @@ pub struct HealthCheckDto {
     pub unhealthy_threshold: Option<u32>,
 }
 
-/// Envoy's active HTTP health check of every member: `GET path` with the upstream's
-/// authority as Host; any status but 200 counts as a failure.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct HealthCheck {
-    pub path: String,
-    #[serde(serialize_with = "crate::config::duration::serialize_human")]
-    pub interval: Duration,
-    #[serde(serialize_with = "crate::config::duration::serialize_human")]
-    pub timeout: Duration,
-    pub healthy_threshold: u32,
-    pub unhealthy_threshold: u32,
-}
-
 /// `outlier_detection:` as written; unset keys keep [`Ejection::DEFAULT`]'s.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,31 +29,6 @@ pub struct OutlierDto {
     pub base_ejection_time: Option<Text>,
     pub max_ejection_percent: Option<u32>,
     pub interval: Option<Text>,
-}
-
-/// Ejection of members that fail locally (refused or timed-out connections, resets):
-/// Envoy's outlier detection on local-origin errors only, so a backend's own 5xx answers
-/// never eject it. `consecutive_local_origin_failures: 0` turns it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct Ejection {
-    pub consecutive_local_origin_failures: u32,
-    #[serde(serialize_with = "crate::config::duration::serialize_human")]
-    pub base_ejection_time: Duration,
-    pub max_ejection_percent: u32,
-    #[serde(serialize_with = "crate::config::duration::serialize_human")]
-    pub interval: Duration,
-}
-
-impl Ejection {
-    /// Three refused connects in a row eject a member at once. Envoy's default
-    /// `max_ejection_percent` (10 %) ejects nothing below ten members; half lets one of two
-    /// or three go while the rest keep serving.
-    pub const DEFAULT: Ejection = Ejection {
-        consecutive_local_origin_failures: 3,
-        base_ejection_time: Duration::from_secs(10),
-        max_ejection_percent: 50,
-        interval: Duration::from_secs(1),
-    };
 }
 
 /// `upstreams[i].circuit_breakers`: a retry budget replaces `max_retries` in Envoy, so
@@ -164,7 +80,7 @@ pub(super) fn health_check(i: usize, dto: &HealthCheckDto) -> Result<HealthCheck
     if timeout > interval {
         return Err(FileError::invalid(
             key("timeout"),
-            &crate::config::duration::human(timeout),
+            &crate::duration::human(timeout),
             "must not exceed the interval",
         ));
     }

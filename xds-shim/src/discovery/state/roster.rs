@@ -105,7 +105,7 @@ mod tests {
     /// The served addresses of `cluster`, draining ones marked; `None`: not served.
     fn served(state: &DiscoveryState, cluster: &str) -> Option<Vec<String>> {
         let membership = state.membership(cluster)?;
-        let addrs = membership.members.iter().map(|m| {
+        let addrs = membership.members().iter().map(|m| {
             let mark = if m.draining { " (draining)" } else { "" };
             format!("{}{mark}", m.addr)
         });

@@ -24,7 +24,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 
 use super::node::Client;
 use super::stream_state::{RequestKind, Scope};
-use crate::xds::snapshot::{EdsSource, Generation, ResourceType, Resources, Snapshot, Versioned};
+use crate::xds::resources::EdsSource;
+use crate::xds::snapshot::{Generation, ResourceType, Resources, Snapshot, Versioned};
 
 const WILDCARD: &str = "*";
 
@@ -433,11 +434,9 @@ mod tests {
     }
 
     fn updated(snap: &Snapshot, cluster: &str, ip: &str) -> Snapshot {
-        let membership = crate::xds::snapshot::Membership {
-            members: crate::model::member::from_a("h.test", 80, &[ip.parse().unwrap()]),
-            settings: Default::default(),
-            tls: None,
-        };
+        let members = crate::model::member::from_a("h.test", 80, &[ip.parse().unwrap()]);
+        let membership =
+            crate::model::membership::Membership::new(members, Default::default(), None);
         snap.updated([(cluster.to_string(), membership)]).unwrap()
     }
 
@@ -612,7 +611,7 @@ mod tests {
 
     #[test]
     fn plain_streams_serve_their_one_type() {
-        use crate::xds::snapshot::EdsSource;
+        use crate::xds::resources::EdsSource;
         let snap = snapshot(&[("dns+a:80", &["10.0.0.1:80"])]);
         // Plain CDS: the clusters whose EDS is the plain gRPC service; type_url may be empty.
         let mut cds = DeltaState::single_type(ResourceType::Cluster);

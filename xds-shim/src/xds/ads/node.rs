@@ -4,7 +4,7 @@
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
 
-use crate::xds::snapshot::Balancing;
+use crate::xds::resources::Balancing;
 
 /// Node metadata key under which `xds-shim envoy-bootstrap` writes dnslb's settings.
 pub const METADATA_KEY: &str = "dnslb";

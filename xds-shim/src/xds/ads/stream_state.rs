@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use super::node::Client;
-use crate::xds::snapshot::{EdsSource, ResourceType, Snapshot};
+use crate::xds::resources::EdsSource;
+use crate::xds::snapshot::{ResourceType, Snapshot};
 
 /// The xDS-spec explicit wildcard resource name.
 const WILDCARD: &str = "*";
@@ -290,7 +291,8 @@ impl StreamState {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::xds::snapshot::{Membership, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
+    use crate::model::membership::Membership;
+    use crate::xds::snapshot::{CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL};
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::google::rpc::Status;
@@ -308,11 +310,7 @@ pub(crate) mod tests {
                     let port = addrs.first().map_or(80, |a| a.port());
                     let members = crate::model::member::from_a("h.test", port, &ips);
                     let settings = Default::default();
-                    let membership = Membership {
-                        members,
-                        settings,
-                        tls: None,
-                    };
+                    let membership = Membership::new(members, settings, None);
                     (name.to_string(), membership)
                 })
                 .collect(),
@@ -644,7 +642,7 @@ pub(crate) mod tests {
 
     #[test]
     fn plain_cds_stream_serves_grpc_eds_clusters_and_fills_type_url() {
-        use crate::xds::snapshot::EdsSource;
+        use crate::xds::resources::EdsSource;
         let snap = two_clusters();
         let mut stream = StreamState::single_type(ResourceType::Cluster);
         let reply = stream.on_request(request("", &[], "", ""), &snap);
