@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::file::FileError;
+use crate::discovery::reconfigure::Wanted;
+use crate::discovery::refresh::Timing;
 use crate::discovery::resolve::Settings;
 use crate::discovery::Policy;
 use crate::duration::human;
@@ -76,6 +78,28 @@ impl Config {
             }
         }
         Ok(self)
+    }
+
+    /// What discovery is to serve: each upstream with its settings, the drain policy and
+    /// the CA file.
+    pub fn wanted(&self) -> Wanted {
+        Wanted {
+            upstreams: self
+                .upstreams
+                .iter()
+                .map(|u| (u.clone(), self.settings_of(u)))
+                .collect(),
+            policy: self.policy,
+            ca_file: self.ca_file.clone(),
+        }
+    }
+
+    /// How often names are resolved.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            interval: self.interval,
+            ttl_floor: self.ttl_floor,
+        }
     }
 
     /// The settings of one upstream (defaults where it has no overrides).

@@ -3,12 +3,12 @@
 //!
 //! A file that fails to load or validate changes nothing: one error line names the key and
 //! the value. Otherwise the refresh loop gets the new configuration as a message (as it
-//! gets forced refreshes) and applies it with [`apply`]: upstreams join and are resolved
+//! gets forced refreshes) and applies it with [`apply`](crate::discovery::reconfigure::apply): upstreams join and are resolved
 //! at once, removed ones drain and are withdrawn, changed settings become new cluster
 //! versions. Streams stay open. Settings bound at start (listen addresses, the resolver,
 //! the log format) keep their running values; the log names the ones the file changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -22,8 +22,8 @@ use crate::admin::metrics::{LastReload, Metrics};
 use crate::config::cli::Cli;
 use crate::config::file::{self, FileConfig};
 use crate::config::{Config, ConfigError};
-use crate::discovery::DiscoveryState;
-use crate::model::upstream::Upstream;
+use crate::discovery::reconfigure::Applied;
+use crate::discovery::refresh::Reload;
 use crate::shutdown::Shutdown;
 
 /// Where the configuration comes from: the flags and variables parsed at start (with
@@ -109,81 +109,6 @@ fn differing_keys(a: &Config, b: &Config) -> Vec<String> {
         .collect()
 }
 
-/// What a reload did to the served clusters, by cluster name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub added: Vec<String>,
-    /// Now draining (or gone, with nothing to drain).
-    pub removed: Vec<String>,
-    /// Kept, with other settings (or other roots, when the global CA file changed).
-    pub changed: Vec<String>,
-    /// Every cluster whose membership may differ: what the refresh loop publishes.
-    pub touched: Vec<String>,
-}
-
-/// Applies `config`'s upstreams, their settings, the drain policy and the CA file to
-/// `state` at `at`. Pure: the refresh loop reschedules names and publishes.
-pub fn apply(state: &mut DiscoveryState, config: &Config, at: SystemTime) -> Applied {
-    // (upstream, settings, TLS target) per served cluster: what its Envoy cluster is built
-    // from, so "changed" means a new cluster version.
-    let shapes = |state: &DiscoveryState| -> BTreeMap<String, _> {
-        state
-            .upstreams()
-            .filter(|s| s.removed_at.is_none())
-            .filter_map(|s| {
-                let cluster = s.upstream.cluster_name();
-                let membership = state.membership(&cluster)?;
-                Some((
-                    cluster,
-                    (s.upstream.clone(), membership.settings, membership.tls),
-                ))
-            })
-            .collect()
-    };
-    let before = shapes(state);
-    let mut touched: BTreeSet<String> = state
-        .upstreams()
-        .map(|s| s.upstream.cluster_name())
-        .collect();
-    let wanted: BTreeSet<String> = config
-        .upstreams
-        .iter()
-        .map(Upstream::cluster_name)
-        .collect();
-    let mut applied = Applied::default();
-
-    state.set_policy(config.policy);
-    state.set_ca_file(&config.ca_file);
-    for cluster in before.keys().filter(|c| !wanted.contains(*c)) {
-        if state.remove_upstream(cluster, at) {
-            applied.removed.push(cluster.clone());
-        }
-    }
-    for upstream in &config.upstreams {
-        let cluster = upstream.cluster_name();
-        if state.add_upstream(upstream.clone()) {
-            applied.added.push(cluster.clone());
-        }
-        state.set_settings(&cluster, config.settings_of(upstream));
-    }
-    let after = shapes(state);
-    applied.changed = after
-        .iter()
-        .filter(|(cluster, shape)| before.get(*cluster).is_some_and(|old| old != *shape))
-        .map(|(cluster, _)| cluster.clone())
-        .collect();
-    touched.extend(after.into_keys());
-    applied.touched = touched.into_iter().collect();
-    applied
-}
-
-/// A reload for the refresh loop, and where it answers once applied and published.
-#[derive(Debug)]
-pub struct Request {
-    pub config: Config,
-    pub reply: oneshot::Sender<Applied>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error(transparent)]
@@ -203,7 +128,7 @@ pub async fn serve(
     mut hangups: Signal,
     source: Source,
     mut running: Config,
-    refresh: mpsc::Sender<Request>,
+    refresh: mpsc::Sender<Reload>,
     metrics: Arc<Metrics>,
     mut shutdown: Shutdown,
 ) {
@@ -228,7 +153,7 @@ pub async fn serve(
 pub async fn reload(
     source: &Source,
     running: &mut Config,
-    refresh: &mpsc::Sender<Request>,
+    refresh: &mpsc::Sender<Reload>,
     metrics: &Metrics,
 ) -> Result<Applied, ReloadError> {
     let loaded = match source.load() {
@@ -251,8 +176,9 @@ pub async fn reload(
         );
     }
     let (reply, applied) = oneshot::channel();
-    let request = Request {
-        config: plan.config.clone(),
+    let request = Reload {
+        wanted: plan.config.wanted(),
+        timing: plan.config.timing(),
         reply,
     };
     refresh
@@ -282,7 +208,8 @@ mod tests {
     use clap::{CommandFactory, FromArgMatches};
 
     use super::*;
-    use crate::discovery::RoundResults;
+    use crate::discovery::reconfigure::apply;
+    use crate::discovery::{DiscoveryState, RoundResults};
     use crate::model::settings::LbPolicy;
 
     fn source(args: &[&str]) -> Source {
@@ -402,7 +329,7 @@ mod tests {
              - https://dns+tls.test:443\n  - dns+new.test:80\nca_file: /other.pem\n\
              drain: 10s\n",
         );
-        let applied = apply(&mut state, &new, at);
+        let applied = apply(&mut state, &new.wanted(), at);
         assert_eq!(applied.added, ["dns+new.test:80"]);
         assert_eq!(applied.removed, ["dns+gone.test:80"]);
         assert_eq!(applied.changed, ["dns+a.test:80", "dns+tls.test:443"]);
@@ -428,7 +355,7 @@ mod tests {
         assert!(state.hosts().contains("new.test") && !state.hosts().contains("gone.test"));
 
         // The same configuration again: nothing added, removed or changed.
-        let again = apply(&mut state, &new, at);
+        let again = apply(&mut state, &new.wanted(), at);
         assert!(again.added.is_empty() && again.removed.is_empty() && again.changed.is_empty());
     }
 
@@ -461,7 +388,7 @@ mod tests {
         file.write("upstreams: [dns+a.test:80, dns+b.test:80]\n");
         let refresh_loop = tokio::spawn(async move {
             let request = requests.recv().await.unwrap();
-            assert_eq!(request.config.upstreams.len(), 2);
+            assert_eq!(request.wanted.upstreams.len(), 2);
             request.reply.send(Applied::default()).unwrap();
         });
         reload(&source, &mut running, &refresh, &metrics)

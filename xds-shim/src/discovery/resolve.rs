@@ -105,25 +105,29 @@ pub struct SrvRecord {
     pub target: String,
 }
 
+/// One name's answer with the smallest TTL of its records, for the TTL-aware schedule:
+/// the answer carries its own lifetime, so the resolver remembers nothing between rounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<T> {
+    pub result: Result<T, ResolveError>,
+    /// `None`: no records to take it from (a failure, "nothing there"), or not known.
+    pub ttl: Option<Duration>,
+}
+
+/// An answer whose TTL is not known.
+impl<T> From<Result<T, ResolveError>> for Answer<T> {
+    fn from(result: Result<T, ResolveError>) -> Self {
+        Answer { result, ttl: None }
+    }
+}
+
 /// Anything that can answer "which IPv4 addresses / SRV records does this name have right
 /// now". The refresh loop depends on this, not on hickory, so it can be tested with a fake.
 pub trait AddressResolver: Send + Sync + 'static {
     /// A records, plus AAAA when IPv6 is on.
-    fn resolve_host(
-        &self,
-        host: &str,
-    ) -> impl Future<Output = Result<Vec<IpAddr>, ResolveError>> + Send;
+    fn resolve_host(&self, host: &str) -> impl Future<Output = Answer<Vec<IpAddr>>> + Send;
 
-    fn resolve_srv(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Vec<SrvRecord>, ResolveError>> + Send;
-
-    /// The smallest record TTL of the last successful answer for `name` (A/AAAA or SRV),
-    /// for the TTL-aware schedule. `None`: unknown.
-    fn last_ttl(&self, _name: &str) -> Option<Duration> {
-        None
-    }
+    fn resolve_srv(&self, name: &str) -> impl Future<Output = Answer<Vec<SrvRecord>>> + Send;
 }
 
 pub struct DnsResolver {
@@ -131,8 +135,6 @@ pub struct DnsResolver {
     ipv6: bool,
     /// Bounds the queries in flight, so a large config does not flood the servers.
     permits: tokio::sync::Semaphore,
-    /// Smallest TTL of the last good answer per name.
-    ttls: std::sync::Mutex<std::collections::HashMap<String, Duration>>,
 }
 
 impl DnsResolver {
@@ -183,7 +185,6 @@ impl DnsResolver {
             inner,
             ipv6: settings.ipv6,
             permits: tokio::sync::Semaphore::new(settings.max_in_flight.max(1)),
-            ttls: std::sync::Mutex::default(),
         })
     }
 
@@ -195,23 +196,16 @@ impl DnsResolver {
             .map_err(|_| ResolveError::Other("resolver shut down".into()))
     }
 
-    /// Records the smallest TTL of an answer (per family, the smaller one stays).
-    fn note_ttl(&self, name: &str, records: &[hickory_resolver::proto::rr::Record], fresh: bool) {
-        let Some(ttl) = records.iter().map(|r| r.ttl).min() else {
-            return;
-        };
-        let ttl = Duration::from_secs(u64::from(ttl));
-        let mut ttls = self.ttls.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = ttls.entry(name.to_string()).or_insert(ttl);
-        *entry = if fresh { ttl } else { (*entry).min(ttl) };
-    }
-
     /// The addresses of one family (`rtype` A or AAAA).
-    async fn addresses(&self, host: &str, rtype: RecordType) -> Result<Vec<IpAddr>, ResolveError> {
-        let _permit = self.permit().await?;
-        let lookup = self.inner.lookup(host, rtype).await.map_err(classify)?;
-        // A replaces the TTL, AAAA (asked alongside) can only lower it.
-        self.note_ttl(host, lookup.answers(), rtype == RecordType::A);
+    async fn addresses(&self, host: &str, rtype: RecordType) -> Answer<Vec<IpAddr>> {
+        let lookup = match self.permit().await {
+            Ok(_permit) => self.inner.lookup(host, rtype).await.map_err(classify),
+            Err(error) => Err(error),
+        };
+        let lookup = match lookup {
+            Ok(lookup) => lookup,
+            Err(error) => return Err(error).into(),
+        };
         // CNAME chains arrive as extra answers; only the address records are members.
         let addresses = lookup
             .answers()
@@ -221,7 +215,10 @@ impl DnsResolver {
                 RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
                 _ => None,
             });
-        sorted_unique(addresses)
+        Answer {
+            result: sorted_unique(addresses),
+            ttl: smallest_ttl(lookup.answers()),
+        }
     }
 }
 
@@ -260,7 +257,7 @@ fn name_server(addr: SocketAddr) -> NameServerConfig {
 }
 
 impl AddressResolver for DnsResolver {
-    async fn resolve_host(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+    async fn resolve_host(&self, host: &str) -> Answer<Vec<IpAddr>> {
         if !self.ipv6 {
             return self.addresses(host, RecordType::A).await;
         }
@@ -268,18 +265,23 @@ impl AddressResolver for DnsResolver {
             self.addresses(host, RecordType::A),
             self.addresses(host, RecordType::AAAA)
         );
-        join_families(a, aaaa)
+        // The joined answer lasts as long as its shorter-lived family.
+        let ttl = a.ttl.into_iter().chain(aaaa.ttl).min();
+        Answer {
+            result: join_families(a.result, aaaa.result),
+            ttl,
+        }
     }
 
-    fn last_ttl(&self, name: &str) -> Option<Duration> {
-        let ttls = self.ttls.lock().unwrap_or_else(|e| e.into_inner());
-        ttls.get(name).copied()
-    }
-
-    async fn resolve_srv(&self, name: &str) -> Result<Vec<SrvRecord>, ResolveError> {
-        let _permit = self.permit().await?;
-        let lookup = self.inner.srv_lookup(name).await.map_err(classify)?;
-        self.note_ttl(name, lookup.answers(), true);
+    async fn resolve_srv(&self, name: &str) -> Answer<Vec<SrvRecord>> {
+        let lookup = match self.permit().await {
+            Ok(_permit) => self.inner.srv_lookup(name).await.map_err(classify),
+            Err(error) => Err(error),
+        };
+        let lookup = match lookup {
+            Ok(lookup) => lookup,
+            Err(error) => return Err(error).into(),
+        };
         let records = lookup
             .answers()
             .iter()
@@ -296,8 +298,17 @@ impl AddressResolver for DnsResolver {
                 }),
                 _ => None,
             });
-        usable_srv(records)
+        Answer {
+            result: usable_srv(records),
+            ttl: smallest_ttl(lookup.answers()),
+        }
     }
+}
+
+/// The smallest TTL among an answer's records; `None` when it has none.
+fn smallest_ttl(records: &[hickory_resolver::proto::rr::Record]) -> Option<Duration> {
+    let ttl = records.iter().map(|r| r.ttl).min()?;
+    Some(Duration::from_secs(u64::from(ttl)))
 }
 
 /// Sorted and deduplicated. Target "." means "no service here" (RFC 2782) and port 0

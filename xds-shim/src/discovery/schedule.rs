@@ -7,16 +7,19 @@ use tokio::time::Instant;
 
 use crate::discovery::refresh::Names;
 
+/// A name in the schedule: (is SRV, name).
+type Key = (bool, String);
+
 /// When each name is next due: every name on its own interval (the smallest of the
 /// upstreams that use it), plus a little jitter each time.
 #[derive(Debug)]
 pub struct Schedule {
     /// (is SRV, name) → (next due, interval).
-    due: BTreeMap<(bool, String), (Instant, Duration)>,
+    due: BTreeMap<Key, (Instant, Duration)>,
 }
 
 impl Schedule {
-    pub fn new(intervals: BTreeMap<(bool, String), Duration>, now: Instant) -> Self {
+    pub fn new(intervals: BTreeMap<Key, Duration>, now: Instant) -> Self {
         let due = intervals
             .into_iter()
             .map(|(name, every)| (name, (now + jittered(every), every)))
@@ -27,7 +30,7 @@ impl Schedule {
     /// Follows a reload: names gone are dropped, new ones are due at `now` (a new upstream
     /// gets members at once), and a name whose interval changed is due no later than one
     /// new interval from `now`; the others keep their time.
-    pub fn reconcile(&mut self, intervals: BTreeMap<(bool, String), Duration>, now: Instant) {
+    pub fn reconcile(&mut self, intervals: BTreeMap<Key, Duration>, now: Instant) {
         let old = std::mem::take(&mut self.due);
         self.due = intervals
             .into_iter()
@@ -43,9 +46,36 @@ impl Schedule {
     }
 
     /// Overrides when `name` is next due (TTL-aware mode); unknown names are ignored.
-    pub fn set_next(&mut self, name: (bool, String), at: Instant) {
+    pub fn set_next(&mut self, name: Key, at: Instant) {
         if let Some((due, _)) = self.due.get_mut(&name) {
             *due = at;
+        }
+    }
+
+    /// TTL-aware mode: each of `names` answered this round (not in `unanswered`) is next
+    /// due when the TTL its answer carried is up, but no sooner than `floor`.
+    pub fn follow_ttls(
+        &mut self,
+        ttls: &BTreeMap<Key, Duration>,
+        names: &Names,
+        unanswered: &Names,
+        floor: Duration,
+        now: Instant,
+    ) {
+        let hosts = names
+            .hosts
+            .iter()
+            .filter(|h| !unanswered.hosts.contains(*h))
+            .map(|h| (false, h.clone()));
+        let srv = names
+            .srv
+            .iter()
+            .filter(|n| !unanswered.srv.contains(*n))
+            .map(|n| (true, n.clone()));
+        for key in hosts.chain(srv) {
+            if let Some(ttl) = ttls.get(&key) {
+                self.set_next(key, now + (*ttl).max(floor));
+            }
         }
     }
 

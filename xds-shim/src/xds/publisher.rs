@@ -7,15 +7,16 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::admin::metrics::Metrics;
+use crate::discovery::refresh::{Published, Sink};
 use crate::discovery::DiscoveryState;
 use crate::xds::snapshot::{ResourceType, Snapshot};
 
 /// Where each round's results go: the snapshot for ADS streams, the discovery state for
 /// the status page.
 pub struct Publisher {
-    pub snapshots: watch::Sender<Arc<Snapshot>>,
-    pub discovery: watch::Sender<Arc<DiscoveryState>>,
-    pub metrics: Arc<Metrics>,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    discovery: watch::Sender<Arc<DiscoveryState>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Publisher {
@@ -29,13 +30,30 @@ impl Publisher {
         }
     }
 
+    /// The snapshots published from now on, starting with the current one.
+    pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.subscribe()
+    }
+
+    /// The discovery state after each round.
+    pub fn discovery(&self) -> watch::Receiver<Arc<DiscoveryState>> {
+        self.discovery.subscribe()
+    }
+
+    /// The counters publishing bumps, shared with whoever renders or bumps them too.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+}
+
+impl Sink for Publisher {
+    fn count_resolution(&self, kind: &'static str) {
+        self.metrics.resolution(kind);
+    }
+
     /// Publishes a new snapshot only if the `touched` clusters' memberships moved a
     /// version, so streams wake only for news; the discovery state (times, errors) always.
-    pub fn publish<'a>(
-        &self,
-        state: &DiscoveryState,
-        touched: impl IntoIterator<Item = &'a String>,
-    ) {
+    fn publish(&self, state: &DiscoveryState, touched: &[String]) -> Published {
         // Only the touched clusters are compared, and only changed ones encoded: with
         // 10,000 upstreams a round that changes one cluster stays cheap. A touched cluster
         // the state no longer has was removed by a reload and has drained: withdrawn.
@@ -47,12 +65,14 @@ impl Publisher {
                 None => withdrawn.push(cluster.clone()),
             }
         }
+        let before = self.endpoint_version();
         let next = self
             .snapshots
             .borrow()
             .updated_withdrawing(changes, &withdrawn);
         // The refresh loop is the only writer, so the check and the send cannot race.
         let news = next.filter(|snapshot| self.snapshots.borrow().versions_differ(snapshot));
+        let mut endpoint_version = before.clone();
         if let Some(snapshot) = news {
             info!(
                 cds_version = snapshot.version(ResourceType::Cluster),
@@ -60,10 +80,22 @@ impl Publisher {
                 clusters = snapshot.members().len(),
                 "snapshot published"
             );
+            endpoint_version = snapshot.version(ResourceType::Endpoint).to_string();
             // Timestamped before streams can push it, so push latency counts from here.
             self.metrics.snapshot_published();
             self.snapshots.send_replace(Arc::new(snapshot));
         }
         self.discovery.send_replace(Arc::new(state.clone()));
+        Published {
+            endpoints_changed: endpoint_version != before,
+            endpoint_version,
+        }
+    }
+
+    fn endpoint_version(&self) -> String {
+        self.snapshots
+            .borrow()
+            .version(ResourceType::Endpoint)
+            .to_string()
     }
 }

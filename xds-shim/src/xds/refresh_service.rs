@@ -1,27 +1,23 @@
 //! Forced re-resolution, `dnslb.v1.Resolver/Refresh`: the dnslb filter calls it
 //! when the member it picked first did not answer, because DNS may already
 //! know that member is gone. The refresh loop re-resolves the cluster's name
-//! at once (coalesced, at most once a second per name) and pushes the new set
-//! if it changed; the call returns whether it did.
+//! at once (coalesced, at most once a second per name, see
+//! [`discovery::refresh::forced`](crate::discovery::refresh::forced)) and pushes the new
+//! set if it changed; the call returns whether it did. gRPC statuses are made here only.
 //!
 //! The messages and the service are written by hand (there is no protoc
 //! here); the filter declares the same two messages.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::{Request, Response, Status};
 
 /// The gRPC service name the filter dials on the `dnslb_xds` cluster.
 pub const SERVICE_NAME: &str = REFRESH_SERVICE;
-/// A name is re-resolved on request at most this often.
-pub const MIN_GAP: Duration = Duration::from_secs(1);
 /// Requests waiting for the refresh loop; more are refused, not queued.
 const QUEUE: usize = 1_024;
 
@@ -29,37 +25,12 @@ const QUEUE: usize = 1_024;
 pub use dnslb_filter::xds::{RefreshRequest, RefreshResponse};
 use dnslb_filter::xds::{REFRESH_PATH, REFRESH_SERVICE};
 
-/// One request handed to the refresh loop, with where to answer it.
-#[derive(Debug)]
-pub struct Ask {
-    pub cluster: String,
-    pub reply: oneshot::Sender<Result<RefreshResponse, Status>>,
-}
+use crate::discovery::refresh::{Ask, Refreshed};
 
 /// The channel between the gRPC service and the refresh loop.
 pub fn channel() -> (ResolverService, mpsc::Receiver<Ask>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     (ResolverService { asks: tx }, rx)
-}
-
-/// Per-name rate limit for forced rounds (pure; the loop owns it).
-#[derive(Debug, Default)]
-pub struct RateLimit {
-    last: HashMap<String, Instant>,
-}
-
-impl RateLimit {
-    /// True (and recorded) when `name` was not force-resolved in the last
-    /// [`MIN_GAP`].
-    pub fn allow(&mut self, name: &str, now: Instant) -> bool {
-        match self.last.get(name) {
-            Some(at) if now.duration_since(*at) < MIN_GAP => false,
-            _ => {
-                self.last.insert(name.to_string(), now);
-                true
-            }
-        }
-    }
 }
 
 /// The `dnslb.v1.Resolver` gRPC service.
@@ -78,10 +49,11 @@ impl ResolverService {
         self.asks
             .try_send(Ask { cluster, reply })
             .map_err(|_| Status::resource_exhausted("too many refreshes waiting"))?;
-        answer
+        let Refreshed { changed, version } = answer
             .await
             .map_err(|_| Status::unavailable("the refresh loop has stopped"))?
-            .map(Response::new)
+            .map_err(|not_served| Status::not_found(not_served.to_string()))?;
+        Ok(Response::new(RefreshResponse { changed, version }))
     }
 }
 
@@ -131,16 +103,6 @@ where
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_name_is_forced_at_most_once_a_second() {
-        let mut limit = RateLimit::default();
-        let t0 = Instant::now();
-        assert!(limit.allow("a.test", t0));
-        assert!(!limit.allow("a.test", t0 + Duration::from_millis(999)));
-        assert!(limit.allow("b.test", t0 + Duration::from_millis(10)));
-        assert!(limit.allow("a.test", t0 + MIN_GAP));
-    }
-
     #[tokio::test]
     async fn asks_reach_the_loop_and_answers_come_back() {
         let (service, mut asks) = channel();
@@ -154,7 +116,7 @@ mod tests {
         let ask = asks.recv().await.unwrap();
         assert_eq!(ask.cluster, "dns+a.test:80");
         ask.reply
-            .send(Ok(RefreshResponse {
+            .send(Ok(Refreshed {
                 changed: true,
                 version: "v2".into(),
             }))
