@@ -22,9 +22,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::admin::metrics::Metrics;
 use crate::admin::status::{ShimInfo, StatusReport};
 use crate::discovery::DiscoveryState;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::xds::clients::Clients;
 use crate::xds::snapshot::Snapshot;

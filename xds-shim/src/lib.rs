@@ -22,6 +22,7 @@ pub mod config;
 pub mod discovery;
 pub mod duration;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod shutdown;
 pub mod xds;

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::admin::metrics::LastReload;
 use crate::discovery::{DiscoveryState, Outcome};
+use crate::metrics::LastReload;
 use crate::model::member::priority_levels;
 use crate::xds::clients::ClientInfo;
 use crate::xds::resources::EdsSource;

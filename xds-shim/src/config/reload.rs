@@ -18,12 +18,12 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::admin::metrics::{LastReload, Metrics};
 use crate::config::cli::Cli;
 use crate::config::file::{self, FileConfig};
 use crate::config::{Config, ConfigError};
 use crate::discovery::reconfigure::Applied;
 use crate::discovery::refresh::Reload;
+use crate::metrics::{LastReload, Metrics};
 use crate::shutdown::Shutdown;
 
 /// Where the configuration comes from: the flags and variables parsed at start (with

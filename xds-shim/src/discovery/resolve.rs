@@ -18,6 +18,7 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
 
 use crate::discovery::resolv_conf::ResolvConf;
+pub use crate::model::member::SrvRecord;
 
 const ATTEMPTS: usize = 2;
 
@@ -94,15 +95,6 @@ impl ResolveError {
 pub enum BuildError {
     #[error("cannot build the DNS resolver: {0}")]
     Resolver(#[from] NetError),
-}
-
-/// One SRV record's data (RFC 2782); `target` lowercased, without the root dot.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SrvRecord {
-    pub priority: u16,
-    pub weight: u16,
-    pub port: u16,
-    pub target: String,
 }
 
 /// One name's answer with the smallest TTL of its records, for the TTL-aware schedule:

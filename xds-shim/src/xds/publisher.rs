@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::info;
 
-use crate::admin::metrics::Metrics;
 use crate::discovery::refresh::{Published, Sink};
 use crate::discovery::DiscoveryState;
+use crate::metrics::Metrics;
 use crate::xds::snapshot::{ResourceType, Snapshot};
 
 /// Where each round's results go: the snapshot for ADS streams, the discovery state for

@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use super::delta_state::DeltaState;
 use super::stream_state::{Reply, RequestKind, StreamState};
-use crate::admin::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::xds::clients::{ClientHandle, Clients, Nack};
 use crate::xds::refresh_service::ResolverService;
