@@ -105,6 +105,11 @@ pub struct UpstreamState {
 }
 
 impl UpstreamState {
+    /// When its first draining address is due to leave.
+    fn drain_end(&self) -> Option<SystemTime> {
+        self.draining.iter().map(|d| d.until).min()
+    }
+
     fn new(upstream: Upstream) -> Self {
         UpstreamState {
             upstream,
@@ -168,6 +173,9 @@ pub struct DiscoveryState {
     /// Which clusters each name serves, so a round of a few names finds its clusters
     /// without looking every upstream up in its answers.
     clusters_of: Arc<NameIndex>,
+    /// Each draining cluster's earliest drain end, ordered by (end, cluster) as mini-redis
+    /// orders expiries: due drains and the next wake-up are found without a scan.
+    drain_ends: BTreeSet<(SystemTime, Arc<str>)>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -218,6 +226,7 @@ impl DiscoveryState {
             ca_file: SYSTEM_CA_FILE.to_string(),
             clusters_of: Arc::new(NameIndex::new(&upstreams)),
             upstreams,
+            drain_ends: BTreeSet::new(),
         }
     }
 
@@ -278,10 +287,22 @@ impl DiscoveryState {
 
     /// When the next draining address is due to leave, if any drains.
     pub fn next_drain_end(&self) -> Option<SystemTime> {
-        self.upstreams
-            .values()
-            .flat_map(|s| s.draining.iter().map(|d| d.until))
-            .min()
+        self.drain_ends.first().map(|(end, _)| *end)
+    }
+
+    /// Moves `cluster`'s entry in `drain_ends` from `before`, its earliest drain end
+    /// before a change, to the one it has now (none once it drains no more, or is gone).
+    fn track_drains(&mut self, cluster: &str, before: Option<SystemTime>) {
+        let now = self.upstreams.get(cluster).and_then(|s| s.drain_end());
+        if now == before {
+            return;
+        }
+        if let Some(end) = before {
+            self.drain_ends.remove(&(end, Arc::from(cluster)));
+        }
+        if let (Some(end), Some((key, _))) = (now, self.upstreams.get_key_value(cluster)) {
+            self.drain_ends.insert((end, Arc::clone(key)));
+        }
     }
 
     /// Folds one round of answers in. Upstreams whose name was not resolved this round are
@@ -303,11 +324,12 @@ impl DiscoveryState {
         // Only the clusters answered this round, and those with a drain due, can change:
         // with 10,000 upstreams a round of a few names stays small.
         let mut due: BTreeSet<&str> = self.clusters_of.answered(results);
-        let drains = self.upstreams.iter();
-        let drains = drains.filter(|(_, s)| s.draining.iter().any(|d| d.until <= at));
-        due.extend(drains.map(|(cluster, _)| &**cluster));
+        let drains = self.drain_ends.iter().take_while(|(end, _)| *end <= at);
+        due.extend(drains.map(|(_, cluster)| &**cluster));
         let due: Vec<String> = due.into_iter().map(str::to_owned).collect();
         let mut withdrawn = Vec::new();
+        // (cluster, its earliest drain end before this round) where that may move.
+        let mut drains_before = Vec::new();
         for cluster in due {
             let Some(shared) = self.upstreams.get_mut(cluster.as_str()) else {
                 continue;
@@ -322,6 +344,7 @@ impl DiscoveryState {
                 continue;
             }
             touched.push(cluster.clone());
+            drains_before.push((cluster.clone(), shared.drain_end()));
             let state = Arc::make_mut(shared);
             if let Some(mut answer) = answer {
                 if let Ok(members) = &mut answer {
@@ -356,6 +379,9 @@ impl DiscoveryState {
         for cluster in withdrawn {
             self.upstreams.remove(cluster.as_str());
             events.push(Event::Withdrawn { cluster });
+        }
+        for (cluster, before) in drains_before {
+            self.track_drains(&cluster, before);
         }
         (events, touched)
     }

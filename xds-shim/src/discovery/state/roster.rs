@@ -59,6 +59,7 @@ impl DiscoveryState {
         if shared.removed_at.is_some() {
             return false;
         }
+        let drains_before = shared.drain_end();
         let state = Arc::make_mut(shared);
         state.removed_at = Some(at);
         let members = std::mem::take(&mut state.members);
@@ -72,6 +73,7 @@ impl DiscoveryState {
         if state.draining.is_empty() {
             self.upstreams.remove(cluster);
         }
+        self.track_drains(cluster, drains_before);
         self.reindex();
         true
     }

@@ -135,6 +135,37 @@ fn removed_addresses_drain_then_go() {
 }
 
 #[test]
+fn drains_of_several_clusters_end_in_deadline_order() {
+    let policy = Policy {
+        drain: Duration::from_secs(30),
+        ..Policy::default()
+    };
+    let ups = [up("dns+a.test:80"), up("dns+b.test:80")];
+    let mut state = DiscoveryState::with_policy(ups, policy);
+    let both = |ip_a: &str, ip_b: &str| {
+        a(&[
+            ("a.test", Ok(vec![ip(ip_a)])),
+            ("b.test", Ok(vec![ip(ip_b)])),
+        ])
+    };
+    state.apply(&both("10.0.0.1", "10.0.0.2"), t(0));
+    assert_eq!(state.next_drain_end(), None);
+    // b's old address drains from 5 s, a's from 10 s: b is due first.
+    state.apply(&a(&[("b.test", Ok(vec![ip("10.0.0.3")]))]), t(5));
+    state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.4")]))]), t(10));
+    assert_eq!(state.next_drain_end(), Some(t(35)));
+    let events = state.apply(&RoundResults::default(), t(35));
+    assert!(
+        matches!(&events[..], [Event::DrainEnded { cluster, .. }] if cluster == "dns+b.test:80")
+    );
+    assert_eq!(state.next_drain_end(), Some(t(40)));
+    state.apply(&RoundResults::default(), t(40));
+    assert_eq!(state.next_drain_end(), None);
+    assert_eq!(served(&state, "dns+a.test:80"), ["10.0.0.4:80"]);
+    assert_eq!(served(&state, "dns+b.test:80"), ["10.0.0.3:80"]);
+}
+
+#[test]
 fn unanswered_questions_keep_last_good_and_mark_stale() {
     let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], no_drain());
     state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
