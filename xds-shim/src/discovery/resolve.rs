@@ -188,13 +188,18 @@ impl DnsResolver {
             .map_err(|_| ResolveError::Other("resolver shut down".into()))
     }
 
+    /// Runs one query once a permit is free; its error sorted into a [`ResolveError`].
+    async fn limited<T>(
+        &self,
+        query: impl Future<Output = Result<T, NetError>>,
+    ) -> Result<T, ResolveError> {
+        let _permit = self.permit().await?;
+        query.await.map_err(classify)
+    }
+
     /// The addresses of one family (`rtype` A or AAAA).
     async fn addresses(&self, host: &str, rtype: RecordType) -> Answer<Vec<IpAddr>> {
-        let lookup = match self.permit().await {
-            Ok(_permit) => self.inner.lookup(host, rtype).await.map_err(classify),
-            Err(error) => Err(error),
-        };
-        let lookup = match lookup {
+        let lookup = match self.limited(self.inner.lookup(host, rtype)).await {
             Ok(lookup) => lookup,
             Err(error) => return Err(error).into(),
         };
@@ -266,11 +271,7 @@ impl AddressResolver for DnsResolver {
     }
 
     async fn resolve_srv(&self, name: &str) -> Answer<Vec<SrvRecord>> {
-        let lookup = match self.permit().await {
-            Ok(_permit) => self.inner.srv_lookup(name).await.map_err(classify),
-            Err(error) => Err(error),
-        };
-        let lookup = match lookup {
+        let lookup = match self.limited(self.inner.srv_lookup(name)).await {
             Ok(lookup) => lookup,
             Err(error) => return Err(error).into(),
         };
