@@ -14,7 +14,7 @@ use crate::discovery::resolve::Settings;
 use crate::discovery::Policy;
 use crate::duration::{parse_duration, DurationError};
 use crate::logging::LogFormat;
-use crate::model::settings::UpstreamSettings;
+use crate::model::upstream::Configured;
 use crate::model::upstream::Upstream;
 use crate::xds::server_tls::XdsTls;
 
@@ -366,25 +366,20 @@ impl Cli {
             _ => self.nameservers.clone(),
         };
 
-        let mut upstreams: Vec<Upstream> = Vec::new();
-        let mut upstream_settings = std::collections::BTreeMap::new();
+        let mut upstreams: Vec<Configured> = Vec::new();
         let from_file = file::upstreams(file)?;
         let from_flags = self
             .upstreams
             .iter()
             .map(|u| (u.clone(), Default::default()));
         for (upstream, settings) in from_file.into_iter().chain(from_flags) {
-            if upstreams.contains(&upstream) {
+            if upstreams.iter().any(|c| c.upstream == upstream) {
                 continue;
             }
-            if settings != UpstreamSettings::default() {
-                upstream_settings.insert(upstream.cluster_name(), settings);
-            }
-            upstreams.push(upstream);
+            upstreams.push(Configured { upstream, settings });
         }
         Config {
             upstreams,
-            upstream_settings,
             nameservers,
             interval,
             xds_listen,

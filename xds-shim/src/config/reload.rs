@@ -78,7 +78,6 @@ pub struct Plan {
 pub fn plan(running: &Config, loaded: &Config) -> Plan {
     let config = Config {
         upstreams: loaded.upstreams.clone(),
-        upstream_settings: loaded.upstream_settings.clone(),
         interval: loaded.interval,
         policy: loaded.policy,
         ca_file: loaded.ca_file.clone(),

@@ -5,14 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use crate::discovery::{DiscoveryState, Policy};
-use crate::model::settings::UpstreamSettings;
-use crate::model::upstream::Upstream;
+use crate::model::upstream::Configured;
 
 /// The upstreams to serve, each with its settings, and the state-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
     /// Distinct upstreams, in the order first given.
-    pub upstreams: Vec<(Upstream, UpstreamSettings)>,
+    pub upstreams: Vec<Configured>,
     pub policy: Policy,
     /// Trusted roots for `https://` upstreams without their own `tls.ca_file`.
     pub ca_file: String,
@@ -21,13 +20,10 @@ pub struct Wanted {
 impl DiscoveryState {
     /// A state serving `wanted`, nothing resolved yet.
     pub fn wanted(wanted: &Wanted) -> Self {
-        let upstreams = wanted
-            .upstreams
-            .iter()
-            .map(|(upstream, _)| upstream.clone());
+        let upstreams = wanted.upstreams.iter().map(|c| c.upstream.clone());
         let mut state = DiscoveryState::with_policy(upstreams, wanted.policy);
         state.set_ca_file(&wanted.ca_file);
-        for (upstream, settings) in &wanted.upstreams {
+        for Configured { upstream, settings } in &wanted.upstreams {
             state.set_settings(&upstream.cluster_name(), settings.clone());
         }
         state
@@ -73,7 +69,7 @@ pub fn apply(state: &mut DiscoveryState, wanted: &Wanted, at: SystemTime) -> App
     let clusters: BTreeSet<String> = wanted
         .upstreams
         .iter()
-        .map(|(upstream, _)| upstream.cluster_name())
+        .map(|c| c.upstream.cluster_name())
         .collect();
     let mut applied = Applied::default();
 
@@ -84,7 +80,7 @@ pub fn apply(state: &mut DiscoveryState, wanted: &Wanted, at: SystemTime) -> App
             applied.removed.push(cluster.clone());
         }
     }
-    for (upstream, settings) in &wanted.upstreams {
+    for Configured { upstream, settings } in &wanted.upstreams {
         let cluster = upstream.cluster_name();
         if state.add_upstream(upstream.clone()) {
             applied.added.push(cluster.clone());

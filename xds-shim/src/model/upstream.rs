@@ -6,8 +6,17 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::model::settings::UpstreamSettings;
+
 /// A validated upstream. `tls` marks an `https://` prefix: Envoy connects with TLS, SNI =
 /// the DNS name, the certificate verified against it.
+/// An upstream with its own settings: what the configuration gives and discovery serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Configured {
+    pub upstream: Upstream,
+    pub settings: UpstreamSettings,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Upstream {
     /// `dns+HOST:PORT`: every A record of HOST, each on PORT.

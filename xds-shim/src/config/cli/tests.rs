@@ -8,7 +8,8 @@ fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
 fn defaults() {
     let cli = parse(&["--upstream", "dns+backend.test:8080"]).unwrap();
     let config = cli.to_config().unwrap();
-    assert_eq!(config.upstreams, ["dns+backend.test:8080".parse().unwrap()]);
+    let upstreams: Vec<&Upstream> = config.upstreams.iter().map(|c| &c.upstream).collect();
+    assert_eq!(upstreams, [&"dns+backend.test:8080".parse().unwrap()]);
     assert!(config.nameservers.is_empty());
     assert_eq!(config.interval, Duration::from_secs(5));
     assert_eq!(config.xds_listen, "127.0.0.1:18000".parse().unwrap());
@@ -61,7 +62,7 @@ fn repeatable_and_comma_separated_flags() {
     let names: Vec<String> = config
         .upstreams
         .iter()
-        .map(Upstream::cluster_name)
+        .map(|c| c.upstream.cluster_name())
         .collect();
     assert_eq!(names, ["dns+a.test:80", "dns+b.test:80"]);
     assert_eq!(
@@ -121,7 +122,7 @@ fn file_fills_in_what_flags_did_not_set() {
     let names: Vec<String> = config
         .upstreams
         .iter()
-        .map(Upstream::cluster_name)
+        .map(|c| c.upstream.cluster_name())
         .collect();
     assert_eq!(names, ["dns+f.test:80", "dns+x:1"]);
     assert_eq!(config.interval, Duration::from_secs(7), "the flag wins");

@@ -6,6 +6,7 @@ use super::*;
 use crate::discovery::reconfigure::apply;
 use crate::discovery::{DiscoveryState, RoundResults};
 use crate::model::settings::LbPolicy;
+use crate::model::upstream::Upstream;
 
 fn source(args: &[&str]) -> Source {
     let args = std::iter::once("xds-shim").chain(args.iter().copied());
@@ -93,7 +94,13 @@ fn settings_bound_at_start_are_kept_and_named() {
     assert_eq!(planned.config.policy.drain, Duration::from_secs(1));
     assert_eq!(planned.config.ca_file, "/x.pem");
     assert_eq!(planned.config.ttl_floor, Some(Duration::from_secs(1)));
-    assert_eq!(planned.config.upstreams, ["dns+b.test:80".parse().unwrap()]);
+    let upstreams: Vec<&Upstream> = planned
+        .config
+        .upstreams
+        .iter()
+        .map(|c| &c.upstream)
+        .collect();
+    assert_eq!(upstreams, [&"dns+b.test:80".parse().unwrap()]);
     assert!(plan(&running, &running).restart_required.is_empty());
 }
 
@@ -108,7 +115,7 @@ fn apply_adds_removes_and_changes_upstreams() {
         "upstreams: [dns+a.test:80, dns+gone.test:80, https://dns+tls.test:443]\n\
          drain: 30s\n",
     );
-    let mut state = DiscoveryState::with_policy(old.upstreams.clone(), old.policy);
+    let mut state = DiscoveryState::wanted(&old.wanted());
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
     let ip = "10.0.0.1".parse().unwrap();
     let results = RoundResults {
