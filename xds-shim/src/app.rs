@@ -54,7 +54,7 @@ pub async fn run(config: Config, source: Source, mut shutdown: Shutdown) -> Resu
     let admin_listener = bind("admin", config.admin_listen).await?;
     let resolver = build_resolver(&config)?;
 
-    let state = DiscoveryState::wanted(&config.wanted());
+    let state = DiscoveryState::from_wanted(&config.wanted());
     let publisher = Publisher::new(&state);
     let snapshots = publisher.snapshots();
     let discovery = publisher.discovery();

@@ -2,6 +2,7 @@
 //! [`schedule`], and folds the answers into the [`state`] under its drain and staleness
 //! policy.
 
+pub mod names;
 pub mod reconfigure;
 pub mod refresh;
 pub mod resolv_conf;

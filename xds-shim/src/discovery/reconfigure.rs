@@ -19,7 +19,7 @@ pub struct Wanted {
 
 impl DiscoveryState {
     /// A state serving `wanted`, nothing resolved yet.
-    pub fn wanted(wanted: &Wanted) -> Self {
+    pub fn from_wanted(wanted: &Wanted) -> Self {
         let upstreams = wanted.upstreams.iter().map(|c| c.upstream.clone());
         let mut state = DiscoveryState::with_policy(upstreams, wanted.policy);
         state.set_ca_file(&wanted.ca_file);

@@ -24,7 +24,8 @@ pub mod forced;
 mod publish;
 mod retry;
 
-pub use fan_out::{resolve_all, unanswered, Names, Round};
+pub use crate::discovery::names::Names;
+pub use fan_out::{resolve_all, unanswered, Round};
 pub use forced::{Ask, NotServed, Refreshed};
 pub use publish::{round, Published, Sink};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::discovery::refresh::Names;
+use crate::discovery::names::Names;
 
 /// A name in the schedule: (is SRV, name).
 type Key = (bool, String);

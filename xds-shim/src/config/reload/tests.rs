@@ -115,7 +115,7 @@ fn apply_adds_removes_and_changes_upstreams() {
         "upstreams: [dns+a.test:80, dns+gone.test:80, https://dns+tls.test:443]\n\
          drain: 30s\n",
     );
-    let mut state = DiscoveryState::wanted(&old.wanted());
+    let mut state = DiscoveryState::from_wanted(&old.wanted());
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
     let ip = "10.0.0.1".parse().unwrap();
     let results = RoundResults {

@@ -5,38 +5,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use crate::discovery::names::Names;
 use crate::discovery::resolve::{AddressResolver, Answer, SrvRecord};
-use crate::discovery::{DiscoveryState, HostResult, RoundResults};
+use crate::discovery::{HostResult, RoundResults};
 
 /// Lookups polled at once. The resolver's own limit (`--max-in-flight`) bounds the queries
 /// on the wire; this only bounds the futures a round keeps around.
 const MAX_IN_FLIGHT: usize = 1_024;
-
-/// Names to resolve in one round.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Names {
-    pub hosts: BTreeSet<String>,
-    pub srv: BTreeSet<String>,
-}
-
-impl Names {
-    pub fn all(state: &DiscoveryState) -> Self {
-        Names {
-            hosts: state.hosts(),
-            srv: state.srv_names(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hosts.is_empty() && self.srv.is_empty()
-    }
-
-    /// Adds `other`'s names to these.
-    pub fn extend(&mut self, other: Names) {
-        self.hosts.extend(other.hosts);
-        self.srv.extend(other.srv);
-    }
-}
 
 /// A round's answers, and the TTL each answer carried, keyed (is SRV, name) as the
 /// schedule keys names.

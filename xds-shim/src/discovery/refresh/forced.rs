@@ -13,8 +13,8 @@ use crate::discovery::resolve::AddressResolver;
 use crate::discovery::DiscoveryState;
 use crate::model::upstream::Upstream;
 
-use super::fan_out::Names;
 use super::publish::{round_of, Sink};
+use crate::discovery::names::Names;
 
 /// A name is re-resolved on request at most this often.
 pub const MIN_GAP: Duration = Duration::from_secs(1);

@@ -4,7 +4,8 @@ use crate::discovery::resolve::AddressResolver;
 use crate::discovery::{DiscoveryState, RoundResults};
 
 use super::events::log_event;
-use super::fan_out::{resolve_all, unanswered, Names};
+use super::fan_out::{resolve_all, unanswered};
+use crate::discovery::names::Names;
 
 /// What the refresh loop publishes to (the xDS snapshot and the admin pages). A trait, so
 /// discovery does not depend on how its results are served.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::Names;
+use crate::discovery::names::Names;
 
 /// First retry of an unanswered name; doubles up to the interval.
 const RETRY_FIRST: Duration = Duration::from_millis(250);

@@ -215,7 +215,7 @@ async fn a_reload_publishes_at_once_and_resolves_new_names_without_waiting() {
             .unwrap()
     };
     let first = config(&["dns+a.test:80"]);
-    let mut state = DiscoveryState::wanted(&first.wanted());
+    let mut state = DiscoveryState::from_wanted(&first.wanted());
     let publisher = Publisher::new(&state);
     round(&resolver, &mut state, &publisher).await;
     let mut snapshots = publisher.snapshots();
