@@ -1,5 +1,5 @@
 //! The validated runtime configuration. Flags ([`cli`]), `DNSLB_*` variables and the YAML
-//! file ([`file`]) compile into this; nothing downstream parses strings. [`reload`] rereads
+//! file ([`file`](mod@file)) compile into this; nothing downstream parses strings. [`reload`] rereads
 //! them on SIGHUP.
 
 pub mod cli;

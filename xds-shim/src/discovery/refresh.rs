@@ -2,9 +2,9 @@
 //! are folded into the discovery state, and the result is published (a new snapshot only
 //! when its versions moved). Forced refreshes and reloads arrive as messages.
 //!
-//! Its jobs live in their own files: the DNS fan-out ([`fan_out`]), retry backoff
-//! ([`retry`]), forced refreshes ([`forced`]), publishing ([`publish`]) and event logging
-//! ([`events`]); when names are due is [`Schedule`]'s business.
+//! Its jobs live in their own files: the DNS fan-out (`fan_out.rs`), retry backoff
+//! (`retry.rs`), forced refreshes ([`forced`]), publishing (`publish.rs`) and event logging
+//! (`events.rs`); when names are due is [`Schedule`]'s business.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
