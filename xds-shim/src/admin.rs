@@ -2,6 +2,12 @@
 //! answered once), `GET /metrics` (Prometheus text), `GET /status` (HTML),
 //! `GET /status.json` and `GET /http_sd` (Prometheus HTTP service discovery).
 
+pub mod http_sd;
+pub mod metrics;
+pub mod probe;
+pub mod status;
+pub mod status_html;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -16,14 +22,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::clients::Clients;
+use crate::admin::status::{ShimInfo, StatusReport};
 use crate::discovery::DiscoveryState;
-use crate::http_sd;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::snapshot::Snapshot;
-use crate::status::{ShimInfo, StatusReport};
-use crate::status_html;
+use crate::xds::clients::Clients;
+use crate::xds::snapshot::Snapshot;
 
 /// Everything the admin pages read; cheap to clone per connection.
 #[derive(Clone)]

@@ -10,18 +10,19 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::admin::status::ShimInfo;
 use crate::admin::{self, AdminState};
-use crate::ads::service::{self, XdsService};
-use crate::clients::Clients;
+use crate::config::reload::{self, Source};
 use crate::config::Config;
+use crate::discovery::refresh::{Inbox, Refresher};
+use crate::discovery::resolv_conf;
+use crate::discovery::resolve::{BuildError, DnsResolver};
 use crate::discovery::DiscoveryState;
-use crate::forced;
-use crate::refresh::{self, Inbox, Publisher, Timing};
-use crate::reload::{self, Source};
-use crate::resolv_conf;
-use crate::resolve::{BuildError, DnsResolver};
 use crate::shutdown::Shutdown;
-use crate::status::ShimInfo;
+use crate::xds::ads::service::{self, XdsService};
+use crate::xds::clients::Clients;
+use crate::xds::publisher::Publisher;
+use crate::xds::refresh_service;
 
 /// How long open ADS streams get to close after shutdown before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -53,42 +54,36 @@ pub async fn run(config: Config, source: Source, mut shutdown: Shutdown) -> Resu
     let admin_listener = bind("admin", config.admin_listen).await?;
     let resolver = build_resolver(&config)?;
 
-    let mut state = DiscoveryState::with_policy(config.upstreams.iter().cloned(), config.policy);
-    state.set_ca_file(&config.ca_file);
-    for (cluster, settings) in &config.upstream_settings {
-        state.set_settings(cluster, settings.clone());
-    }
+    let state = DiscoveryState::from_wanted(&config.wanted());
     let publisher = Publisher::new(&state);
-    // One round before serving, so the first CDS/EDS answers already carry members.
-    let unanswered = tokio::select! {
+    let snapshots = publisher.snapshots();
+    let discovery = publisher.discovery();
+    let metrics = publisher.metrics();
+    let mut refresher = Refresher::new(resolver, state, config.timing(), publisher);
+    tokio::select! {
         _ = shutdown.wait() => return Ok(()),
-        unanswered = refresh::round(&resolver, &mut state, &publisher) => unanswered,
+        _ = refresher.first_round() => {}
     };
 
     let clients = Clients::default();
     let admin_state = AdminState {
-        snapshots: publisher.snapshots.subscribe(),
-        discovery: publisher.discovery.subscribe(),
+        snapshots: snapshots.clone(),
+        discovery,
         clients: clients.clone(),
-        metrics: Arc::clone(&publisher.metrics),
+        metrics: Arc::clone(&metrics),
         shim: ShimInfo {
             started_at,
             nameservers: config.nameservers.clone(),
             interval: config.interval,
         },
     };
-    let ads = XdsService::new(
-        publisher.snapshots.subscribe(),
-        clients,
-        shutdown.clone(),
-        Arc::clone(&publisher.metrics),
-    );
+    let ads = XdsService::new(snapshots, clients, shutdown.clone(), Arc::clone(&metrics));
 
-    let (forced, asks) = forced::channel();
+    let (forced, asks) = refresh_service::channel();
     let (reload_requests, reloads) = mpsc::channel(1);
     match hangups {
         Ok(hangups) => {
-            let metrics = Arc::clone(&publisher.metrics);
+            let metrics = Arc::clone(&metrics);
             let running = config.clone();
             let reloads = reload::serve(
                 hangups,
@@ -102,15 +97,7 @@ pub async fn run(config: Config, source: Source, mut shutdown: Shutdown) -> Resu
         }
         Err(err) => warn!(%err, "cannot listen for SIGHUP; configuration reload is unavailable"),
     }
-    let refresher = tokio::spawn(refresh::run(
-        resolver,
-        state,
-        Timing::of(&config),
-        publisher,
-        shutdown.clone(),
-        unanswered,
-        Inbox { asks, reloads },
-    ));
+    let refresher = tokio::spawn(refresher.run(shutdown.clone(), Inbox { asks, reloads }));
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
     info!(
         xds = %config.xds_listen,

@@ -28,8 +28,8 @@ use std::net::SocketAddr;
 use dnslb_filter::config::{Affinity, Config as FilterConfig};
 use serde_json::{json, Value};
 
-use crate::ads::node;
-use crate::resources::XDS_CLUSTER;
+use crate::xds::ads::node;
+use crate::xds::resources::XDS_CLUSTER;
 use routes::route_config;
 
 /// The filter's name in the HTTP filter chain and in `typed_per_filter_config`.

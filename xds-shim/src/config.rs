@@ -1,29 +1,32 @@
-//! The validated runtime configuration. Flags, `DNSLB_*` variables and the YAML file
-//! compile into this; nothing downstream parses strings.
+//! The validated runtime configuration. Flags ([`cli`]), `DNSLB_*` variables and the YAML
+//! file ([`file`](mod@file)) compile into this; nothing downstream parses strings. [`reload`] rereads
+//! them on SIGHUP.
 
-use std::collections::BTreeMap;
+pub mod cli;
+pub mod file;
+pub mod reload;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config_file::{
-    CircuitBreakers, Ejection, FileError, HealthCheck, LbPolicy, UpstreamSettings,
-};
+use crate::config::file::FileError;
+use crate::discovery::reconfigure::Wanted;
+use crate::discovery::refresh::Timing;
+use crate::discovery::resolve::Settings;
 use crate::discovery::Policy;
 use crate::duration::human;
 use crate::logging::LogFormat;
-use crate::resolve::Settings;
-use crate::resources::TlsTarget;
-use crate::upstream::Upstream;
-use crate::xds_tls::{EffectiveXdsTls, XdsTls, XdsTlsError};
+use crate::model::settings::{CircuitBreakers, Ejection, HealthCheck, LbPolicy};
+use crate::model::tls::TlsTarget;
+use crate::model::upstream::Configured;
+use crate::xds::server_tls::{EffectiveXdsTls, XdsTls, XdsTlsError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Distinct upstreams, in the order first given.
-    pub upstreams: Vec<Upstream>,
-    /// Per-upstream overrides, by cluster name (only upstreams that have some).
-    pub upstream_settings: BTreeMap<String, UpstreamSettings>,
+    /// Distinct upstreams with their settings, in the order first given.
+    pub upstreams: Vec<Configured>,
     /// Empty: use the system resolver configuration.
     pub nameservers: Vec<SocketAddr>,
     pub interval: Duration,
@@ -66,7 +69,7 @@ impl Config {
         }
         // Both spellings would be one Envoy cluster (the name has no scheme).
         let mut seen = std::collections::BTreeSet::new();
-        for upstream in &self.upstreams {
+        for Configured { upstream, .. } in &self.upstreams {
             if !seen.insert(upstream.cluster_name()) {
                 return Err(ConfigError::MixedTls(upstream.cluster_name()));
             }
@@ -74,12 +77,22 @@ impl Config {
         Ok(self)
     }
 
-    /// The settings of one upstream (defaults where it has no overrides).
-    pub fn settings_of(&self, upstream: &Upstream) -> UpstreamSettings {
-        self.upstream_settings
-            .get(&upstream.cluster_name())
-            .cloned()
-            .unwrap_or_default()
+    /// What discovery is to serve: each upstream with its settings, the drain policy and
+    /// the CA file.
+    pub fn wanted(&self) -> Wanted {
+        Wanted {
+            upstreams: self.upstreams.clone(),
+            policy: self.policy,
+            ca_file: self.ca_file.clone(),
+        }
+    }
+
+    /// How often names are resolved.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            interval: self.interval,
+            ttl_floor: self.ttl_floor,
+        }
     }
 
     /// The effective configuration as YAML in the `--config` file's own syntax, for
@@ -88,22 +101,28 @@ impl Config {
         let upstreams = self
             .upstreams
             .iter()
-            .map(|u| {
-                let s = self.settings_of(u);
-                EffectiveUpstream {
-                    spec: u.spec(),
-                    interval: human(s.interval.unwrap_or(self.interval)),
-                    connect_timeout: human(
-                        s.connect_timeout
-                            .unwrap_or(crate::resources::DEFAULT_CONNECT_TIMEOUT),
-                    ),
-                    circuit_breakers: crate::resources::effective_limits(s.circuit_breakers),
-                    outlier_detection: s.outlier_detection.unwrap_or(Ejection::DEFAULT),
-                    lb_policy: s.lb_policy,
-                    health_check: s.health_check.clone(),
-                    tls: TlsTarget::of(u, &s.tls, &self.ca_file),
-                }
-            })
+            .map(
+                |Configured {
+                     upstream: u,
+                     settings: s,
+                 }| {
+                    EffectiveUpstream {
+                        spec: u.spec(),
+                        interval: human(s.interval.unwrap_or(self.interval)),
+                        connect_timeout: human(
+                            s.connect_timeout
+                                .unwrap_or(crate::xds::resources::DEFAULT_CONNECT_TIMEOUT),
+                        ),
+                        circuit_breakers: crate::xds::resources::effective_limits(
+                            s.circuit_breakers,
+                        ),
+                        outlier_detection: s.outlier_detection.unwrap_or(Ejection::DEFAULT),
+                        lb_policy: s.lb_policy,
+                        health_check: s.health_check.clone(),
+                        tls: TlsTarget::of(u, &s.tls, &self.ca_file),
+                    }
+                },
+            )
             .collect();
         let effective = Effective {
             upstreams,

@@ -1,8 +1,18 @@
 //! xds-shim: turns `dns+HOST:PORT` upstreams into Envoy clusters served over ADS.
 //!
-//! Data flow: [`refresh`] resolves every host through [`resolve`], folds the answers into a
-//! [`discovery::DiscoveryState`], and publishes an immutable [`snapshot::Snapshot`] when
-//! its versions move; each ADS stream ([`ads`]) pushes what its client subscribed to.
+//! The modules are layers along the data flow; each imports only those above it here:
+//! - [`model`]: upstreams, their settings, members and the TLS target (no DNS or Envoy
+//!   types);
+//! - [`discovery`]: the refresh loop resolves every name, folds the answers into a
+//!   [`discovery::DiscoveryState`] and publishes through a [`discovery::refresh::Sink`];
+//! - [`xds`]: the sink that builds immutable [`xds::snapshot::Snapshot`]s, and the streams
+//!   ([`xds::ads`]) that push what each client subscribed to;
+//! - [`admin`]: the admin HTTP server that reports all of it;
+//! - [`config`]: flags and the YAML file, compiled into the values of the layers above.
+//!
+//! [`app`] wires them; [`bootstrap`] (the `envoy-bootstrap` command, which only prints
+//! YAML) uses xds's names, and config its flags; [`shutdown`], [`logging`], [`duration`]
+//! and [`metrics`] are leaves any layer may use.
 
 /// `0.1.0 (commit abcdef123456)`: what `-V`, the start-up log line and
 /// `dnslb_build_info` say.
@@ -16,31 +26,13 @@ pub const VERSION: &str = concat!(
 pub const COMMIT: &str = env!("DNSLB_COMMIT");
 
 pub mod admin;
-pub mod ads;
 pub mod app;
 pub mod bootstrap;
-pub mod cli;
-pub mod clients;
 pub mod config;
-pub mod config_file;
 pub mod discovery;
 pub mod duration;
-pub mod forced;
-pub mod http_sd;
 pub mod logging;
-pub mod member;
 pub mod metrics;
-pub mod probe;
-pub mod publisher;
-pub mod refresh;
-pub mod reload;
-pub mod resolv_conf;
-pub mod resolve;
-pub mod resources;
-pub mod schedule;
+pub mod model;
 pub mod shutdown;
-pub mod snapshot;
-pub mod status;
-pub mod status_html;
-pub mod upstream;
-pub mod xds_tls;
+pub mod xds;

@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 use tracing::{error, info};
-use xds_shim::cli::{Cli, Command};
+use xds_shim::admin::probe;
+use xds_shim::config::cli::{Cli, Command};
+use xds_shim::config::reload::Source;
 use xds_shim::config::Config;
-use xds_shim::reload::Source;
-use xds_shim::{app, bootstrap, logging, probe, shutdown};
+use xds_shim::{app, bootstrap, logging, shutdown};
 
 fn main() -> ExitCode {
     let (config, source) = match configure() {
@@ -89,7 +90,7 @@ enum Setup {
     /// `envoy-bootstrap`: the YAML to print.
     Bootstrap(String),
     /// `probe`: one GET, before any configuration is read.
-    Probe(xds_shim::cli::ProbeArgs),
+    Probe(xds_shim::config::cli::ProbeArgs),
     /// Run the shim, or `check` its configuration; the source is reread on SIGHUP.
     Run(Option<Command>, Box<Config>, Box<Source>),
 }

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xds_shim::config_file::{parse, upstreams};
-use xds_shim::upstream::Upstream;
+use xds_shim::config::file::{parse, upstreams};
+use xds_shim::model::upstream::Upstream;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

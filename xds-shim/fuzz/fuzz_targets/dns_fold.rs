@@ -9,10 +9,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
+use xds_shim::discovery::resolve::{ResolveError, SrvRecord};
 use xds_shim::discovery::{DiscoveryState, Policy, RoundResults};
-use xds_shim::resolve::{ResolveError, SrvRecord};
-use xds_shim::snapshot::Snapshot;
-use xds_shim::upstream::Upstream;
+use xds_shim::model::upstream::Upstream;
+use xds_shim::xds::snapshot::Snapshot;
 
 const MAX_RECORDS: usize = 8;
 const TARGETS: [&str; 3] = ["a.test", "b.test", "a.test."];
@@ -81,10 +81,14 @@ fuzz_target!(|data: &[u8]| {
         let members = state.members();
         for (cluster, membership) in &members {
             let mut seen = BTreeSet::new();
-            for member in &membership.members {
-                assert!(seen.insert(member.addr), "{cluster} lists {} twice", member.addr);
+            for member in membership.members() {
+                assert!(
+                    seen.insert(member.addr),
+                    "{cluster} lists {} twice",
+                    member.addr
+                );
             }
-            let live = membership.members.iter().filter(|m| !m.draining).count();
+            let live = membership.members().iter().filter(|m| !m.draining).count();
             assert!(live <= MAX_RECORDS, "{cluster}: {live} live members");
         }
         let _ = Snapshot::build(members);
