@@ -84,7 +84,7 @@ pub enum SpecError {
 }
 
 /// Why a host is not a valid DNS name: the filter's, so both accept the same names.
-pub use dnslb_filter::authority::NameError as HostError;
+pub use dnslb_wire::authority::NameError as HostError;
 
 impl FromStr for Upstream {
     type Err = SpecError;
@@ -136,10 +136,10 @@ fn parse_port(port: &str) -> Option<u16> {
 
 /// Validates a DNS host name and returns it lowercased without the trailing root dot, so
 /// `Backend.Test.` and `backend.test` name the same cluster. The filter's check
-/// ([`dnslb_filter::authority::normalize_name`]): an upstream the shim accepts is one the
+/// ([`dnslb_wire::authority::normalize_name`]): an upstream the shim accepts is one the
 /// filter and the bootstrap's authority regex accept, and the other way round.
 pub fn normalize_host(host: &str) -> Result<String, HostError> {
-    dnslb_filter::authority::normalize_name(host)
+    dnslb_wire::authority::normalize_name(host)
 }
 
 #[cfg(test)]

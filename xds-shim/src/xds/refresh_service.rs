@@ -22,8 +22,8 @@ pub const SERVICE_NAME: &str = REFRESH_SERVICE;
 const QUEUE: usize = 1_024;
 
 // The messages are the filter's, which calls this RPC: one declaration for both ends.
-pub use dnslb_filter::xds::{RefreshRequest, RefreshResponse};
-use dnslb_filter::xds::{REFRESH_PATH, REFRESH_SERVICE};
+pub use dnslb_wire::refresh::{RefreshRequest, RefreshResponse};
+use dnslb_wire::refresh::{REFRESH_PATH, REFRESH_SERVICE};
 
 use crate::discovery::refresh::{Ask, Refreshed};
 

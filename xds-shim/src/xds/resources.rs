@@ -57,7 +57,7 @@ use envoy_types::pb::envoy::config::core::v3::HealthCheck;
 
 /// The header the dnslb filter fills with the chosen endpoint and its failover chain
 /// (the filter's default, so both ends share one name).
-pub const ENDPOINT_HEADER: &str = dnslb_filter::config::DEFAULT_ENDPOINT_HEADER;
+pub const ENDPOINT_HEADER: &str = dnslb_wire::names::ENDPOINT_HEADER;
 const OVERRIDE_HOST_POLICY: &str = "envoy.load_balancing_policies.override_host";
 const ROUND_ROBIN_POLICY: &str = "envoy.load_balancing_policies.round_robin";
 const MAGLEV_POLICY: &str = "envoy.load_balancing_policies.maglev";
@@ -67,7 +67,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::fr
 const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 /// The Envoy cluster that reaches the shim (the bootstrap snippets name it so, and the
 /// filter dials it by default).
-pub const XDS_CLUSTER: &str = dnslb_filter::config::DEFAULT_XDS_CLUSTER;
+pub const XDS_CLUSTER: &str = dnslb_wire::names::XDS_CLUSTER;
 
 /// An EDS cluster balanced by `settings.lb_policy` (round robin by default); with
 /// [`Balancing::EndpointHeader`] its LB first honours the endpoint a request names
@@ -87,7 +87,7 @@ pub fn cluster(
         name: name.to_string(),
         // Envoy splits stat names on dots: a dot-free name keeps the cluster whole in the
         // `envoy_cluster_name` label, with Envoy's default tags, in any bootstrap.
-        alt_stat_name: dnslb_filter::stats::stat_name(name),
+        alt_stat_name: dnslb_wire::names::stat_name(name),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
             eds_config: Some(eds_config(source)),
