@@ -10,9 +10,12 @@ use thiserror::Error;
 use crate::authority;
 
 mod cidr;
+mod xds_tls;
 
 pub use cidr::Cidr;
 use cidr::{loopback, parse_cidr};
+pub use xds_tls::XdsTls;
+use xds_tls::{xds_tls, XdsTlsDto};
 
 /// Default Envoy cluster that reaches the EDS server (xds-shim).
 pub const DEFAULT_XDS_CLUSTER: &str = dnslb_wire::names::XDS_CLUSTER;
@@ -58,15 +61,6 @@ struct ConfigDto {
     status: StatusDto,
     /// `filter` (the filter routes, picks and retries) or `envoy`.
     routing: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct XdsTlsDto {
-    ca_file: Option<String>,
-    server_name: Option<String>,
-    cert_file: Option<String>,
-    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,19 +120,6 @@ pub struct Config {
 }
 
 /// Who does the per-request routing work.
-/// How the module's xDS client checks the server (and shows itself): the
-/// files are read when the module takes the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XdsTls {
-    /// PEM CA bundle the server's certificate must chain to.
-    pub ca_file: String,
-    /// The name the certificate must carry (a DNS name, also sent as SNI);
-    /// without it, the IP of `xds_address` as an IP SAN.
-    pub server_name: Option<String>,
-    /// PEM certificate chain and key for mutual TLS.
-    pub client_identity: Option<(String, String)>,
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Routing {
     /// The filter sets the cluster header, rewrites the authority, picks the
@@ -218,32 +199,6 @@ pub enum ConfigError {
         value: String,
         why: String,
     },
-}
-
-fn xds_tls(dto: XdsTlsDto) -> Result<XdsTls, ConfigError> {
-    let ca_file = match dto.ca_file {
-        Some(file) if !file.is_empty() => file,
-        other => {
-            return Err(invalid(
-                "xds_tls.ca_file",
-                other.unwrap_or_default(),
-                "required",
-            ))
-        }
-    };
-    let client_identity = match (dto.cert_file, dto.key_file) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => Some((cert, key)),
-        (Some(cert), None) => {
-            return Err(invalid("xds_tls.key_file", cert, "needed with cert_file"))
-        }
-        (None, Some(key)) => return Err(invalid("xds_tls.cert_file", key, "needed with key_file")),
-    };
-    Ok(XdsTls {
-        ca_file,
-        server_name: dto.server_name,
-        client_identity,
-    })
 }
 
 fn invalid(field: &'static str, value: impl Into<String>, why: impl Into<String>) -> ConfigError {
