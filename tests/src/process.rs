@@ -300,12 +300,19 @@ mod tests {
         assert!(err.to_string().contains("the moon"), "{err}");
     }
 
-    #[test]
-    fn child_logs_and_dies_with_its_guard() {
+    /// `script` run by `sh` under a guard, logging to the returned directory (kept as long
+    /// as the child runs).
+    fn sh(script: &str) -> (TempDir, ChildGuard) {
         let dir = TempDir::new("unit").unwrap();
         let mut command = Command::new("sh");
-        command.args(["-c", "echo hello; echo oops >&2; exec sleep 30"]);
+        command.args(["-c", script]);
         let child = ChildGuard::spawn("sh", command, dir.path()).unwrap();
+        (dir, child)
+    }
+
+    #[test]
+    fn child_logs_and_dies_with_its_guard() {
+        let (_dir, child) = sh("echo hello; echo oops >&2; exec sleep 30");
         let line = child.wait_for_log("oops", Duration::from_secs(5)).unwrap();
         assert_eq!(line, "oops");
         assert!(child.log_tail(1).contains("oops"));
@@ -317,10 +324,7 @@ mod tests {
 
     #[test]
     fn early_exit_is_reported_with_the_log() {
-        let dir = TempDir::new("unit").unwrap();
-        let mut command = Command::new("sh");
-        command.args(["-c", "echo bad flag; exit 2"]);
-        let child = ChildGuard::spawn("sh", command, dir.path()).unwrap();
+        let (_dir, child) = sh("echo bad flag; exit 2");
         let err = child
             .wait_for_log("listening", Duration::from_secs(5))
             .unwrap_err();

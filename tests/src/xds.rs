@@ -3,6 +3,10 @@
 
 use std::{future::Future, time::Duration};
 
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::endpoint::v3::LbEndpoint;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status, Streaming};
@@ -71,4 +75,19 @@ impl<Req, Resp> XdsStream<Req, Resp> {
             Ok(Err(status)) => Err(HarnessError::Xds(format!("the stream failed: {status}"))),
         }
     }
+}
+
+/// `address:port` of an endpoint, the form tests compare; `None` unless it is an
+/// endpoint with a socket address and a port number.
+pub fn endpoint_address(lb: &LbEndpoint) -> Option<String> {
+    let Some(HostIdentifier::Endpoint(ep)) = &lb.host_identifier else {
+        return None;
+    };
+    let Some(AddressKind::SocketAddress(sa)) = ep.address.as_ref()?.address.as_ref() else {
+        return None;
+    };
+    let Some(PortSpecifier::PortValue(port)) = sa.port_specifier else {
+        return None;
+    };
+    Some(format!("{}:{port}", sa.address))
 }

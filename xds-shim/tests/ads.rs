@@ -7,12 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use dnslb_tests::xds::XdsStream;
+use dnslb_tests::xds::{endpoint_address, XdsStream};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
-use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -85,20 +82,7 @@ fn endpoints(response: &DiscoveryResponse) -> Vec<(String, Vec<String>)> {
                 .endpoints
                 .iter()
                 .flat_map(|locality| &locality.lb_endpoints)
-                .map(|lb| {
-                    let Some(HostIdentifier::Endpoint(ep)) = &lb.host_identifier else {
-                        panic!("no endpoint");
-                    };
-                    let Some(AddressKind::SocketAddress(sa)) =
-                        ep.address.as_ref().unwrap().address.as_ref()
-                    else {
-                        panic!("no socket address");
-                    };
-                    let Some(PortSpecifier::PortValue(port)) = sa.port_specifier else {
-                        panic!("no port");
-                    };
-                    format!("{}:{port}", sa.address)
-                })
+                .map(|lb| endpoint_address(lb).expect("a socket address with a port"))
                 .collect();
             (cla.cluster_name, addrs)
         })

@@ -292,6 +292,18 @@ fn cert_and_key() -> ((TempDir, String), (TempDir, String)) {
     )
 }
 
+/// A good certificate and key, with `ca` as the client CA.
+fn with_client_ca<'a>(cert: &'a str, key: &'a str, ca: &'a str) -> Vec<&'a str> {
+    vec![
+        "--xds-tls-cert",
+        cert,
+        "--xds-tls-key",
+        key,
+        "--xds-tls-client-ca",
+        ca,
+    ]
+}
+
 #[test]
 fn bad_or_missing_xds_tls_files_exit_2_naming_flag_and_path() {
     let ((_c, cert), (_k, key)) = cert_and_key();
@@ -326,25 +338,11 @@ fn bad_or_missing_xds_tls_files_exit_2_naming_flag_and_path() {
             vec!["--xds-tls-cert", &other_cert, "--xds-tls-key", &key],
         ),
         (
-            vec![
-                "--xds-tls-cert",
-                &cert,
-                "--xds-tls-key",
-                &key,
-                "--xds-tls-client-ca",
-                "/nonexistent/ca.pem",
-            ],
+            with_client_ca(&cert, &key, "/nonexistent/ca.pem"),
             vec!["--xds-tls-client-ca", "/nonexistent/ca.pem", "cannot read"],
         ),
         (
-            vec![
-                "--xds-tls-cert",
-                &cert,
-                "--xds-tls-key",
-                &key,
-                "--xds-tls-client-ca",
-                &junk,
-            ],
+            with_client_ca(&cert, &key, &junk),
             vec!["--xds-tls-client-ca", &junk, "no PEM CERTIFICATE"],
         ),
         (

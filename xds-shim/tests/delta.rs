@@ -111,17 +111,28 @@ async fn start(service: Service) -> (DnsServer, Running, DeltaClient) {
     (dns, shim, client)
 }
 
-/// Waits until /status.json reports the NACK of `delta-node`, checks it against what was
-/// rejected, and checks /metrics for `metrics`. Returns the node's status entry.
-async fn assert_nack(
+/// Sends `client`'s NACK of `rejected` with `message`, waits until /status.json reports
+/// the NACK of `delta-node`, checks it against what was rejected, and checks /metrics for
+/// `metrics`. Returns the node's status entry.
+async fn reject(
+    client: &DeltaClient,
     shim: &Running,
     service: &str,
     rejected: &DeltaDiscoveryResponse,
     message: &str,
     metrics: &[&str],
 ) -> serde_json::Value {
+    // The NACK goes on the rejected type; the status names that type.
+    let (type_url, kind) = if rejected.type_url == CDS {
+        (CDS, "CDS")
+    } else {
+        (EDS, "EDS")
+    };
+    client
+        .send(type_url, &[], &rejected.nonce, Some(message))
+        .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let client = loop {
+    let entry = loop {
         let json = status(shim).await;
         let found = json["clients"]
             .as_array()
@@ -135,13 +146,8 @@ async fn assert_nack(
         assert!(std::time::Instant::now() < deadline, "NACK never reported");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(client["service"], service);
-    let nack = &client["last_nack"];
-    let kind = if rejected.type_url == CDS {
-        "CDS"
-    } else {
-        "EDS"
-    };
+    assert_eq!(entry["service"], service);
+    let nack = &entry["last_nack"];
     assert_eq!(nack["type"], kind);
     assert_eq!(nack["message"], message);
     assert_eq!(
@@ -152,7 +158,7 @@ async fn assert_nack(
     for needle in metrics.iter().chain(&["dnslb_xds_nacks_total 1"]) {
         assert!(text.contains(needle), "{needle} not in\n{text}");
     }
-    client
+    entry
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,10 +186,7 @@ async fn delta_client_gets_changes_only_and_nacks_are_reported() {
     assert!(push.removed_resources.is_empty());
 
     // The client rejects it: the NACK and its reason show up per node.
-    client
-        .send(EDS, &[], &push.nonce, Some("endpoint rejected"))
-        .await;
-    let status = assert_nack(&shim, "ADS delta", &push, "endpoint rejected", &[]).await;
+    let status = reject(&client, &shim, "ADS delta", &push, "endpoint rejected", &[]).await;
     assert_eq!(status["acked"]["CDS"], cds.system_version_info.as_str());
     assert_eq!(status["acked"]["EDS"], eds.system_version_info.as_str());
 
@@ -225,14 +228,19 @@ async fn plain_delta_cds_serves_clusters_that_fetch_from_grpc_eds() {
         assert_eq!(grpc.cluster_name, "dnslb_xds");
     }
 
-    client
-        .send(CDS, &[], &cds.nonce, Some("cluster rejected"))
-        .await;
     let metrics = [
         "dnslb_xds_connected_streams 1",
         "dnslb_xds_pushes_total{type=\"CDS\"} 1",
     ];
-    assert_nack(&shim, "CDS delta", &cds, "cluster rejected", &metrics).await;
+    reject(
+        &client,
+        &shim,
+        "CDS delta",
+        &cds,
+        "cluster rejected",
+        &metrics,
+    )
+    .await;
 }
 
 /// Plain Delta EDS: assignments for the subscribed clusters only, changes pushed, ACKs and
@@ -256,13 +264,18 @@ async fn plain_delta_eds_pushes_subscribed_changes_and_reports_nacks() {
     assert_eq!(names(&push), ["dns+a.test:80"]);
     assert_ne!(push.resources[0].version, eds.resources[0].version);
 
-    client
-        .send(EDS, &[], &push.nonce, Some("endpoint rejected"))
-        .await;
     let metrics = [
         "dnslb_xds_connected_streams 1",
         "dnslb_xds_pushes_total{type=\"EDS\"} 2",
     ];
-    let status = assert_nack(&shim, "EDS delta", &push, "endpoint rejected", &metrics).await;
+    let status = reject(
+        &client,
+        &shim,
+        "EDS delta",
+        &push,
+        "endpoint rejected",
+        &metrics,
+    )
+    .await;
     assert_eq!(status["acked"]["EDS"], eds.system_version_info.as_str());
 }

@@ -472,6 +472,15 @@ fn method_section(md: &mut String, r: &Results) {
     );
 }
 
+/// Asserts `md` holds every one of `needles`, showing all of it when one is missing; the
+/// report's tests check many lines of one rendering.
+#[cfg(test)]
+fn assert_contains(md: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(md.contains(needle), "{needle:?} missing from:\n{md}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{path::PathBuf, time::Duration};
@@ -524,34 +533,18 @@ mod tests {
         };
         let (md, charts) = render(&results);
         assert_eq!(charts.len(), 2);
-        assert!(
-            md.contains("the load average (1, 5, 15 min) was 0.10 0.20 0.30 at the start and 0.40 0.50 0.60 at the end"),
-            "{md}"
-        );
-        assert!(
-            md.contains("Goals of issue 11 met in this run: **1 of 2**"),
-            "{md}"
-        );
-        assert!(md.contains("## 1. Per-request cost"), "{md}");
-        assert!(
-            md.contains("| dnslb-rr | 1000 | 172000 | 1.036 (vs native-rr) | 0.965 |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("per request (callgrind; unlike req/s, the same from one run to the next): dnslb-rr 1.036× native-rr."),
-            "{md}"
-        );
-        assert!(
-            md.contains("## 2. Propagation\n\nNot measured: not run here"),
-            "{md}"
-        );
-        assert!(
-            md.contains("## 3. Cost curve\n\nNot measured: not run here"),
-            "{md}"
-        );
-        assert!(
-            md.contains("`target/release/xds-shim envoy-bootstrap` prints"),
-            "{md}"
+        assert_contains(
+            &md,
+            &[
+                "the load average (1, 5, 15 min) was 0.10 0.20 0.30 at the start and 0.40 0.50 0.60 at the end",
+                "Goals of issue 11 met in this run: **1 of 2**",
+                "## 1. Per-request cost",
+                "| dnslb-rr | 1000 | 172000 | 1.036 (vs native-rr) | 0.965 |",
+                "per request (callgrind; unlike req/s, the same from one run to the next): dnslb-rr 1.036× native-rr.",
+                "## 2. Propagation\n\nNot measured: not run here",
+                "## 3. Cost curve\n\nNot measured: not run here",
+                "`target/release/xds-shim envoy-bootstrap` prints",
+            ],
         );
         assert!(!md.contains("absolute-form network filter removed"), "{md}");
     }

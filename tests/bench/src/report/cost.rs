@@ -449,6 +449,7 @@ fn retries_text(cost: &CostReport) -> String {
 pub(super) mod tests {
     use super::*;
     use crate::cost::{Spec, GOAL_COOKIE_WASM, GOAL_NATIVE_WORK};
+    use crate::report::assert_contains;
     use crate::wrk::Load;
     use dnslb_tests::stack::Build;
     use std::time::Duration;
@@ -537,28 +538,26 @@ pub(super) mod tests {
 
     #[test]
     fn verdicts_follow_the_goal() {
-        assert_eq!(
-            verdict(GOAL_NATIVE_WORK, 0.95, 1.10).as_deref(),
-            Some("met")
-        );
-        assert_eq!(
-            verdict(GOAL_NATIVE_WORK, 0.94, 1.0).as_deref(),
-            Some("**missed** (throughput)")
-        );
-        assert_eq!(
-            verdict(GOAL_NATIVE_WORK, 0.99, 1.2).as_deref(),
-            Some("**missed** (p99)")
-        );
-        assert_eq!(
-            verdict(GOAL_NATIVE_WORK, 0.5, 2.0).as_deref(),
-            Some("**missed** (throughput and p99)")
-        );
-        // The cookie goal has no p99 bound.
-        assert_eq!(verdict(GOAL_COOKIE_WASM, 0.8, 5.0).as_deref(), Some("met"));
-        assert_eq!(
-            verdict(GOAL_COOKIE_WASM, 0.8, f64::NAN).as_deref(),
-            Some("met")
-        );
+        for (goal, rps_ratio, p99_ratio, want) in [
+            (GOAL_NATIVE_WORK, 0.95, 1.10, "met"),
+            (GOAL_NATIVE_WORK, 0.94, 1.0, "**missed** (throughput)"),
+            (GOAL_NATIVE_WORK, 0.99, 1.2, "**missed** (p99)"),
+            (
+                GOAL_NATIVE_WORK,
+                0.5,
+                2.0,
+                "**missed** (throughput and p99)",
+            ),
+            // The cookie goal has no p99 bound.
+            (GOAL_COOKIE_WASM, 0.8, 5.0, "met"),
+            (GOAL_COOKIE_WASM, 0.8, f64::NAN, "met"),
+        ] {
+            assert_eq!(
+                verdict(goal, rps_ratio, p99_ratio).as_deref(),
+                Some(want),
+                "{rps_ratio} {p99_ratio}"
+            );
+        }
         assert_eq!(verdict(GOAL_NATIVE_WORK, f64::NAN, 1.0), None);
         assert_eq!(goal_text(GOAL_NATIVE_WORK), "≥ 0.95× req/s, p99 ≤ 1.10×");
         assert_eq!(goal_text(GOAL_COOKIE_WASM), "≥ 0.80× req/s");
@@ -575,63 +574,37 @@ pub(super) mod tests {
         };
         let mut md = String::new();
         summary(&mut md, &cost, &machine);
-        assert!(md.contains("met in this run: **1 of 2**"), "{md}");
-        assert!(md.contains("0.10 0.20 0.30 at the start, 0.40 0.50 0.60 at the end"));
-        assert!(
-            md.contains("- **dnslb-rr**: 0.96× the throughput of native-rr"),
-            "{md}"
+        assert_contains(
+            &md,
+            &[
+                "met in this run: **1 of 2**",
+                "0.10 0.20 0.30 at the start, 0.40 0.50 0.60 at the end",
+                "- **dnslb-rr**: 0.96× the throughput of native-rr",
+                "goal ≥ 0.95× req/s, p99 ≤ 1.10×: met.",
+                "- **dnslb-cookie**: 0.70×",
+                "goal ≥ 0.80× req/s: **missed** (throughput).",
+                "- Before (legacy-rr): 0.45×",
+            ],
         );
-        assert!(md.contains("goal ≥ 0.95× req/s, p99 ≤ 1.10×: met."), "{md}");
-        assert!(md.contains("- **dnslb-cookie**: 0.70×"), "{md}");
-        assert!(
-            md.contains("goal ≥ 0.80× req/s: **missed** (throughput)."),
-            "{md}"
-        );
-        assert!(md.contains("- Before (legacy-rr): 0.45×"), "{md}");
 
         let (mut md, mut charts) = (String::new(), Vec::new());
         section(&mut md, &mut charts, &cost, &machine);
         assert_eq!(charts.len(), 2);
-        assert!(
-            md.contains("| legacy-rr | native-rr | 0.45 | 1.90 | 2.22 | — (before) | — |"),
-            "{md}"
-        );
-        assert!(
-            md.contains(
-                "| dnslb-rr | native-rr | 0.96 | 1.05 | 1.04 | ≥ 0.95× req/s, p99 ≤ 1.10× | met |"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains("Goals missed in this run: dnslb-cookie."),
-            "{md}"
-        );
-        assert!(md.contains("| legacy-rr | 450 (450–450) |"), "{md}");
-        assert!(md.contains("| 1000 / 1000 |"), "{md}");
-        assert!(
-            md.contains("| native-rr | 1000 (1000–1000) | 0.50 ms | 1.00 ms | 1000.0 µs | 33 % | 0 | 0 | no filter |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("the filter's counter of the *dnslb-rr* Envoy could not be read"),
-            "{md}"
-        );
-        assert!(
-            md.contains("are configured so that no request enters"),
-            "{md}"
-        );
-        assert!(
-            md.contains(
-                "the filter of the *legacy-rr* Envoy counted 1000 requests; wrk sent it 1000"
-            ),
-            "{md}"
-        );
-        assert!(md.contains("Retries: no variant retried"), "{md}");
-        assert!(
-            md.contains(
-                "| dnslb-rr | 960 (960–960) | 0.53 ms | 1.05 ms | 1041.7 µs | 35 % | 0 | 0 | n/a / 1000 |"
-            ),
-            "{md}"
+        assert_contains(
+            &md,
+            &[
+                "| legacy-rr | native-rr | 0.45 | 1.90 | 2.22 | — (before) | — |",
+                "| dnslb-rr | native-rr | 0.96 | 1.05 | 1.04 | ≥ 0.95× req/s, p99 ≤ 1.10× | met |",
+                "Goals missed in this run: dnslb-cookie.",
+                "| legacy-rr | 450 (450–450) |",
+                "| 1000 / 1000 |",
+                "| native-rr | 1000 (1000–1000) | 0.50 ms | 1.00 ms | 1000.0 µs | 33 % | 0 | 0 | no filter |",
+                "the filter's counter of the *dnslb-rr* Envoy could not be read",
+                "are configured so that no request enters",
+                "the filter of the *legacy-rr* Envoy counted 1000 requests; wrk sent it 1000",
+                "Retries: no variant retried",
+                "| dnslb-rr | 960 (960–960) | 0.53 ms | 1.05 ms | 1041.7 µs | 35 % | 0 | 0 | n/a / 1000 |",
+            ],
         );
     }
 }

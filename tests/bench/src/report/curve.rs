@@ -160,6 +160,7 @@ fn goals(md: &mut String, c: &CurveReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::assert_contains;
     use crate::{
         curve::{Point, PointResult, Side},
         wrk::Load,
@@ -212,15 +213,14 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("demo bootstrap"), "{md}");
-        assert!(md.contains("| 1 × 300 | 800 | 1000 | 0.80 |"), "{md}");
-        assert!(
-            md.contains("| 300 | 0.80 | 0.90 | -0.10 | **missed** |"),
-            "{md}"
-        );
-        assert!(md.contains("| 3000 | 0.88 | 0.90 | -0.02 | met |"), "{md}");
-        assert!(
-            md.contains("Not run (the time budget was spent): 1000 × 3."),
-            "{md}"
+        assert_contains(
+            &md,
+            &[
+                "| 1 × 300 | 800 | 1000 | 0.80 |",
+                "| 300 | 0.80 | 0.90 | -0.10 | **missed** |",
+                "| 3000 | 0.88 | 0.90 | -0.02 | met |",
+                "Not run (the time budget was spent): 1000 × 3.",
+            ],
         );
 
         let mut md = String::new();

@@ -4,6 +4,14 @@ fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("xds-shim").chain(args.iter().copied()))
 }
 
+fn cluster_names(config: &Config) -> Vec<String> {
+    config
+        .upstreams
+        .iter()
+        .map(|c| c.upstream.cluster_name())
+        .collect()
+}
+
 #[test]
 fn defaults() {
     let cli = parse(&["--upstream", "dns+backend.test:8080"]).unwrap();
@@ -59,12 +67,7 @@ fn repeatable_and_comma_separated_flags() {
     ])
     .unwrap();
     let config = cli.to_config().unwrap();
-    let names: Vec<String> = config
-        .upstreams
-        .iter()
-        .map(|c| c.upstream.cluster_name())
-        .collect();
-    assert_eq!(names, ["dns+a.test:80", "dns+b.test:80"]);
+    assert_eq!(cluster_names(&config), ["dns+a.test:80", "dns+b.test:80"]);
     assert_eq!(
         config.nameservers,
         [
@@ -119,12 +122,7 @@ fn file_fills_in_what_flags_did_not_set() {
     let cli = parse(&["--upstream", "dns+x:1", "--interval", "7s"]).unwrap();
     let explicit = |id: &str| id == "interval" || id == "upstreams";
     let config = cli.to_config_with(&file, explicit).unwrap();
-    let names: Vec<String> = config
-        .upstreams
-        .iter()
-        .map(|c| c.upstream.cluster_name())
-        .collect();
-    assert_eq!(names, ["dns+f.test:80", "dns+x:1"]);
+    assert_eq!(cluster_names(&config), ["dns+f.test:80", "dns+x:1"]);
     assert_eq!(config.interval, Duration::from_secs(7), "the flag wins");
     assert_eq!(config.policy.drain, Duration::ZERO);
     assert!(config.resolver.ipv6);

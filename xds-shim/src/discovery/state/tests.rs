@@ -41,6 +41,11 @@ fn no_drain() -> Policy {
     }
 }
 
+/// A state watching `dns+a.test:80` alone under `policy`.
+fn only_a(policy: Policy) -> DiscoveryState {
+    DiscoveryState::with_policy([up("dns+a.test:80")], policy)
+}
+
 #[test]
 fn dedupes_hosts_and_specs() {
     let state = DiscoveryState::new([
@@ -104,11 +109,10 @@ fn success_replaces_members_per_port() {
 
 #[test]
 fn removed_addresses_drain_then_go() {
-    let policy = Policy {
+    let mut state = only_a(Policy {
         drain: Duration::from_secs(30),
         ..Policy::default()
-    };
-    let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+    });
     state.apply(
         &a(&[("a.test", Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")]))]),
         t(0),
@@ -167,7 +171,7 @@ fn drains_of_several_clusters_end_in_deadline_order() {
 
 #[test]
 fn unanswered_questions_keep_last_good_and_mark_stale() {
-    let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], no_drain());
+    let mut state = only_a(no_drain());
     state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
     for (i, error) in [
         ResolveError::Timeout,
@@ -195,11 +199,10 @@ fn unanswered_questions_keep_last_good_and_mark_stale() {
 
 #[test]
 fn max_staleness_drops_stale_members() {
-    let policy = Policy {
+    let mut state = only_a(Policy {
         max_stale: Some(Duration::from_secs(60)),
         ..no_drain()
-    };
-    let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+    });
     state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
     state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(10));
     state.apply(&a(&[("a.test", Err(ResolveError::Timeout))]), t(69));
@@ -211,11 +214,10 @@ fn max_staleness_drops_stale_members() {
 
 #[test]
 fn nothing_there_empties_only_when_confirmed() {
-    let policy = Policy {
+    let mut state = only_a(Policy {
         empty_after: 3,
         ..no_drain()
-    };
-    let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+    });
     state.apply(&a(&[("a.test", Ok(vec![ip("10.0.0.1")]))]), t(0));
     state.apply(&a(&[("a.test", Err(ResolveError::NxDomain))]), t(1));
     // A transient failure does not break the streak; a real answer does.
@@ -274,11 +276,10 @@ fn srv_answers_combine_records_and_target_addresses() {
 
 #[test]
 fn oversized_answers_are_capped_and_reported() {
-    let policy = Policy {
+    let mut state = only_a(Policy {
         max_records: 2,
         ..no_drain()
-    };
-    let mut state = DiscoveryState::with_policy([up("dns+a.test:80")], policy);
+    });
     let flood = || (1..=5).map(|i| ip(&format!("10.0.0.{i}"))).collect();
     let events = state.apply(&a(&[("a.test", Ok(flood()))]), t(0));
     assert!(events.contains(&Event::Capped {

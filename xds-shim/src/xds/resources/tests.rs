@@ -2,6 +2,7 @@ use super::*;
 use crate::model::member::Member;
 use crate::model::settings::{TlsSettings, UpstreamSettings};
 use crate::model::upstream::Upstream;
+use dnslb_tests::xds::endpoint_address;
 
 /// The ADS cluster `dns+b.test:80` with `settings`, reading the endpoint header.
 fn ads_cluster(settings: &UpstreamSettings) -> Cluster {
@@ -14,28 +15,25 @@ fn ads_cluster(settings: &UpstreamSettings) -> Cluster {
     )
 }
 
+/// `name`'s cluster with default settings and no TLS.
+fn plain_cluster(name: &str, source: EdsSource, balancing: Balancing) -> Cluster {
+    cluster(name, source, balancing, &UpstreamSettings::default(), None)
+}
+
 use prost::Message;
 
 #[test]
 fn clusters_have_a_dot_free_stat_name() {
-    let c = cluster(
-        "srv+_http._tcp.api.test",
-        EdsSource::Ads,
-        Balancing::Native,
-        &UpstreamSettings::default(),
-        None,
-    );
+    let c = plain_cluster("srv+_http._tcp.api.test", EdsSource::Ads, Balancing::Native);
     assert_eq!(c.alt_stat_name, "srv+_http~_tcp~api~test");
 }
 
 #[test]
 fn cluster_uses_ads_eds_and_override_host() {
-    let c = cluster(
+    let c = plain_cluster(
         "dns+backend.test:8080",
         EdsSource::Ads,
         Balancing::EndpointHeader,
-        &Default::default(),
-        None,
     );
     assert_eq!(c.name, "dns+backend.test:8080");
     assert_eq!(
@@ -78,13 +76,7 @@ fn grpc_sources_point_at_the_shim_cluster() {
         (EdsSource::Grpc, ApiType::Grpc),
         (EdsSource::DeltaGrpc, ApiType::DeltaGrpc),
     ] {
-        let c = cluster(
-            "dns+backend.test:8080",
-            source,
-            Balancing::EndpointHeader,
-            &Default::default(),
-            None,
-        );
+        let c = plain_cluster("dns+backend.test:8080", source, Balancing::EndpointHeader);
         let eds = c.eds_cluster_config.unwrap().eds_config.unwrap();
         let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = eds.config_source_specifier else {
             panic!("not an api_config_source");
@@ -117,17 +109,9 @@ fn flat(cla: &ClusterLoadAssignment) -> Vec<(u32, String, String, i32, Option<u3
                 let Some(HostIdentifier::Endpoint(ep)) = &lb.host_identifier else {
                     panic!("no endpoint");
                 };
-                let Some(AddressKind::SocketAddress(sa)) =
-                    ep.address.as_ref().unwrap().address.as_ref()
-                else {
-                    panic!("no socket address");
-                };
-                let Some(PortSpecifier::PortValue(port)) = sa.port_specifier else {
-                    panic!("no port");
-                };
                 (
                     locality.priority,
-                    format!("{}:{port}", sa.address),
+                    endpoint_address(lb).expect("a socket address with a port"),
                     ep.hostname.clone(),
                     lb.health_status,
                     lb.load_balancing_weight.as_ref().map(|w| w.value),
@@ -194,12 +178,10 @@ fn srv_priorities_become_levels_and_weights_stay_unscaled() {
 
 #[test]
 fn clusters_allow_overriding_to_draining_hosts() {
-    let c = cluster(
+    let c = plain_cluster(
         "dns+backend.test:8080",
         EdsSource::Ads,
         Balancing::EndpointHeader,
-        &Default::default(),
-        None,
     );
     let statuses = c
         .common_lb_config
@@ -273,12 +255,10 @@ fn every_cluster_gets_a_retry_budget_and_local_origin_ejection() {
 
 #[test]
 fn health_checks_ask_the_backend_authority() {
-    let c = cluster(
+    let c = plain_cluster(
         "srv+_h._tcp.a.test",
         EdsSource::Ads,
         Balancing::EndpointHeader,
-        &Default::default(),
-        None,
     );
     assert!(c.health_checks.is_empty());
     let settings = UpstreamSettings {

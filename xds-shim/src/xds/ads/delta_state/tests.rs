@@ -22,12 +22,17 @@ fn names(response: &DeltaDiscoveryResponse) -> Vec<&str> {
     response.resources.iter().map(|r| r.name.as_str()).collect()
 }
 
-#[test]
-fn sends_only_what_changed_and_names_what_went() {
-    let snap = snapshot(&[
+/// `dns+a:80` at 10.0.0.1 and `dns+b:80` at 10.0.0.2.
+fn a_and_b() -> Snapshot {
+    snapshot(&[
         ("dns+a:80", &["10.0.0.1:80"]),
         ("dns+b:80", &["10.0.0.2:80"]),
-    ]);
+    ])
+}
+
+#[test]
+fn sends_only_what_changed_and_names_what_went() {
+    let snap = a_and_b();
     let mut delta = DeltaState::new();
     let (kind, first) = delta.on_request(request(CLUSTER_TYPE_URL, &[], ""), &snap);
     assert_eq!(
@@ -82,10 +87,7 @@ fn updated(snap: &Snapshot, cluster: &str, ip: &str) -> Snapshot {
 
 #[test]
 fn follows_a_chain_of_updates_and_checks_everything_when_it_lost_track() {
-    let mut snap = snapshot(&[
-        ("dns+a:80", &["10.0.0.1:80"]),
-        ("dns+b:80", &["10.0.0.2:80"]),
-    ]);
+    let mut snap = a_and_b();
     let mut delta = DeltaState::new();
     let (_, first) = delta.on_request(request(ENDPOINT_TYPE_URL, &["*"], ""), &snap);
     assert_eq!(names(&only(first)), ["dns+a:80", "dns+b:80"]);
@@ -145,10 +147,7 @@ fn a_large_push_comes_in_parts_and_any_part_can_be_acked_or_nacked() {
 
 #[test]
 fn a_synced_stream_names_a_withdrawn_cluster() {
-    let snap = snapshot(&[
-        ("dns+a:80", &["10.0.0.1:80"]),
-        ("dns+b:80", &["10.0.0.2:80"]),
-    ]);
+    let snap = a_and_b();
     let mut delta = DeltaState::new();
     delta.on_request(request(CLUSTER_TYPE_URL, &[], ""), &snap);
     // Updated from what the stream has, so only the change log is read.
@@ -162,10 +161,7 @@ fn a_synced_stream_names_a_withdrawn_cluster() {
 
 #[test]
 fn reconnect_with_initial_versions_gets_only_news() {
-    let snap = snapshot(&[
-        ("dns+a:80", &["10.0.0.1:80"]),
-        ("dns+b:80", &["10.0.0.2:80"]),
-    ]);
+    let snap = a_and_b();
     let versions = &snap.resources(ResourceType::Endpoint).by_name;
     let mut req = request(ENDPOINT_TYPE_URL, &["*"], "");
     req.initial_resource_versions = [
@@ -216,10 +212,7 @@ fn nack_and_stale_nonces() {
 
 #[test]
 fn a_new_name_sends_only_that_name() {
-    let snap = snapshot(&[
-        ("dns+a:80", &["10.0.0.1:80"]),
-        ("dns+b:80", &["10.0.0.2:80"]),
-    ]);
+    let snap = a_and_b();
     let mut delta = DeltaState::new();
     let (_, first) = delta.on_request(request(ENDPOINT_TYPE_URL, &["dns+a:80"], ""), &snap);
     let first = only(first);

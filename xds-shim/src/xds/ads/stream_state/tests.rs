@@ -42,6 +42,26 @@ fn request(type_url: &str, names: &[&str], version: &str, nonce: &str) -> Discov
     }
 }
 
+/// The answer to a first request for `type_url`'s `names` (no version, no nonce).
+fn subscribe(
+    stream: &mut StreamState,
+    type_url: &str,
+    names: &[&str],
+    snap: &Snapshot,
+) -> DiscoveryResponse {
+    stream
+        .on_request(request(type_url, names, "", ""), snap)
+        .response
+        .unwrap()
+}
+
+/// What `request` was taken for, checking it got no answer (ACKs, NACKs, stale nonces).
+fn unanswered(stream: &mut StreamState, request: DiscoveryRequest, snap: &Snapshot) -> RequestKind {
+    let reply = stream.on_request(request, snap);
+    assert!(reply.response.is_none());
+    reply.request
+}
+
 fn ack_of(response: &DiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
     request(
         &response.type_url,
@@ -118,23 +138,18 @@ fn envoy_flow_cds_then_eds_then_acks() {
     assert_eq!(cds.nonce, "1");
 
     let names = ["dns+a.test:80", "dns+b.test:80"];
-    let eds = stream
-        .on_request(request(ENDPOINT_TYPE_URL, &names, "", ""), &snap)
-        .response
-        .unwrap();
+    let eds = subscribe(&mut stream, ENDPOINT_TYPE_URL, &names, &snap);
     assert_eq!(cla_names(&eds), names);
     assert_eq!(eds.nonce, "2");
 
     // ACKs are not answered.
-    let reply = stream.on_request(ack_of(&cds, &[]), &snap);
     assert_eq!(
-        reply.request,
+        unanswered(&mut stream, ack_of(&cds, &[]), &snap),
         RequestKind::Ack {
             kind: ResourceType::Cluster,
             version: cds.version_info.clone()
         }
     );
-    assert!(reply.response.is_none());
     assert_eq!(
         stream.acked_version(ResourceType::Cluster),
         Some(cds.version_info.as_str())
@@ -151,15 +166,9 @@ fn envoy_flow_cds_then_eds_then_acks() {
 fn snapshot_change_pushes_only_moved_types() {
     let snap = two_clusters();
     let mut stream = StreamState::new();
-    let cds = stream
-        .on_request(request(CLUSTER_TYPE_URL, &[], "", ""), &snap)
-        .response
-        .unwrap();
+    let cds = subscribe(&mut stream, CLUSTER_TYPE_URL, &[], &snap);
     let names = ["dns+a.test:80"];
-    let eds = stream
-        .on_request(request(ENDPOINT_TYPE_URL, &names, "", ""), &snap)
-        .response
-        .unwrap();
+    let eds = subscribe(&mut stream, ENDPOINT_TYPE_URL, &names, &snap);
     stream.on_request(ack_of(&cds, &[]), &snap);
     stream.on_request(ack_of(&eds, &names), &snap);
 
@@ -200,19 +209,15 @@ fn snapshot_change_pushes_only_moved_types() {
 fn nack_is_reported_and_not_answered() {
     let snap = two_clusters();
     let mut stream = StreamState::new();
-    let cds = stream
-        .on_request(request(CLUSTER_TYPE_URL, &[], "", ""), &snap)
-        .response
-        .unwrap();
+    let cds = subscribe(&mut stream, CLUSTER_TYPE_URL, &[], &snap);
     let mut nack = request(CLUSTER_TYPE_URL, &[], "", &cds.nonce);
     nack.error_detail = Some(Status {
         code: 3,
         message: "bad cluster".into(),
         ..Default::default()
     });
-    let reply = stream.on_request(nack, &snap);
     assert_eq!(
-        reply.request,
+        unanswered(&mut stream, nack, &snap),
         RequestKind::Nack {
             kind: ResourceType::Cluster,
             rejected_version: cds.version_info.clone(),
@@ -220,7 +225,6 @@ fn nack_is_reported_and_not_answered() {
             message: "bad cluster".into(),
         }
     );
-    assert!(reply.response.is_none());
     // A later snapshot with a new version is pushed again.
     let moved = snapshot(&[("dns+z.test:80", &[])]);
     assert_eq!(stream.on_snapshot(&moved).len(), 1);
@@ -230,23 +234,18 @@ fn nack_is_reported_and_not_answered() {
 fn stale_nonces_are_ignored() {
     let snap = two_clusters();
     let mut stream = StreamState::new();
-    let first = stream
-        .on_request(request(CLUSTER_TYPE_URL, &[], "", ""), &snap)
-        .response
-        .unwrap();
+    let first = subscribe(&mut stream, CLUSTER_TYPE_URL, &[], &snap);
     let moved = snapshot(&[("dns+z.test:80", &[])]);
     let second = stream.on_snapshot(&moved).remove(0);
 
     // The ACK of the first response arrives after the second was sent.
-    let reply = stream.on_request(ack_of(&first, &[]), &moved);
     assert_eq!(
-        reply.request,
+        unanswered(&mut stream, ack_of(&first, &[]), &moved),
         RequestKind::Stale {
             kind: ResourceType::Cluster,
             nonce: first.nonce.clone()
         }
     );
-    assert!(reply.response.is_none());
     // Even a stale NACK is ignored.
     let mut stale_nack = ack_of(&first, &[]);
     stale_nack.error_detail = Some(Status::default());
@@ -264,13 +263,7 @@ fn stale_nonces_are_ignored() {
 fn subscription_change_is_answered() {
     let snap = two_clusters();
     let mut stream = StreamState::new();
-    let eds = stream
-        .on_request(
-            request(ENDPOINT_TYPE_URL, &["dns+a.test:80"], "", ""),
-            &snap,
-        )
-        .response
-        .unwrap();
+    let eds = subscribe(&mut stream, ENDPOINT_TYPE_URL, &["dns+a.test:80"], &snap);
     let names = ["dns+a.test:80", "dns+b.test:80", "dns+unknown.test:80"];
     let reply = stream.on_request(ack_of(&eds, &names), &snap);
     let response = reply.response.unwrap();
@@ -284,10 +277,7 @@ fn subscription_change_is_answered() {
 fn explicit_wildcard_gets_every_assignment() {
     let snap = two_clusters();
     let mut stream = StreamState::new();
-    let eds = stream
-        .on_request(request(ENDPOINT_TYPE_URL, &["*"], "", ""), &snap)
-        .response
-        .unwrap();
+    let eds = subscribe(&mut stream, ENDPOINT_TYPE_URL, &["*"], &snap);
     assert_eq!(cla_names(&eds), ["dns+a.test:80", "dns+b.test:80"]);
 
     let grown = snapshot(&[("dns+a.test:80", &["10.0.0.1:80"]), ("dns+c.test:80", &[])]);
@@ -299,13 +289,7 @@ fn explicit_wildcard_gets_every_assignment() {
 fn empty_eds_subscription_is_not_answered() {
     let snap = two_clusters();
     let mut stream = StreamState::new();
-    let eds = stream
-        .on_request(
-            request(ENDPOINT_TYPE_URL, &["dns+a.test:80"], "", ""),
-            &snap,
-        )
-        .response
-        .unwrap();
+    let eds = subscribe(&mut stream, ENDPOINT_TYPE_URL, &["dns+a.test:80"], &snap);
     let reply = stream.on_request(ack_of(&eds, &[]), &snap);
     assert!(reply.response.is_none());
     assert!(stream
@@ -379,10 +363,7 @@ fn plain_cds_stream_serves_grpc_eds_clusters_and_fills_type_url() {
 fn plain_eds_stream_serves_assignments() {
     let snap = two_clusters();
     let mut stream = StreamState::single_type(ResourceType::Endpoint);
-    let eds = stream
-        .on_request(request("", &["dns+b.test:80"], "", ""), &snap)
-        .response
-        .unwrap();
+    let eds = subscribe(&mut stream, "", &["dns+b.test:80"], &snap);
     assert_eq!(eds.type_url, ENDPOINT_TYPE_URL);
     assert_eq!(cla_names(&eds), ["dns+b.test:80"]);
     assert_eq!(eds.version_info, snap.version(ResourceType::Endpoint));
@@ -392,13 +373,7 @@ fn plain_eds_stream_serves_assignments() {
 fn nonces_increase_across_types() {
     let snap = two_clusters();
     let mut stream = StreamState::new();
-    let a = stream
-        .on_request(request(CLUSTER_TYPE_URL, &[], "", ""), &snap)
-        .response
-        .unwrap();
-    let b = stream
-        .on_request(request(ENDPOINT_TYPE_URL, &["*"], "", ""), &snap)
-        .response
-        .unwrap();
+    let a = subscribe(&mut stream, CLUSTER_TYPE_URL, &[], &snap);
+    let b = subscribe(&mut stream, ENDPOINT_TYPE_URL, &["*"], &snap);
     assert_eq!((a.nonce.as_str(), b.nonce.as_str()), ("1", "2"));
 }
