@@ -71,6 +71,24 @@ struct EnvoyHttpHeader {
     value_length: usize,
 }
 
+impl EnvoyHttpHeader {
+    const EMPTY: Self = Self {
+        key_ptr: ptr::null(),
+        key_length: 0,
+        value_ptr: ptr::null(),
+        value_length: 0,
+    };
+
+    /// Its name and value, checked; valid until the hook ends.
+    fn bytes(&self) -> Option<(&[u8], &[u8])> {
+        // SAFETY: Envoy filled the entry with buffers valid until this hook
+        // ends; callers copy what they keep before returning.
+        let key = unsafe { envoy_bytes(self.key_ptr, self.key_length) }?;
+        let value = unsafe { envoy_bytes(self.value_ptr, self.value_length) }?;
+        Some((key, value))
+    }
+}
+
 /// `envoy_dynamic_module_type_http_header_type`.
 const REQUEST_HEADER: i32 = 0;
 const RESPONSE_HEADER: i32 = 2;
@@ -236,6 +254,31 @@ impl HttpFilter {
         }
     }
 
+    fn request_headers_size(&self) -> usize {
+        // SAFETY: `raw` is the live filter of this hook.
+        unsafe {
+            envoy_dynamic_module_callback_http_get_headers_size(self.raw.as_ptr(), REQUEST_HEADER)
+        }
+    }
+
+    /// Envoy's request headers written into the start of `out`: the filled
+    /// part (empty if Envoy failed), or `None` when they do not fit.
+    fn fill_request_headers<'b>(
+        &self,
+        out: &'b mut [EnvoyHttpHeader],
+    ) -> Option<&'b [EnvoyHttpHeader]> {
+        let out = out.get_mut(..self.request_headers_size())?;
+        // SAFETY: `out` has room for exactly the headers Envoy just counted.
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_get_headers(
+                self.raw.as_ptr(),
+                REQUEST_HEADER,
+                out.as_mut_ptr(),
+            )
+        };
+        Some(if ok { out } else { &[] })
+    }
+
     fn attribute(&self, id: i32) -> Option<String> {
         let mut out = EnvoyBuffer {
             ptr: ptr::null(),
@@ -267,76 +310,25 @@ impl Stream for HttpFilter {
     /// asked for: Envoy looks a name up by scanning the map, so a few names
     /// cost more as single lookups (callgrind: ~1.1k instructions each).
     fn request_headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<Vec<u8>>; N] {
-        const ROOM: usize = 32;
-        // SAFETY: `raw` is the live filter of this hook.
-        let size = unsafe {
-            envoy_dynamic_module_callback_http_get_headers_size(self.raw.as_ptr(), REQUEST_HEADER)
-        };
-        if size > ROOM {
+        let mut raw = [EnvoyHttpHeader::EMPTY; 32];
+        let Some(filled) = self.fill_request_headers(&mut raw) else {
             return names.map(|name| self.request_header(name));
-        }
-        let empty = EnvoyHttpHeader {
-            key_ptr: ptr::null(),
-            key_length: 0,
-            value_ptr: ptr::null(),
-            value_length: 0,
-        };
-        let mut raw = [empty; ROOM];
-        // SAFETY: `raw` has room for the `size` headers Envoy just counted.
-        let ok = unsafe {
-            envoy_dynamic_module_callback_http_get_headers(
-                self.raw.as_ptr(),
-                REQUEST_HEADER,
-                raw.as_mut_ptr(),
-            )
-        };
-        let filled = if ok {
-            raw.get(..size).unwrap_or_default()
-        } else {
-            &[]
         };
         names.map(|name| {
             filled.iter().find_map(|h| {
-                // SAFETY: Envoy filled each entry with buffers valid until
-                // this hook ends; the value is copied at once.
-                let key = unsafe { envoy_bytes(h.key_ptr, h.key_length) }?;
-                if key != name.as_bytes() {
-                    return None;
-                }
-                unsafe { envoy_bytes(h.value_ptr, h.value_length) }.map(<[u8]>::to_vec)
+                let (key, value) = h.bytes()?;
+                (key == name.as_bytes()).then(|| value.to_vec())
             })
         })
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        // SAFETY: `raw` is the live filter of this hook.
-        let size = unsafe {
-            envoy_dynamic_module_callback_http_get_headers_size(self.raw.as_ptr(), REQUEST_HEADER)
-        };
-        let empty = EnvoyHttpHeader {
-            key_ptr: ptr::null(),
-            key_length: 0,
-            value_ptr: ptr::null(),
-            value_length: 0,
-        };
-        let mut raw = vec![empty; size];
-        // SAFETY: `raw` has room for the `size` headers Envoy just counted.
-        let ok = unsafe {
-            envoy_dynamic_module_callback_http_get_headers(
-                self.raw.as_ptr(),
-                REQUEST_HEADER,
-                raw.as_mut_ptr(),
-            )
-        };
-        if !ok {
-            return Vec::new();
-        }
-        raw.iter()
+        let mut raw = vec![EnvoyHttpHeader::EMPTY; self.request_headers_size()];
+        self.fill_request_headers(&mut raw)
+            .unwrap_or_default()
+            .iter()
             .filter_map(|h| {
-                // SAFETY: Envoy filled each entry with buffers valid until
-                // this hook ends; they are copied at once.
-                let key = unsafe { envoy_bytes(h.key_ptr, h.key_length) }?;
-                let value = unsafe { envoy_bytes(h.value_ptr, h.value_length) }?;
+                let (key, value) = h.bytes()?;
                 Some((String::from_utf8_lossy(key).into_owned(), value.to_vec()))
             })
             .collect()
